@@ -1,0 +1,44 @@
+"""tickflow's shared contracts: message types, the topic registry, serialisation, settings, time.
+
+This package is the only code the services share.
+"""
+
+from contracts.errors import ContractError, SettingsError
+from contracts.messages import (
+    V1,
+    Bar,
+    DeadLetter,
+    FeatureVector,
+    Fill,
+    MarketEvent,
+    Message,
+    Order,
+    PortfolioSnapshot,
+    SourceOffset,
+    Trade,
+)
+from contracts.serde import decode, encode, to_dict
+from contracts.topics import REGISTRY, Topic, market_key, topic
+
+__all__ = [
+    "REGISTRY",
+    "V1",
+    "Bar",
+    "ContractError",
+    "DeadLetter",
+    "FeatureVector",
+    "Fill",
+    "MarketEvent",
+    "Message",
+    "Order",
+    "PortfolioSnapshot",
+    "SettingsError",
+    "SourceOffset",
+    "Topic",
+    "Trade",
+    "decode",
+    "encode",
+    "market_key",
+    "to_dict",
+    "topic",
+]

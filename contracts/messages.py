@@ -1,0 +1,177 @@
+"""The message types every tickflow service exchanges over Kafka.
+
+Each type is a frozen msgspec Struct: immutable, typed, and decoded strictly (unknown, missing or
+mistyped fields are refused; prices and sizes must be finite and positive). Every type carries a
+required ``schema_version``; a consumer refuses a version it does not know. Field names are lower
+snake_case because ksqlDB upper-cases unquoted identifiers. Times are UTC integer milliseconds.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+# Constraints. JSON cannot carry NaN or infinity (msgspec refuses the literals and numbers that
+# overflow), so a decoded float is finite; these add the sign.
+Positive = Annotated[float, msgspec.Meta(gt=0.0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
+Finite = float
+EpochMs = Annotated[int, msgspec.Meta(ge=0)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Side = Literal["buy", "sell"]
+
+V1 = 1
+
+
+class Message(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of all contract messages."""
+
+    schema_version: Literal[1]
+
+
+class Trade(Message, frozen=True, kw_only=True):
+    """One executed trade. ``side`` is the taker's (aggressor's) side."""
+
+    exchange: Name
+    symbol: Name  # normalised form, e.g. BTC-USDT
+    venue_symbol: Name  # the venue's own spelling, e.g. BTCUSDT
+    trade_id: Name
+    price: Positive
+    size: Positive
+    side: Side
+    ts_event: EpochMs
+    ts_ingest: EpochMs
+
+
+EventKind = Literal["gap", "reconnect", "stale", "snapshot", "late", "disconnect"]
+
+
+class MarketEvent(Message, frozen=True, kw_only=True):
+    """A data-quality event: a gap in trade ids, a reconnect, a stale feed, late trades."""
+
+    exchange: Name
+    symbol: Name
+    kind: EventKind
+    ts: EpochMs
+    first_missing: str | None = None  # gap: first missing trade id / sequence number
+    last_missing: str | None = None  # gap: last missing trade id / sequence number
+    count: int = 0  # gap: how many are missing; late: how many were dropped
+    detail: str = ""
+
+
+class DeadLetter(Message, frozen=True, kw_only=True):
+    """A record that could not be processed, kept verbatim with the reason."""
+
+    source: Name  # venue name or the topic it was read from
+    raw: str
+    reason: str
+    ts: EpochMs
+    partition: int | None = None
+    offset: int | None = None
+
+
+class Bar(Message, frozen=True, kw_only=True):
+    """An event-time bar: trades with window_start <= ts_event < window_end."""
+
+    exchange: Name
+    symbol: Name
+    interval_s: Annotated[int, msgspec.Meta(gt=0)]
+    window_start: EpochMs
+    window_end: EpochMs
+    open: Positive
+    high: Positive
+    low: Positive
+    close: Positive
+    volume: NonNegative
+    vwap: Positive
+    trades: Annotated[int, msgspec.Meta(ge=0)]
+    buy_volume: NonNegative
+    sell_volume: NonNegative
+
+
+class SourceOffset(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where an input record sat: topic, partition, offset."""
+
+    topic: Name
+    partition: Annotated[int, msgspec.Meta(ge=0)]
+    offset: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class FeatureVector(Message, frozen=True, kw_only=True):
+    """Features computed from closed bars. ``ts`` is the end of the bar they were computed at.
+
+    ``features`` maps name to value in the feature schema's order; a value is null while the
+    feature is still warming up. ``ready`` is true once every feature has a value.
+    """
+
+    exchange: Name
+    symbol: Name
+    interval_s: Annotated[int, msgspec.Meta(gt=0)]
+    ts: EpochMs
+    feature_schema: Name  # e.g. "v1"
+    ready: bool
+    features: dict[str, Finite | None]
+    close: Positive  # the bar's close, the price a decision at ts is marked at
+    source: list[SourceOffset] = []
+
+
+class Order(Message, frozen=True, kw_only=True):
+    """A market order to move a policy's position in one symbol to ``target_position``."""
+
+    order_id: Name
+    policy_id: Name
+    policy_version: Name
+    exchange: Name
+    symbol: Name
+    side: Side
+    qty: Positive
+    target_position: Finite
+    ts: EpochMs
+    feature_ts: EpochMs
+    reason: str = ""
+
+
+class Fill(Message, frozen=True, kw_only=True):
+    """A (possibly partial) execution of an order."""
+
+    fill_id: Name
+    order_id: Name
+    policy_id: Name
+    exchange: Name
+    symbol: Name
+    side: Side
+    price: Positive
+    qty: Positive
+    fee: NonNegative
+    slippage: Finite  # in quote currency, signed: positive costs the trader
+    ts: EpochMs
+    trade_id: str = ""  # the market trade it was filled against
+    last: bool = False  # true on the fill that completes (or ends) the order
+
+
+class PortfolioSnapshot(Message, frozen=True, kw_only=True):
+    """A policy's book after a fill or a decision."""
+
+    policy_id: Name
+    ts: EpochMs
+    positions: dict[str, Finite]  # symbol -> quantity
+    cash: Finite
+    equity: Finite
+    realised_pnl: Finite
+    unrealised_pnl: Finite
+    fees: NonNegative
+    drawdown: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+    halted: bool = False
+
+
+ALL_TYPES: tuple[type[Message], ...] = (
+    Trade,
+    MarketEvent,
+    DeadLetter,
+    Bar,
+    FeatureVector,
+    Order,
+    Fill,
+    PortfolioSnapshot,
+)

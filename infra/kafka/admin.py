@@ -1,0 +1,63 @@
+"""Admin operations against a broker: readiness, topics from the registry, listings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from contracts.topics import REGISTRY, Topic
+
+
+def admin(bootstrap: str, quiet: bool = False) -> AdminClient:
+    """An admin client; ``quiet`` silences librdkafka's connection errors (expected while starting)."""
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 0 if quiet else 3})
+
+
+def wait_ready(bootstrap: str, timeout: float, alive: Callable[[], bool] = lambda: True) -> None:
+    """Return once the broker answers a metadata request; TimeoutError after ``timeout`` seconds."""
+    client = admin(bootstrap, quiet=True)
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if not alive():
+            raise TimeoutError("the broker process exited during start")
+        try:
+            md = client.list_topics(timeout=1.0)
+            if md.brokers:
+                return
+        except KafkaException as err:
+            last = str(err)
+        time.sleep(0.2)
+    raise TimeoutError(last)
+
+
+def ensure_topics(bootstrap: str, topics: Iterable[Topic] | None = None, timeout: float = 30.0) -> list[str]:
+    """Create the registry's topics (or the given ones) that do not exist yet; return those created."""
+    wanted = list(REGISTRY.values()) if topics is None else list(topics)
+    client = admin(bootstrap)
+    existing = set(client.list_topics(timeout=timeout).topics)
+    new = [
+        NewTopic(t.name, num_partitions=t.partitions, replication_factor=1,
+                 config={"cleanup.policy": t.cleanup})
+        for t in wanted if t.name not in existing
+    ]
+    if not new:
+        return []
+    created = []
+    for name, fut in client.create_topics(new, operation_timeout=timeout).items():
+        try:
+            fut.result()
+            created.append(name)
+        except KafkaException as err:
+            if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    return created
+
+
+def describe_topics(bootstrap: str, timeout: float = 10.0) -> dict[str, int]:
+    """Topic name -> partition count, internal topics left out."""
+    md = admin(bootstrap).list_topics(timeout=timeout)
+    return {name: len(t.partitions) for name, t in sorted(md.topics.items()) if not name.startswith("__")}

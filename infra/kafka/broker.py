@@ -1,0 +1,271 @@
+"""Start, watch and stop one local Apache Kafka node (KRaft, broker + controller in one process).
+
+State lives under ``<TICKFLOW_HOME>/kafka``: ``config/``, ``data/``, ``logs/broker.log`` and
+``broker.json`` (pid, address, version, start time). ``stop`` only ever signals the process that
+``broker.json`` names, and only when its command line is this home's broker.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from infra.kafka.admin import ensure_topics, wait_ready
+from infra.kafka.java import find_java
+from infra.kafka.lockfile import read_lock
+from infra.kafka.provision import provision
+
+LOG4J2 = """\
+status = warn
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d{{ISO8601}}] %p %m (%c{{1}})%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+logger.cleaner.name = kafka.log.LogCleaner
+logger.cleaner.level = WARN
+logger.apache.name = org.apache.kafka
+logger.apache.level = WARN
+logger.raft.name = org.apache.kafka.raft
+logger.raft.level = WARN
+"""
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be started or stopped; the message says why."""
+
+
+@dataclass(frozen=True)
+class BrokerInfo:
+    """What broker.json records about a running broker."""
+
+    pid: int
+    host: str
+    port: int
+    controller_port: int
+    version: str
+    started_ms: int
+    ready_s: float
+    home: str
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGTERM it when the parent dies (tests killed midway)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    os.setsid()
+
+
+class LocalBroker:
+    """One KRaft node under ``home/kafka``."""
+
+    def __init__(self, home: Path, host: str = "127.0.0.1", port: int = 9092) -> None:
+        self.home = Path(home).resolve()
+        self.root = self.home / "kafka"
+        self.host = host
+        self.port = port
+        self.info_file = self.root / "broker.json"
+        self.log_file = self.root / "logs" / "broker.log"
+        self.out_file = self.root / "logs" / "broker.out"
+
+    # -- state ----------------------------------------------------------------------------------
+    def running(self) -> BrokerInfo | None:
+        """The broker this home started, if its process is still alive."""
+        if not self.info_file.exists():
+            return None
+        info = BrokerInfo(**json.loads(self.info_file.read_text()))
+        if not self._is_ours(info.pid):
+            self.info_file.unlink(missing_ok=True)
+            return None
+        return info
+
+    def _is_ours(self, pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return False
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if cmdline.exists():
+            args = cmdline.read_bytes().split(b"\0")
+            return b"kafka.Kafka" in args and str(self.root).encode() in b" ".join(args)
+        return True
+
+    def log_tail(self, lines: int = 30) -> str:
+        chunks = []
+        for f in (self.out_file, self.log_file):
+            if f.exists():
+                chunks.extend(f.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(chunks[-lines:]) or "(the broker wrote no log)"
+
+    # -- start ----------------------------------------------------------------------------------
+    def start(
+        self,
+        timeout: float = 90.0,
+        die_with_parent: bool = False,
+        heap: str | None = None,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> BrokerInfo:
+        """Start the broker in the background; return once it answers metadata requests."""
+        say = on_progress or (lambda _msg: None)
+        current = self.running()
+        if current is not None:
+            if current.port == self.port and current.host == self.host:
+                say(f"already running (pid {current.pid})")
+                return current
+            raise BrokerError(
+                f"a broker from {self.home} already runs at {current.bootstrap} (pid {current.pid}); "
+                "stop it first with `tickflow kafka stop`"
+            )
+        if port_in_use(self.host, self.port):
+            raise BrokerError(
+                f"port {self.port} on {self.host} is already in use by another process; "
+                "choose another with --port or TICKFLOW_KAFKA_PORT"
+            )
+        java = find_java()
+        jars = provision()
+        version = read_lock().kafka_version
+        controller_port = free_port(self.host)
+        config = self._write_config(controller_port)
+        classpath = f"{jars}/*"
+        jvm = [str(java.path), *(heap or os.environ.get("TICKFLOW_KAFKA_HEAP", "-Xms256m -Xmx768m")).split(),
+               "-XX:+UseG1GC", "-Djava.awt.headless=true",
+               f"-Dlog4j2.configurationFile={self.root / 'config' / 'log4j2.properties'}",
+               "-cp", classpath]
+        if not (self.root / "data" / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            fmt = subprocess.run(
+                [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
+                 "--standalone", "--ignore-formatted"],
+                capture_output=True, text=True, timeout=120,
+            )
+            if fmt.returncode != 0:
+                raise BrokerError(f"formatting the broker's storage failed:\n{fmt.stdout}{fmt.stderr}")
+        say(f"starting Kafka {version} with Java {java.major} ({java.origin})")
+        started = time.monotonic()
+        with self.out_file.open("ab") as out:
+            proc = subprocess.Popen(
+                [*jvm, "kafka.Kafka", str(config)],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent if die_with_parent else os.setsid,
+            )
+        bootstrap = f"{self.host}:{self.port}"
+        try:
+            wait_ready(bootstrap, timeout, alive=lambda: proc.poll() is None)
+        except TimeoutError as err:
+            self._kill(proc.pid)
+            raise BrokerError(
+                f"Kafka did not answer metadata requests at {bootstrap} within {timeout:.0f}s "
+                f"({err}). Last log lines:\n{self.log_tail()}"
+            ) from err
+        ready_s = time.monotonic() - started
+        info = BrokerInfo(proc.pid, self.host, self.port, controller_port, version,
+                          int(time.time() * 1000), round(ready_s, 2), str(self.home))
+        self.info_file.write_text(json.dumps(asdict(info)))
+        ensure_topics(bootstrap)
+        return info
+
+    def _write_config(self, controller_port: int) -> Path:
+        conf_dir = self.root / "config"
+        for d in (conf_dir, self.root / "data", self.root / "logs"):
+            d.mkdir(parents=True, exist_ok=True)
+        h = self.host
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.bootstrap.servers": f"{h}:{controller_port}",
+            "listeners": f"PLAINTEXT://{h}:{self.port},CONTROLLER://{h}:{controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{h}:{self.port}",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.root / "data"),
+            "num.partitions": "4",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "8",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "4",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "true",
+            "log.retention.hours": "168",
+            "log.segment.bytes": str(256 * 1024 * 1024),
+        }
+        config = conf_dir / "server.properties"
+        config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        (conf_dir / "log4j2.properties").write_text(LOG4J2.format(log=self.log_file))
+        return config
+
+    # -- stop -----------------------------------------------------------------------------------
+    def stop(self, timeout: float = 30.0) -> BrokerInfo | None:
+        """SIGTERM the broker this home started, SIGKILL it after ``timeout``; None if none ran."""
+        info = self.running()
+        if info is None:
+            return None
+        os.kill(info.pid, signal.SIGTERM)
+        if not self._wait_gone(info.pid, timeout):
+            self._kill(info.pid)
+            self._wait_gone(info.pid, 10)
+        self.info_file.unlink(missing_ok=True)
+        return info
+
+    def _kill(self, pid: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+    def _wait_gone(self, pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)  # reap it when it is our child
+                if done == pid:
+                    return True
+            except ChildProcessError:
+                pass
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            time.sleep(0.1)
+        return False

@@ -1,0 +1,141 @@
+"""`tickflow kafka ...` and `tickflow topic ...`: the local broker and topic inspection."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from typing import TYPE_CHECKING
+
+from contracts.settings import kafka_bootstrap, tickflow_home
+
+if TYPE_CHECKING:
+    from infra.kafka.broker import LocalBroker
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    kafka = sub.add_parser(
+        "kafka", help="run a local Apache Kafka broker (KRaft) from Maven Central jars",
+        description="A real single-node Apache Kafka broker for development, tests and the demo. "
+        "State lives under TICKFLOW_HOME (default ./.tickflow); jars are cached under "
+        "TICKFLOW_CACHE (default ~/.cache/tickflow).",
+    )
+    ks = kafka.add_subparsers(dest="kafka_command", required=True, metavar="ACTION")
+    start = ks.add_parser("start", help="start the broker in the background and wait until it answers")
+    start.add_argument("--host", default=None, help="listen address (default: KAFKA_BOOTSTRAP's host)")
+    start.add_argument("--port", type=int, default=None, help="listen port (default: KAFKA_BOOTSTRAP's port)")
+    start.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for readiness")
+    start.set_defaults(func=_start)
+    stop = ks.add_parser("stop", help="stop the broker this TICKFLOW_HOME started (SIGTERM, then kill)")
+    stop.add_argument("--timeout", type=float, default=30.0, help="seconds before SIGKILL")
+    stop.set_defaults(func=_stop)
+    ks.add_parser("status", help="pid, address, version and uptime of the local broker").set_defaults(func=_status)
+    ks.add_parser("topics", help="list topics and partition counts at KAFKA_BOOTSTRAP").set_defaults(func=_topics)
+    ks.add_parser("provision", help="fetch and verify the locked Kafka jars into the cache").set_defaults(
+        func=_provision)
+    ks.add_parser("lock", help="regenerate infra/kafka/jars.lock.json from pom.xml (needs Maven)").set_defaults(
+        func=_lock)
+
+    topic = sub.add_parser("topic", help="inspect topics", description="Inspect topics at KAFKA_BOOTSTRAP.")
+    ts = topic.add_subparsers(dest="topic_command", required=True, metavar="ACTION")
+    dump = ts.add_parser(
+        "dump", help="print a topic's values as JSON lines from the beginning",
+        description="Print the topic's values as JSON lines, from the first offset of every partition, "
+        "until no record arrives for --timeout seconds (or --max records were printed).",
+    )
+    dump.add_argument("topic", help="topic name, e.g. market.trades")
+    dump.add_argument("--timeout", type=float, default=5.0, help="stop after this many idle seconds")
+    dump.add_argument("--max", type=int, default=None, help="stop after this many records")
+    dump.add_argument("--meta", action="store_true", help="wrap each value with partition, offset and key")
+    dump.set_defaults(func=_dump)
+
+
+def _broker(args: argparse.Namespace) -> LocalBroker:
+    from infra.kafka.broker import LocalBroker
+
+    host, _, port = kafka_bootstrap().split(",")[0].rpartition(":")
+    return LocalBroker(tickflow_home(), getattr(args, "host", None) or host,
+                       getattr(args, "port", None) or int(port))
+
+
+def _start(args: argparse.Namespace) -> int:
+    broker = _broker(args)
+    info = broker.start(timeout=args.timeout, on_progress=lambda m: print(f"kafka: {m}", flush=True))
+    print(f"Kafka {info.version} ready at {info.bootstrap} in {info.ready_s:.1f}s "
+          f"(pid {info.pid}, home {info.home})")
+    print(f"export KAFKA_BOOTSTRAP={info.bootstrap}")
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from infra.kafka.broker import LocalBroker
+
+    broker = LocalBroker(tickflow_home())
+    info = broker.stop(timeout=args.timeout)
+    if info is None:
+        print(f"no broker started from {broker.home} is running")
+        return 0
+    print(f"stopped Kafka {info.version} at {info.bootstrap} (pid {info.pid})")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from infra.kafka.admin import describe_topics
+    from infra.kafka.broker import LocalBroker
+
+    info = LocalBroker(tickflow_home()).running()
+    if info is None:
+        print(f"no broker started from {tickflow_home()} is running")
+        return 1
+    uptime = time.time() - info.started_ms / 1000
+    topics = describe_topics(info.bootstrap)
+    print(f"pid {info.pid}\naddress {info.bootstrap}\nversion {info.version}\n"
+          f"uptime {uptime:.0f}s\ntopics {len(topics)}\nhome {info.home}")
+    return 0
+
+
+def _topics(args: argparse.Namespace) -> int:
+    from infra.kafka.admin import describe_topics
+
+    for name, partitions in describe_topics(kafka_bootstrap()).items():
+        print(f"{name}\t{partitions}")
+    return 0
+
+
+def _provision(args: argparse.Namespace) -> int:
+    from infra.kafka.java import find_java
+    from infra.kafka.lockfile import read_lock
+    from infra.kafka.provision import provision
+
+    java = find_java()
+    folder = provision()
+    print(f"Kafka {read_lock().kafka_version}: jars verified in {folder}; Java {java.major} at {java.path}")
+    return 0
+
+
+def _lock(args: argparse.Namespace) -> int:
+    from infra.kafka.lockfile import LOCK, generate
+
+    lock = generate()
+    print(f"wrote {LOCK}: Kafka {lock.kafka_version}, {len(lock.artifacts)} jars")
+    return 0
+
+
+def _dump(args: argparse.Namespace) -> int:
+    from infra.kafka.dump import dump
+
+    dump(kafka_bootstrap(), args.topic, args.timeout, args.max, args.meta)
+    return 0
+
+
+def use_local_broker_address() -> None:
+    """When KAFKA_BOOTSTRAP is unset and this home runs a broker, point every command at it."""
+    if "KAFKA_BOOTSTRAP" in os.environ:
+        return
+    info_file = tickflow_home() / "kafka" / "broker.json"
+    if info_file.exists():
+        from infra.kafka.broker import LocalBroker
+
+        info = LocalBroker(tickflow_home()).running()
+        if info is not None:
+            os.environ["KAFKA_BOOTSTRAP"] = info.bootstrap

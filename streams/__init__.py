@@ -1,0 +1,1 @@
+"""The streams layer: event-time bars and features (Faust agents, offline builder, ksqlDB)."""

@@ -1,0 +1,5 @@
+import sys
+
+from tickflow.cli import main
+
+sys.exit(main())
