@@ -8,7 +8,7 @@ snake_case because ksqlDB upper-cases unquoted identifiers. Times are UTC intege
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
 
@@ -21,7 +21,7 @@ EpochMs = Annotated[int, msgspec.Meta(ge=0)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Side = Literal["buy", "sell"]
 
-V1 = 1
+V1: Final = 1
 
 
 class Message(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
