@@ -2,7 +2,7 @@
 
 Each throughput sits beside the reference it is compared with, measured in the same run (Kafka's own
 perf tools, or an unoptimised path), because these machines are noisy. Select with
-`python -m bench NAME...` (module names below).
+`python -m bench NAME...` (module names below); a partial run writes bench/out/results.json instead.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from bench.results import Result, write
 from contracts.logs import setup_logging
 from infra.kafka.broker import LocalBroker, free_port
 
-MODULES = ["serde", "kafka_perf"]
+MODULES = ["serde", "kafka_perf", "ingest", "streams", "trader"]
 OUT = Path(__file__).resolve().parent / "results.json"
 
 
@@ -39,8 +39,10 @@ def main(argv: list[str]) -> int:
                           flush=True)
         finally:
             broker.stop()
-    write(results, OUT)
-    print(f"bench: wrote {OUT}")
+    # Only a full run replaces bench/results.json: its ratios need every reference from the same run.
+    out = OUT if not argv else OUT.parent / "out" / "results.json"
+    write(results, out)
+    print(f"bench: wrote {out}")
     return 0
 
 

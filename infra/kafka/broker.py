@@ -84,6 +84,15 @@ def port_in_use(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def new_cluster_id() -> str:
+    """16 random bytes, url-safe base64 without padding; never starting with "-", which StorageTool
+    would read as an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _die_with_parent() -> None:
     """In the child before exec: ask Linux to SIGTERM it when the parent dies (tests killed midway)."""
     try:
@@ -172,7 +181,7 @@ class LocalBroker:
                f"-Dlog4j2.configurationFile={self.root / 'config' / 'log4j2.properties'}",
                "-cp", classpath]
         if not (self.root / "data" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_cluster_id()
             fmt = subprocess.run(
                 [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
                  "--standalone", "--ignore-formatted"],

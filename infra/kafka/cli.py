@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     stop.set_defaults(func=_stop)
     ks.add_parser("status", help="pid, address, version and uptime of the local broker").set_defaults(func=_status)
     ks.add_parser("topics", help="list topics and partition counts at KAFKA_BOOTSTRAP").set_defaults(func=_topics)
+    ks.add_parser("create-topics", help="create the registry's missing topics at KAFKA_BOOTSTRAP (any broker)"
+                  ).set_defaults(func=_create_topics)
     ks.add_parser("provision", help="fetch and verify the locked Kafka jars into the cache").set_defaults(
         func=_provision)
     ks.add_parser("lock", help="regenerate infra/kafka/jars.lock.json from pom.xml (needs Maven)").set_defaults(
@@ -99,6 +101,16 @@ def _topics(args: argparse.Namespace) -> int:
 
     for name, partitions in describe_topics(kafka_bootstrap()).items():
         print(f"{name}\t{partitions}")
+    return 0
+
+
+def _create_topics(args: argparse.Namespace) -> int:
+    from infra.kafka.admin import ensure_topics, wait_ready
+
+    bootstrap = kafka_bootstrap()
+    wait_ready(bootstrap, timeout=60)
+    created = ensure_topics(bootstrap)
+    print(f"created {len(created)} topics at {bootstrap}: {' '.join(sorted(created)) or '(all existed)'}")
     return 0
 
 

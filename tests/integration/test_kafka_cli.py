@@ -9,13 +9,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 
 from contracts.topics import REGISTRY
-from infra.kafka.broker import LocalBroker, free_port, port_in_use
+from infra.kafka.admin import admin, describe_topics
+from infra.kafka.broker import BrokerInfo, LocalBroker, free_port, port_in_use
 from tests.helpers import REPO, cli_env, tickflow_cmd
 
 pytestmark = pytest.mark.integration
@@ -105,3 +107,16 @@ def test_a_killed_test_run_leaves_no_broker_behind(tmp_path: Path) -> None:
     info = again.start()
     assert info.pid != broker_pid
     again.stop()
+
+
+def test_create_topics_restores_a_missing_registry_topic(make_broker: Callable[[], BrokerInfo], tmp_path: Path) -> None:
+    info = make_broker()
+    client = admin(info.bootstrap)
+    client.delete_topics(["orders"])["orders"].result(timeout=30)
+    deadline = time.monotonic() + 30
+    while "orders" in describe_topics(info.bootstrap) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    result = run(["kafka", "create-topics"], cli_env(info.bootstrap, tmp_path), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "created 1 topics" in result.stdout and "orders" in result.stdout
+    assert describe_topics(info.bootstrap)["orders"] == 4

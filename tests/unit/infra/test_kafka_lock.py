@@ -24,3 +24,11 @@ def test_no_scala_2_12_and_every_jar_has_a_sha256() -> None:
     assert not [a for a in lock.artifacts if a.artifact.endswith("_2.12")]
     assert all(re.fullmatch(r"[0-9a-f]{64}", a.sha256) for a in lock.artifacts)
     assert len({a.file for a in lock.artifacts}) == len(lock.artifacts)
+
+
+def test_cluster_ids_are_valid_for_storage_tool() -> None:
+    from infra.kafka.broker import new_cluster_id
+
+    ids = {new_cluster_id() for _ in range(5000)}
+    assert len(ids) == 5000
+    assert all(len(i) == 22 and not i.startswith("-") and re.fullmatch(r"[A-Za-z0-9_-]+", i) for i in ids)
