@@ -1,0 +1,182 @@
+"""Helpers of the ingestor's integration tests: a loopback websocket server, topic reading, bars."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import gzip
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from websockets.asyncio.server import ServerConnection, serve
+
+from contracts import DeadLetter, MarketEvent, Trade, decode
+from contracts.topics import MARKET_EVENTS, MARKET_TRADES
+from infra.kafka.broker import BrokerError, BrokerInfo, LocalBroker, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+TICKS = REPO / "data" / "ticks"
+TRADES_CSV = next(TICKS.glob("BTCUSDT-trades-*.csv"))
+FRAMES = next(TICKS.glob("binance_spot_btcusdt_*_timed.jsonl.gz"))
+N_TRADES = 19_904
+
+
+def recorded_ws_frames() -> list[str]:
+    """The raw websocket frames of the recording, in arrival order (the REST snapshot left out)."""
+    with gzip.open(FRAMES, "rt") as f:
+        return [d["raw"] for d in map(json.loads, f) if d["kind"] == "ws"]
+
+
+def csv_trades() -> list[tuple[int, float, float, int, str]]:
+    """(id, price, qty, time, taker side) of the Binance dump, read independently of tickflow."""
+    with TRADES_CSV.open() as f:
+        return [(int(r[0]), float(r[1]), float(r[2]), int(r[4]), "sell" if r[5] == "True" else "buy")
+                for r in csv.reader(f)]
+
+
+# A plan: for connection number n (0, 1, ...), the slice of frames to send, then whether to close.
+Plan = Callable[[int], tuple[int, int, bool]]
+
+
+class LoopbackServer:
+    """A websocket server on 127.0.0.1 that sends recorded frames to each connection by a plan."""
+
+    def __init__(self, frames: list[str], plan: Plan) -> None:
+        self.frames, self.plan = frames, plan
+        self.connections = 0
+        self.opened_at: list[float] = []
+        self.closed_at: list[float] = []
+        self.sent = 0
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Future[None] | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        n = self.connections
+        self.connections += 1
+        self.opened_at.append(time.monotonic())
+        start, end, close = self.plan(n)
+        for i, frame in enumerate(self.frames[start:end]):
+            await ws.send(frame)
+            self.sent += 1
+            if not i % 500:
+                await asyncio.sleep(0)
+        if close:
+            self.closed_at.append(time.monotonic())
+            await ws.close()
+            return
+        await ws.wait_closed()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = self._loop.create_future()
+        async with serve(self._handler, "127.0.0.1", 0, compression=None, max_queue=None) as server:
+            self.port = next(iter(server.sockets)).getsockname()[1]
+            self._ready.set()
+            await self._stop
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        assert self._ready.wait(10), "the loopback websocket server did not start"
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set_result, None)
+        self._thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/stream?streams=btcusdt@trade"
+
+
+def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerInfo]:
+    """A broker of the test module's own (counts on market.trades must not see other tests)."""
+    local = LocalBroker(tmp_path_factory.mktemp("kafka-ingest"), "127.0.0.1", free_port())
+    try:
+        info = local.start(timeout=120, die_with_parent=True)
+    except BrokerError as err:
+        pytest.fail(f"the local Kafka broker did not start: {err}", pytrace=False)
+    yield info
+    local.stop()
+
+
+class Marks:
+    """The end offsets of the ingestor's topics now: read what a test adds after this point."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.start = {name: self._ends(name) for name in (MARKET_TRADES.name, MARKET_EVENTS.name,
+                                                          MARKET_TRADES.dlq.name)}
+
+    def _consumer(self) -> Consumer:
+        return Consumer({"bootstrap.servers": self.bootstrap, "group.id": "ingest-tests",
+                         "enable.auto.commit": False, "log_level": 3})
+
+    def _ends(self, topic: str) -> dict[int, int]:
+        c = self._consumer()
+        deadline = time.monotonic() + 30  # a fresh broker may still be electing partition leaders
+        try:
+            while True:
+                try:
+                    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+                    return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+                except KafkaException:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+        finally:
+            c.close()
+
+    def read(self, topic: str, idle_s: float, limit: int | None = None) -> list[bytes]:
+        c = self._consumer()
+        out: list[bytes] = []
+        try:
+            c.assign([TopicPartition(topic, p, o) for p, o in self.start[topic].items()])
+            last = time.monotonic()
+            while limit is None or len(out) < limit:
+                batch = c.consume(num_messages=1000, timeout=0.2)
+                if not batch:
+                    if time.monotonic() - last >= idle_s:
+                        break
+                    continue
+                last = time.monotonic()
+                for m in batch:
+                    value = m.value()
+                    assert m.error() is None and value is not None, m.error()
+                    out.append(value)
+        finally:
+            c.close()
+        return out
+
+    def trades(self, limit: int | None = None, idle_s: float = 3.0) -> list[Trade]:
+        return [decode(v, Trade) for v in self.read(MARKET_TRADES.name, idle_s, limit)]
+
+    def events(self, idle_s: float = 1.5) -> list[MarketEvent]:
+        return [decode(v, MarketEvent) for v in self.read(MARKET_EVENTS.name, idle_s)]
+
+    def dead_letters(self, idle_s: float = 1.5) -> list[DeadLetter]:
+        return [decode(v, DeadLetter) for v in self.read(MARKET_TRADES.dlq.name, idle_s)]
+
+
+def minute_bars(trades: list[tuple[int, float, float, int]]) -> dict[int, tuple[float, float, float, float, float]]:
+    """1-minute OHLCV of (id, price, size, ts) in trade-id order."""
+    bars: dict[int, list[float]] = {}
+    for _id, price, size, ts in sorted(trades):
+        minute = ts - ts % 60_000
+        bar = bars.get(minute)
+        if bar is None:
+            bars[minute] = [price, price, price, price, size]
+        else:
+            bar[1] = max(bar[1], price)
+            bar[2] = min(bar[2], price)
+            bar[3] = price
+            bar[4] += size
+    return {m: (b[0], b[1], b[2], b[3], b[4]) for m, b in bars.items()}
