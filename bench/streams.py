@@ -1,0 +1,189 @@
+"""Streams benchmarks: one Faust worker, trades -> bars -> features, 100 symbols x 3 intervals (1, 60, 300 s).
+
+- streams.trades_per_s_per_worker: a backlog of synthetic trades (100 symbols, 100 trades/s each in event
+  time) consumed by one `tickflow streams worker`; rate between its first and last output record (Kafka
+  CreateTime). Reference, same run: the same trades through ``Processor.apply`` in-process (the
+  bars-and-features work alone, no Kafka, no Faust).
+- streams.peak_rss_mb: the worker's peak resident memory (VmHWM) after that run.
+- streams.bar_to_feature_p99_ms: live mode on the same worker: 20 symbols trading now (some quiet), each
+  feature vector's arrival at a consumer minus its bar's end plus grace.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
+
+from bench.context import BenchContext
+from bench.results import Result
+from contracts import V1, Trade, decode, encode, market_key
+from contracts.messages import FeatureVector
+from streams.processor import Processor
+
+REPO = Path(__file__).resolve().parents[1]
+SYMBOLS = 100
+N_TRADES = 150_000
+GRACE_MS = 2000
+
+
+def _trades(n: int, t0: int) -> list[Trade]:
+    rnd = random.Random(7)
+    prices = [100.0 + i for i in range(SYMBOLS)]
+    out = []
+    for i in range(n):
+        k = i % SYMBOLS
+        prices[k] *= 1 + rnd.gauss(0, 1e-4)
+        ts = t0 + i // 10  # 10,000 trades per second across the market
+        out.append(Trade(schema_version=V1, exchange="bench", symbol=f"S{k:03d}-USDT", venue_symbol=f"S{k:03d}USDT",
+                         trade_id=str(i), price=round(prices[k], 4), size=rnd.uniform(0.001, 2.0),
+                         side="buy" if rnd.random() < 0.5 else "sell", ts_event=ts, ts_ingest=ts))
+    return out
+
+
+def _produce(bootstrap: str, trades: list[Trade]) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "compression.type": "lz4",
+                  "enable.idempotence": True})
+    for t in trades:
+        while True:
+            try:
+                p.produce("market.trades", encode(t), market_key(t.exchange, t.symbol))
+                break
+            except BufferError:
+                p.poll(0.05)
+    p.flush(60)
+
+
+def _output_times(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[int]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{time.time_ns()}", "enable.auto.commit": False})
+    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    times: list[int] = []
+    last = time.monotonic()
+    while time.monotonic() - last < idle_s:
+        for m in c.consume(10_000, 0.5):
+            if not m.error():
+                times.append(m.timestamp()[1])
+                last = time.monotonic()
+    c.close()
+    return times
+
+
+def _wait_outputs(bootstrap: str, topic: str, want: int, timeout: float) -> int:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-count"})
+    deadline = time.monotonic() + timeout
+    n = 0
+    while time.monotonic() < deadline:
+        n = sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(4))
+        if n >= want:
+            break
+        time.sleep(0.5)
+    c.close()
+    return n
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _live_latency(bootstrap: str, seconds: float) -> list[float]:
+    """Produce trades stamped now for 20 symbols (5 of them quiet); latency of each 1 s feature vector."""
+    lat: list[float] = []
+    stop = threading.Event()
+    ready = threading.Event()
+
+    def consume() -> None:
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-live-{time.time_ns()}",
+                      "enable.auto.commit": False, "fetch.wait.max.ms": 1})
+        c.assign([TopicPartition("signals.features", p, OFFSET_END) for p in range(4)])
+        c.consume(1, 0.5)
+        ready.set()
+        while not stop.is_set():
+            for m in c.consume(100, 0.05):
+                recv = time.time() * 1000
+                if m.error():
+                    continue
+                fv = decode(m.value(), FeatureVector)
+                if fv.exchange == "live" and fv.interval_s == 1:
+                    lat.append(recv - (fv.ts + GRACE_MS))
+        c.close()
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    ready.wait(10)
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    rnd = random.Random(3)
+    start = time.monotonic()
+    i = 0
+    while time.monotonic() - start < seconds:
+        now = int(time.time() * 1000)
+        for k in range(20):
+            if k >= 15 and rnd.random() > 0.02:  # quiet symbols: a trade now and then
+                continue
+            t = Trade(schema_version=V1, exchange="live", symbol=f"L{k:02d}-USDT", venue_symbol=f"L{k:02d}USDT",
+                      trade_id=str(i), price=100.0 + rnd.random(), size=0.1, side="buy", ts_event=now, ts_ingest=now)
+            p.produce("market.trades", encode(t), market_key(t.exchange, t.symbol))
+            i += 1
+        p.poll(0)
+        time.sleep(0.01)
+    p.flush(10)
+    time.sleep(GRACE_MS / 1000 + 1.5)  # let the last bars close on the wall clock
+    stop.set()
+    thread.join(10)
+    return lat
+
+
+def run(ctx: BenchContext) -> list[Result]:
+    t0 = int(time.time() * 1000) - 86_400_000  # a day ago: a replay, not live
+    trades = _trades(N_TRADES, t0)
+
+    proc_ref = Processor((1, 60, 300), GRACE_MS)
+    raw = [encode(t) for t in trades]
+    started = time.perf_counter()
+    for i in range(0, len(raw), 5000):
+        proc_ref.apply(((0, i + j, r) for j, r in enumerate(raw[i:i + 5000])), 0)
+    ref_rate = len(raw) / (time.perf_counter() - started)
+
+    _produce(ctx.bootstrap, trades)
+    env = dict(os.environ, KAFKA_BOOTSTRAP=ctx.bootstrap, TICKFLOW_HOME=str(ctx.workdir / "streams-home"),
+               PYTHONPATH=str(REPO), STREAMS__GRACE_MS=str(GRACE_MS))
+    log = (ctx.workdir / "streams-worker.log").open("wb")
+    worker = subprocess.Popen([sys.executable, "-m", "tickflow", "streams", "worker"], env=env, stdout=log,
+                              stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        # every symbol closes ~(span - grace) one-second bars; wait for nearly all of them
+        span_s = (trades[-1].ts_event - t0) // 1000
+        want = SYMBOLS * (span_s - 3)
+        got = _wait_outputs(ctx.bootstrap, "signals.bars", want, timeout=100)
+        times = sorted(_output_times(ctx.bootstrap, "signals.bars"))
+        # the first output needs ~3 s of event time (1 s bar + grace): 30,000 trades before it
+        rate = (N_TRADES - 30_000) / max((times[-1] - times[0]) / 1000, 1e-3)
+        rss = _peak_rss_mb(worker.pid)
+        lat = sorted(_live_latency(ctx.bootstrap, 12.0))
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+        log.close()
+    p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("nan")
+    p50 = lat[len(lat) // 2] if lat else float("nan")
+    return [
+        Result("streams.processor_trades_per_s", ref_rate, "trades/s",
+               note="Processor.apply alone (decode, 3 intervals, features): the work without Kafka or Faust"),
+        Result("streams.trades_per_s_per_worker", rate, "trades/s", reference="streams.processor_trades_per_s",
+               note=f"one Faust worker, {SYMBOLS} symbols x 3 intervals, {got} bars; goal >= 100,000",
+               extra={"bars": float(got)}),
+        Result("streams.peak_rss_mb", rss, "MB", note=f"worker VmHWM, {SYMBOLS} symbols x 3 intervals; goal < 400"),
+        Result("streams.bar_to_feature_p99_ms", p99, "ms",
+               note=f"live, 1 s bars of 20 symbols (5 quiet), bar end + grace -> feature at a consumer, "
+                    f"{len(lat)} vectors; goal <= 5", extra={"p50_ms": p50}),
+    ]

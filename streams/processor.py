@@ -1,0 +1,198 @@
+"""What the Faust worker does with a batch of trade records, without Kafka: pure and deterministic.
+
+``Processor.apply(records)`` decodes raw ``market.trades`` values, updates the bar state of their keys,
+computes features for every closed bar and returns the records to publish: bars, feature vectors,
+``late`` market events and dead letters. Each key's state remembers the offset of the last trade it
+applied, so a trade re-delivered after a crash is skipped: at-least-once delivery plus this check and
+deterministic outputs make the published records idempotent (the same key and window always give the
+same record). ``dump_state``/``load_state`` give the bytes kept in the Faust table.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from contracts import V1, Bar, ContractError, DeadLetter, FeatureVector, MarketEvent, SourceOffset, Trade, decode
+from contracts.serde import encode
+from contracts.topics import MARKET_EVENTS, MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES, market_key
+from streams.bars import ClosedBar, KeyBars
+from streams.features.engine import FeatureEngine
+from streams.features.schema import FEATURE_NAMES, FEATURE_SCHEMA
+
+log = logging.getLogger(__name__)
+
+_SOURCE = MARKET_TRADES.name
+_DLQ = MARKET_TRADES.dlq.name
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One record to publish: topic, key, value, partition (None: the producer's partitioner)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int | None
+
+
+@dataclass(slots=True)
+class KeyState:
+    """Everything the worker keeps for one ``exchange:symbol``."""
+
+    exchange: str
+    symbol: str
+    bars: KeyBars
+    engines: dict[int, FeatureEngine]
+    partition: int = -1
+    last_offset: int = -1
+    lag_ms: int = 2**62  # wall-clock arrival minus event time of the newest trade (live detection)
+    late_pending: int = 0
+    # encoded engine states, reused until the engine changes (engines change once per bar, trades far more often)
+    encoded: dict[int, bytes] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        enc = self.encoded
+        for i, e in self.engines.items():
+            if i not in enc:
+                enc[i] = msgspec.msgpack.encode(e.to_builtins())
+        return msgspec.msgpack.encode({
+            "x": self.exchange, "s": self.symbol, "p": self.partition, "o": self.last_offset, "l": self.lag_ms,
+            "b": self.bars.to_builtins(), "e": [[i, msgspec.Raw(enc[i])] for i in sorted(self.engines)]})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> KeyState:
+        s: dict[str, Any] = msgspec.msgpack.decode(data)
+        return cls(s["x"], s["s"], KeyBars.from_builtins(s["b"]),
+                   {int(i): FeatureEngine.from_builtins(e) for i, e in s["e"]}, s["p"], s["o"], s["l"])
+
+
+@dataclass
+class Processor:
+    """Bars and features for every key seen; the state of each key is independent of the others."""
+
+    intervals_s: tuple[int, ...]
+    grace_ms: int
+    keys: dict[bytes, KeyState] = field(default_factory=dict)
+    dirty: set[bytes] = field(default_factory=set)
+    skipped: int = 0
+    late: int = 0
+    loader: Callable[[bytes], bytes | None] | None = None  # the stored state of a key not in memory
+
+    def state(self, exchange: str, symbol: str) -> tuple[bytes, KeyState]:
+        key = market_key(exchange, symbol)
+        ks = self.keys.get(key)
+        if ks is None and self.loader is not None:
+            stored = self.loader(key)
+            if stored is not None:
+                self.load_state(key, stored)
+                ks = self.keys.get(key)
+        if ks is None:
+            ks = self.keys[key] = KeyState(exchange, symbol, KeyBars(self.intervals_s, self.grace_ms),
+                                           {i: FeatureEngine() for i in self.intervals_s})
+        return key, ks
+
+    def load_state(self, key: bytes, data: bytes) -> None:
+        """Install a key's state from the table; a state built for other intervals or grace is dropped."""
+        ks = KeyState.from_bytes(data)
+        want = tuple(sorted(i * 1000 for i in self.intervals_s))
+        if ks.bars.intervals_ms != want or ks.bars.grace_ms != self.grace_ms:
+            log.warning("The stored state of %s was built for other intervals or grace; starting it afresh.",
+                        key.decode())
+            return
+        self.keys[key] = ks
+
+    def apply(self, records: Iterable[tuple[int, int, bytes]], now_ms: int) -> list[Output]:
+        """Apply ``(partition, offset, raw value)`` trade records in order; return what to publish."""
+        out: list[Output] = []
+        touched: set[bytes] = set()
+        closed: list[ClosedBar] = []
+        for partition, offset, raw in records:
+            try:
+                t = decode(raw, Trade)
+            except ContractError as err:
+                log.warning("Sending %s[%d]@%d to %s: %s", _SOURCE, partition, offset, _DLQ, err)
+                dead = DeadLetter(schema_version=V1, source=_SOURCE, raw=raw.decode("utf-8", "replace"),
+                                  reason=str(err), ts=now_ms, partition=partition, offset=offset)
+                out.append(Output(_DLQ, None, encode(dead), None))
+                continue
+            key, ks = self.state(t.exchange, t.symbol)
+            if ks.partition == partition and offset <= ks.last_offset:
+                self.skipped += 1  # re-delivered after a restart: already applied
+                continue
+            ks.partition, ks.last_offset = partition, offset
+            if t.ts_event > ks.bars.max_ts:
+                ks.lag_ms = now_ms - t.ts_event
+            closed.clear()
+            _, dropped = ks.bars.add(t.ts_event, t.price, t.size, t.side == "buy", partition, offset, closed)
+            if dropped:
+                ks.late_pending += 1
+            if closed:
+                self._emit(key, ks, closed, out)
+            touched.add(key)
+        for key in touched:
+            ks = self.keys[key]
+            if ks.late_pending:
+                out.append(self._late_event(key, ks))
+        self.dirty |= touched
+        return out
+
+    def advance_live(self, now_ms: int, live_lag_ms: int) -> list[Output]:
+        """Close, on the wall clock, the due bars of live keys (newest trade within live_lag_ms of now)."""
+        out: list[Output] = []
+        for key, ks in self.keys.items():
+            if ks.lag_ms > live_lag_ms:
+                continue
+            closed = ks.bars.advance(now_ms - self.grace_ms)
+            if closed:
+                self._emit(key, ks, closed, out)
+                self.dirty.add(key)
+        return out
+
+    def next_live_deadline(self, live_lag_ms: int) -> int | None:
+        """The wall-clock ms at which the next bar of a live key is due (its end plus grace)."""
+        ends = [e for ks in self.keys.values() if ks.lag_ms <= live_lag_ms
+                for e in (ks.bars.next_close_at(),) if e is not None]
+        return min(ends) + self.grace_ms if ends else None
+
+    def take_dirty(self) -> list[tuple[bytes, int, bytes]]:
+        """(key, partition, state bytes) of every key changed since the last call."""
+        rows = [(k, self.keys[k].partition, self.keys[k].to_bytes()) for k in sorted(self.dirty)]
+        self.dirty.clear()
+        return rows
+
+    def _late_event(self, key: bytes, ks: KeyState) -> Output:
+        n, ks.late_pending = ks.late_pending, 0
+        self.late += n
+        late_by_interval = ", ".join(f"{ims // 1000} s: {c}" for ims, c in zip(ks.bars.intervals_ms, ks.bars.late,
+                                                                               strict=True))
+        event = MarketEvent(schema_version=V1, exchange=ks.exchange, symbol=ks.symbol, kind="late",
+                            ts=max(ks.bars.max_ts, 0), count=n,
+                            detail=f"{n} trades arrived after their window closed (grace {self.grace_ms} ms, "
+                                   f"up to {_SOURCE}[{ks.partition}]@{ks.last_offset}); dropped so far per "
+                                   f"interval: {late_by_interval}")
+        log.warning("%s: %s", key.decode(), event.detail)
+        return Output(MARKET_EVENTS.name, key, encode(event), ks.partition)
+
+    def _emit(self, key: bytes, ks: KeyState, closed: list[ClosedBar], out: list[Output]) -> None:
+        for b in closed:
+            bar = Bar(schema_version=V1, exchange=ks.exchange, symbol=ks.symbol, interval_s=b.interval_s,
+                      window_start=b.window_start, window_end=b.window_end, open=b.open, high=b.high, low=b.low,
+                      close=b.close, volume=b.volume, vwap=b.vwap, trades=b.trades, buy_volume=b.buy_volume,
+                      sell_volume=b.sell_volume)
+            out.append(Output(SIGNALS_BARS.name, key, encode(bar), b.partition))
+            values = ks.engines[b.interval_s].update(b)
+            ks.encoded.pop(b.interval_s, None)
+            features = {n: (None if math.isnan(v) else v) for n, v in zip(FEATURE_NAMES, values, strict=True)}
+            fv = FeatureVector(schema_version=V1, exchange=ks.exchange, symbol=ks.symbol, interval_s=b.interval_s,
+                               ts=b.window_end, feature_schema=FEATURE_SCHEMA,
+                               ready=all(v is not None for v in features.values()), features=features,
+                               close=b.close,
+                               source=[SourceOffset(_SOURCE, b.partition, b.first_offset),
+                                       SourceOffset(_SOURCE, b.partition, b.last_offset)])
+            out.append(Output(SIGNALS_FEATURES.name, key, encode(fv), b.partition))

@@ -1,0 +1,60 @@
+"""The bar spec both stream layers follow (Faust here, ksqlDB in ksqldb.sql), and the worker's settings.
+
+Settings come from ``STREAMS__*`` variables, e.g. ``STREAMS__INTERVALS_S=1,60,300``,
+``STREAMS__GRACE_MS=2000``.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from contracts.errors import SettingsError
+from contracts.messages import Bar
+
+DEFAULT_INTERVALS_S: tuple[int, ...] = (1, 60, 300)
+DEFAULT_GRACE_MS: int = 2000
+
+# The columns of a bar as both layers publish them (contracts.Bar minus schema_version).
+BAR_FIELDS: tuple[str, ...] = tuple(f for f in Bar.__struct_fields__ if f != "schema_version")
+
+
+class StreamsSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The Faust worker's settings (env prefix STREAMS)."""
+
+    intervals_s: str = ",".join(str(i) for i in DEFAULT_INTERVALS_S)  # comma-separated seconds
+    grace_ms: int = DEFAULT_GRACE_MS
+    # A key is live when its newest trade arrived within this many ms of its event time; the bars of a
+    # live key also close on the wall clock (no later than grace + wall_tick after their end).
+    live_lag_ms: int = 10_000
+    wall_tick_ms: int = 200
+    batch_max: int = 5000  # trades taken from the stream at once
+    batch_within_ms: int = 20  # how long a partial batch waits
+    stop_timeout_s: float = 20.0  # a stop (SIGTERM/SIGINT) that takes longer ends the process
+    session_timeout_s: float = 15.0  # how soon a dead worker's partitions are reassigned
+    app_id: str = "tickflow-streams"
+    web_port: int = 0  # 0: Faust's web server is off
+
+    @property
+    def intervals(self) -> tuple[int, ...]:
+        """The bar intervals in seconds, ascending."""
+        return tuple(sorted(int(x) for x in self.intervals_s.strip("[] ").split(",")))
+
+    def check(self) -> StreamsSettings:
+        try:
+            intervals = self.intervals
+        except ValueError:
+            intervals = ()
+        if not intervals or any(i <= 0 for i in intervals) or len(set(intervals)) != len(intervals):
+            raise SettingsError(f"STREAMS__INTERVALS_S={self.intervals_s!r} must list distinct positive seconds, "
+                                "comma-separated (for example 1,60,300)")
+        if self.grace_ms < 0:
+            raise SettingsError(f"STREAMS__GRACE_MS={self.grace_ms} must be zero or more")
+        if self.batch_max <= 0:
+            raise SettingsError(f"STREAMS__BATCH_MAX={self.batch_max} must be positive")
+        return self
+
+
+def load_settings() -> StreamsSettings:
+    from contracts.settings import load
+
+    return load(StreamsSettings, "STREAMS").check()

@@ -1,0 +1,141 @@
+"""The worker's batch logic without Kafka: dead letters, re-delivery after a crash, late events, live closes,
+and the engine's state surviving a restart bit for bit."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from contracts import V1, DeadLetter, FeatureVector, MarketEvent, Trade, decode, encode
+from contracts.history import candle_trades
+from streams.features.engine import FeatureEngine
+from streams.features.schema import FEATURE_NAMES, FEATURE_SCHEMA
+from streams.offline import closed_bars, features_frame
+from streams.processor import Processor
+from tests.helpers import DATA
+
+CANDLES = sorted((DATA / "ohlcv").glob("binance_spot_BTCUSDT_1m_*.csv.gz"))[0]
+
+
+def trades(n: int) -> list[Trade]:
+    out = []
+    for t in candle_trades(CANDLES, "BTCUSDT"):
+        out.append(t)
+        if len(out) == n:
+            return out
+    return out
+
+
+def records(ts: list[Trade], partition: int = 1, start: int = 0) -> list[tuple[int, int, bytes]]:
+    return [(partition, start + i, encode(t)) for i, t in enumerate(ts)]
+
+
+def test_features_equal_the_offline_builder_and_redelivered_trades_are_not_applied_twice() -> None:
+    ts = trades(800)
+    p = Processor((60,), 2000)
+    out = p.apply(records(ts[:500]), now_ms=0)
+    saved = {k: v for k, _, v in p.take_dirty()}
+    out += p.apply(records(ts[500:], start=500), now_ms=0)
+    # a crash: the worker restarts from the saved state and Kafka re-delivers from offset 300
+    q = Processor((60,), 2000)
+    q.loader = saved.get
+    again = q.apply(records(ts[300:], start=300), now_ms=0)
+    assert q.skipped == 200
+    assert [o for o in again if o.topic == "signals.features"] == [o for o in out if o.topic == "signals.features"][
+        -len([o for o in again if o.topic == "signals.features"]):]
+    fvs = [decode(o.value, FeatureVector) for o in out if o.topic == "signals.features"]
+    offline = features_frame(next(iter(closed_bars(ts, (60,)).values())))
+    assert len(fvs) == len(offline) == 199
+    for fv, (_, row) in zip(fvs, offline.iterrows(), strict=True):
+        assert fv.ts == row["ts"] and fv.feature_schema == FEATURE_SCHEMA and fv.ready == row["ready"]
+        assert list(fv.features) == list(FEATURE_NAMES)
+        for name, v in fv.features.items():
+            assert (v is None and math.isnan(row[name])) or v == row[name]
+    assert fvs[-1].ready and fvs[0].source[0].topic == "market.trades" and fvs[0].source[1].offset == 3
+
+
+def test_a_record_that_fails_its_contract_goes_to_the_dead_letter_topic_and_the_batch_goes_on() -> None:
+    ts = trades(12)
+    bad = json.dumps({**json.loads(encode(ts[5])), "price": -1}).encode()
+    recs = records(ts)
+    recs[5] = (1, 5, bad)
+    out = Processor((60,), 2000).apply(recs, now_ms=123)
+    dead = [decode(o.value, DeadLetter) for o in out if o.topic == "market.trades.dlq"]
+    assert len(dead) == 1 and dead[0].offset == 5 and dead[0].partition == 1 and "price" in dead[0].reason
+    assert dead[0].raw == bad.decode()
+    assert len([o for o in out if o.topic == "signals.bars"]) == 2
+
+
+def test_late_trades_are_reported_on_market_events() -> None:
+    ts = trades(40)
+    late = Trade(schema_version=V1, exchange="binance", symbol="BTC-USDT", venue_symbol="BTCUSDT", trade_id="x",
+                 price=1.0, size=1.0, side="buy", ts_event=ts[0].ts_event, ts_ingest=ts[0].ts_event)
+    out = Processor((60,), 2000).apply(records([*ts, late]), now_ms=0)
+    events = [decode(o.value, MarketEvent) for o in out if o.topic == "market.events"]
+    assert [(e.kind, e.count, e.symbol) for e in events] == [("late", 1, "BTC-USDT")]
+
+
+def test_live_keys_close_on_the_wall_clock_and_replayed_keys_do_not() -> None:
+    now = 1_800_000_030_000  # mid-minute: only the 1 s bar is due
+    live = Trade(schema_version=V1, exchange="kraken", symbol="BTC-USD", venue_symbol="BTC/USD", trade_id="1",
+                 price=1.0, size=1.0, side="buy", ts_event=now - 30, ts_ingest=now - 20)
+    p = Processor((1, 60), 2000)
+    p.apply(records([*trades(3), live]), now_ms=now)
+    deadline = p.next_live_deadline(10_000)
+    assert deadline == (now - 30) - (now - 30) % 1000 + 1000 + 2000
+    out = p.advance_live(deadline, 10_000)
+    assert [(o.topic, json.loads(o.value)["symbol"]) for o in out] == [("signals.bars", "BTC-USD"),
+                                                                        ("signals.features", "BTC-USD")]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 300))
+def test_engine_state_round_trips_exactly(cut: int) -> None:
+    bars = next(iter(closed_bars(trades(1300), (60,)).values()))
+    a = FeatureEngine()
+    want = [a.update(b) for b in bars]
+    b = FeatureEngine()
+    got = [b.update(x) for x in bars[:cut]]
+    b = FeatureEngine.from_builtins(json.loads(json.dumps(b.to_builtins())))
+    got += [b.update(x) for x in bars[cut:]]
+    assert [[v if not math.isnan(v) else None for v in r] for r in got] == [
+        [v if not math.isnan(v) else None for v in r] for r in want]
+
+
+def test_features_build_cli_writes_ts_and_one_column_per_feature(tmp_path: Path) -> None:
+    import gzip
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    src = tmp_path / "c.csv"
+    with gzip.open(CANDLES, "rt") as f:
+        lines = f.read().splitlines()[:301]
+    src.write_text("\n".join(lines) + "\n")
+    for out in (tmp_path / "f.csv", tmp_path / "f.parquet"):
+        done = subprocess.run([sys.executable, "-m", "tickflow", "features", "build", str(src), "--symbol", "BTCUSDT",
+                               "--out", str(out)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "299 bars of 60 s (239 ready)" in done.stdout
+        frame = pd.read_csv(out) if out.suffix == ".csv" else pd.read_parquet(out)
+        assert list(frame.columns[-len(FEATURE_NAMES):]) == list(FEATURE_NAMES) and "ts" in frame
+        assert len(frame) == 299 and frame["ts"].is_monotonic_increasing
+    bad = subprocess.run([sys.executable, "-m", "tickflow", "features", "build", str(src), "--out",
+                          str(tmp_path / "x.csv")], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--symbol" in bad.stderr
+
+
+def test_a_bad_setting_stops_the_worker_with_a_sentence_naming_it() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, STREAMS__INTERVALS_S="60,abc", KAFKA_BOOTSTRAP="127.0.0.1:9")
+    done = subprocess.run([sys.executable, "-m", "tickflow", "streams", "worker"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "STREAMS__INTERVALS_S='60,abc' must list distinct positive seconds" in done.stderr
