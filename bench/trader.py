@@ -1,0 +1,175 @@
+"""Trader benchmarks: policy latency beside SB3's predict, the in-process handler, feature -> order over Kafka,
+training throughput beside the bare environment, and the serving process's peak memory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.context import BenchContext
+from bench.results import Result
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data" / "ohlcv"
+
+
+def _p99(xs: list[float]) -> float:
+    return float(np.percentile(np.asarray(xs), 99))
+
+
+def _timed(fn: object, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        fn()  # type: ignore[operator]
+        out.append((time.perf_counter_ns() - t0) / 1_000)
+    return out
+
+
+def run(ctx: BenchContext) -> list[Result]:
+    import torch
+
+    from trader.env import TradingEnv
+    from trader.policy.dataset import Normaliser, feature_vectors, load
+    from trader.policy.train import TrainConfig, split, train
+
+    torch.set_num_threads(1)
+    btc = load(next(DATA.glob("binance_spot_BTCUSDT_1m_*.csv.gz")))
+    results: list[Result] = []
+    trained = {}
+    for algo in ("ppo", "dqn"):
+        trained[algo] = train(btc, TrainConfig(algo=algo, timesteps=20_000, seed=7, every=1, progress=False),
+                              ctx.workdir / algo)
+    window, _ = split(btc, 0.8)
+    env = TradingEnv(Normaliser.fit(window.features).apply(window.features), window.opens, window.closes)
+    env.reset(seed=0)
+    t0 = time.perf_counter()
+    for i in range(50_000):
+        if env.step(i % 2)[3]:
+            env.reset()
+    env_rate = 50_000 / (time.perf_counter() - t0)
+    results.append(Result("env.steps_per_s", env_rate, "steps/s", None, "TradingEnv.step alone, no agent"))
+    for algo in ("ppo", "dqn"):
+        results.append(Result(f"train.{algo}_steps_per_s", trained[algo].steps_per_s, "steps/s", "env.steps_per_s",
+                              f"SB3 {algo.upper()}, 4 DummyVecEnv envs, 1 torch thread, 20k steps on BTCUSDT 1m"))
+
+    # one decision: the bundle's numpy runtime vs SB3's deterministic predict, same observations
+    ppo = trained["ppo"]
+    rows = btc.features[-2_000:]
+    obs = Normaliser.fit(window.features).apply(rows)
+    obs = np.c_[np.clip(obs, -5, 5), np.zeros(len(obs), np.float32)].astype(np.float32)
+    runtime = ppo.bundle.runtime
+    it = iter(range(10**9))
+    sb3 = _timed(lambda: ppo.model.predict(obs[next(it) % 2_000], deterministic=True), 5_000)
+    it2 = iter(range(10**9))
+    ours = _timed(lambda: runtime.act(rows[next(it2) % 2_000], 0.0), 20_000)
+    results.append(Result("sb3.predict_p99_us", _p99(sb3), "us", None, "PPO model.predict(deterministic=True)"))
+    results.append(Result("trader.policy_p99_us", _p99(ours), "us", "sb3.predict_p99_us",
+                          "the bundle's numpy runtime: normalise, clip, 3 layers, argmax (one thread)",
+                          {"p50_us": float(np.percentile(ours, 50)), "sb3_p50_us": float(np.percentile(sb3, 50)),
+                           "load_avg_1m": os.getloadavg()[0]}))
+
+    # the in-process handler: a FeatureVector message in, orders (encoded) out
+    from contracts import FeatureVector, decode, encode
+    from streams.offline import build_from_file
+    from trader.handler import PolicyTrader
+
+    eth_day = ctx.workdir / "binance_spot_ETHUSDT_1m_day.csv"
+    import gzip
+
+    with gzip.open(next(DATA.glob("binance_spot_ETHUSDT_1m_*.csv.gz")), "rt") as f:
+        eth_day.write_text("".join(next(f) for _ in range(1_441)))
+    fvs = feature_vectors(build_from_file(eth_day, "ETHUSDT"), "ETH-USDT")
+    raw = [encode(fv) for fv in fvs if fv.ready]
+    trader = PolicyTrader(ppo.bundle, "bench", 1_000.0, 10_000.0)
+    lat = []
+    for data in raw:
+        t0 = time.perf_counter_ns()
+        fv = decode(data, FeatureVector)
+        if trader.refuse_reason(fv) is None:
+            for o in trader.on_feature(fv, 0).orders:
+                encode(o)
+        lat.append((time.perf_counter_ns() - t0) / 1_000)
+    results.append(Result("trader.handler_p99_us", _p99(lat), "us", "trader.policy_p99_us",
+                          f"decode + risk + policy + order encode, {len(raw)} ETHUSDT feature messages",
+                          {"p50_us": float(np.percentile(lat, 50))}))
+    results.extend(_over_kafka(ctx, ppo.bundle.path, fvs))
+    return results
+
+
+def _over_kafka(ctx: BenchContext, bundle: Path, fvs: list[Any]) -> list[Result]:
+    from confluent_kafka import Consumer, Producer
+
+    from contracts import Order, decode, encode, market_key
+    from contracts.topics import ORDERS, SIGNALS_FEATURES
+
+    env = {**os.environ, "KAFKA_BOOTSTRAP": ctx.bootstrap, "TICKFLOW_HOME": str(ctx.workdir),
+           "PYTHONPATH": str(REPO), "TRADER__HTTP_PORT": "-1", "TRADER__RISK__MAX_ORDERS_PER_MINUTE": "100000"}
+    log = (ctx.workdir / "trader.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "tickflow", "trade", "--bundle", str(bundle), "--policy-id",
+                             "bench"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    consumer = Consumer({"bootstrap.servers": ctx.bootstrap, "group.id": "bench-orders",
+                         "auto.offset.reset": "latest", "isolation.level": "read_committed",
+                         "fetch.wait.max.ms": 1})
+    consumer.subscribe([ORDERS.name])
+    producer = Producer({"bootstrap.servers": ctx.bootstrap, "linger.ms": 0})
+    sent: dict[int, float] = {}
+    got: dict[int, float] = {}
+    stop = threading.Event()
+
+    def receive() -> None:
+        while not stop.is_set():
+            m = consumer.poll(0.05)
+            if m is not None and not m.error():
+                got[decode(m.value() or b"", Order).feature_ts] = time.perf_counter()
+
+    try:
+        time.sleep(6)  # start, rebuild, assign
+        consumer.poll(1)
+        rx = threading.Thread(target=receive, daemon=True)
+        rx.start()
+        for fv in fvs:
+            sent[fv.ts] = time.perf_counter()
+            producer.produce(SIGNALS_FEATURES.name, encode(fv), market_key(fv.exchange, fv.symbol))
+            producer.poll(0)
+            time.sleep(0.01)
+        producer.flush(10)
+        time.sleep(3)
+        rss = _peak_rss_mb(proc.pid)
+        torch_loaded = _maps_mention(proc.pid, "libtorch")
+    finally:
+        stop.set()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        consumer.close()
+        log.close()
+    lat = [(got[ts] - sent[ts]) * 1_000 for ts in got if ts in sent]
+    if not lat:
+        raise RuntimeError(f"the trader produced no orders; see {ctx.workdir / 'trader.log'}")
+    return [Result("trader.feature_to_order_p99_ms", _p99(lat), "ms", "trader.handler_p99_us",
+                   f"{len(lat)} orders: feature produced -> order read (read_committed), one transaction per batch",
+                   {"p50_ms": float(np.percentile(lat, 50)), "load_avg_1m": os.getloadavg()[0]}),
+            Result("trader.peak_rss_mb", rss, "MB", None,
+                   "peak RSS (VmHWM) of `tickflow trade`; torch " + ("LOADED" if torch_loaded else "not loaded"))]
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _maps_mention(pid: int, name: str) -> bool:
+    return name in Path(f"/proc/{pid}/maps").read_text()

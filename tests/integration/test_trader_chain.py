@@ -1,0 +1,217 @@
+"""The trader chain on a real broker: features -> trader -> orders -> paper broker -> fills -> portfolio.
+
+Two traders run the same bundle: "a" without interruption, "b" killed with SIGKILL mid-stream and
+restarted; the paper broker is killed and restarted too. The orders of b equal a's (none duplicated,
+none missing), every fill equals an offline replay of the matching over the same orders and trades,
+the orders equal an offline replay of the decisions, and each book reconciles to the cent.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from contracts import DeadLetter, FeatureVector, Fill, Order, PortfolioSnapshot, Trade, decode, encode, market_key
+from contracts.history import candle_trades
+from contracts.topics import FILLS, MARKET_TRADES, ORDERS, PORTFOLIO, SIGNALS_FEATURES
+from infra.kafka.broker import BrokerInfo
+from tests.helpers import DATA, REPO, cli_env, tickflow_cmd
+from trader.execution.matching import Matcher, PaperSettings
+from trader.kafka_io import read_to_end
+from trader.policy.dataset import feature_vectors, load
+from trader.policy.train import TrainConfig, train
+
+pytestmark = pytest.mark.integration
+NOTIONAL, CAPITAL, EVERY = 1_000.0, 10_000.0, 5
+
+
+def _head(src: Path, out: Path, lines: int) -> Path:
+    import gzip
+
+    with gzip.open(src, "rt") as f:
+        out.write_text("".join(next(f) for _ in range(lines)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    root = tmp_path_factory.mktemp("chain")
+    ohlcv = DATA / "ohlcv"
+    btc = _head(next(ohlcv.glob("binance_spot_BTCUSDT_1m_*.csv.gz")), root / "binance_spot_BTCUSDT_1m_head.csv", 2_000)
+    eth = _head(next(ohlcv.glob("binance_spot_ETHUSDT_1m_*.csv.gz")), root / "binance_spot_ETHUSDT_1m_day.csv", 601)
+    bundle = train(load(btc), TrainConfig(algo="ppo", timesteps=3_000, seed=1, mode="long_short", every=EVERY,
+                                          episode_len=64, progress=False), root / "bundle").bundle
+    from streams.offline import build_from_file
+
+    fvs = feature_vectors(build_from_file(eth, "ETHUSDT"), "ETH-USDT")
+    trades = list(candle_trades(eth, "ETHUSDT"))
+    return {"root": root, "bundle": bundle, "fvs": fvs, "trades": trades}
+
+
+def _expected_orders(bundle: object, fvs: list[FeatureVector]) -> list[tuple[int, str, float, float]]:
+    """An independent replay of the decisions: (feature ts, side, qty, target position)."""
+    runtime, names = bundle.runtime, bundle.feature_names  # type: ignore[attr-defined]
+    pos, units, out = 0.0, 0.0, []
+    for fv in fvs:
+        if (fv.ts // 60_000) % EVERY or not fv.ready:
+            continue
+        target = runtime.target([fv.features[n] for n in names], pos)
+        if target != pos:
+            new_units = target * NOTIONAL / fv.close
+            out.append((fv.ts, "buy" if new_units > units else "sell", round(abs(new_units - units), 9), target))
+            pos, units = target, new_units
+    return out
+
+
+class Proc:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.args, self.env, self.log = args, env, log
+        self.p: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.p = subprocess.Popen(tickflow_cmd(*self.args), env=self.env, cwd=REPO, stdout=out,
+                                      stderr=subprocess.STDOUT)
+
+    def kill(self, sig: int) -> None:
+        if self.p is not None and self.p.poll() is None:
+            os.kill(self.p.pid, sig)
+            self.p.wait(30)
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    started: list[Proc] = []
+    yield started
+    for p in started:
+        p.kill(signal.SIGKILL)
+
+
+def _wait_log(path: Path, text: str, count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.read_text(errors="replace").count(text) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{path.name} did not log {text!r} {count} times within {timeout:.0f} s")
+
+
+def _read(bootstrap: str, topic: object, kind: type) -> list:  # type: ignore[type-arg]
+    return [decode(m.value() or b"", kind) for m in read_to_end(bootstrap, topic)]  # type: ignore[arg-type]
+
+
+def test_features_to_orders_to_fills_exactly_once_across_sigkill(make_broker: object, setup: dict[str, object],
+                                                                  procs: list[Proc]) -> None:
+    info: BrokerInfo = make_broker()  # type: ignore[operator]
+    root: Path = setup["root"]  # type: ignore[assignment]
+    fvs: list[FeatureVector] = setup["fvs"]  # type: ignore[assignment]
+    trades: list[Trade] = setup["trades"]  # type: ignore[assignment]
+    bundle = setup["bundle"]
+    env = cli_env(info.bootstrap, root)
+    env.update({"TRADER__NOTIONAL": str(NOTIONAL), "TRADER__CAPITAL": str(CAPITAL), "TRADER__HTTP_PORT": "-1"})
+    producer = Producer({"bootstrap.servers": info.bootstrap, "linger.ms": 5, "enable.idempotence": True})
+    for t in trades:
+        producer.produce(MARKET_TRADES.name, encode(t), market_key(t.exchange, t.symbol))
+    producer.produce(SIGNALS_FEATURES.name, b'{"not": "a feature vector"}', b"binance:ETH-USDT")
+    producer.flush(30)
+    bundle_dir = str(bundle.path)  # type: ignore[attr-defined]
+    a = Proc(["trade", "--bundle", bundle_dir, "--policy-id", "a"], env, root / "a.log")
+    b = Proc(["trade", "--bundle", bundle_dir, "--policy-id", "b"], env, root / "b.log")
+    paper = Proc(["paper"], env, root / "paper.log")
+    procs.extend([a, b, paper])
+    for p in procs:
+        p.start()
+    time.sleep(4)  # let them rebuild and assign
+
+    produced = threading.Event()
+    half = threading.Event()
+
+    def feed() -> None:
+        for i, fv in enumerate(fvs):
+            producer.produce(SIGNALS_FEATURES.name, encode(fv), market_key(fv.exchange, fv.symbol))
+            producer.poll(0)
+            if i % 10 == 0:
+                producer.flush(10)
+                time.sleep(0.1)
+            if i == len(fvs) // 2:
+                producer.flush(10)
+                half.set()
+        producer.flush(10)
+        produced.set()
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    assert half.wait(60)
+    b.kill(signal.SIGKILL)
+    paper.kill(signal.SIGKILL)
+    orders_before_kill = [o for o in _read(info.bootstrap, ORDERS, Order) if o.policy_id == "b"]
+    fills_before_kill = [m for m in read_to_end(info.bootstrap, FILLS) if m.value() != b"not json"]
+    b.start()
+    paper.start()
+    assert produced.wait(120)
+
+    expected = _expected_orders(bundle, fvs)
+    assert len(expected) >= 4, "the policy should trade a few times on this day for the test to mean anything"
+    assert 0 < len(orders_before_kill) < len(expected), "the trader's kill should land mid-stream"
+    assert 0 < len(fills_before_kill) < 2 * len(expected), "the paper broker's kill should land mid-stream"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        orders = _read(info.bootstrap, ORDERS, Order)
+        fills = [decode(m.value() or b"", Fill) for m in read_to_end(info.bootstrap, FILLS)
+                 if m.value() != b"not json"]
+        done = {f.order_id for f in fills if f.last}
+        if len(orders) >= 2 * len(expected) and all(o.order_id in done for o in orders):
+            break
+        time.sleep(1)
+    by_policy = {pid: [o for o in orders if o.policy_id == pid] for pid in ("a", "b")}
+    for pid, got in by_policy.items():
+        assert len({o.order_id for o in got}) == len(got), f"duplicate order ids from {pid}"
+        assert [(o.feature_ts, o.side, round(o.qty, 9), o.target_position) for o in got] == expected, pid
+
+    # every fill is what an offline replay of the matching gives for the same orders and trades
+    assert len({f.fill_id for f in fills}) == len(fills), "duplicate fills"
+    matcher = Matcher(PaperSettings())
+    for t in trades:
+        matcher.remember_trade(t)
+    replay = [f for o in orders for f in matcher.on_order(o)]
+    assert {f.fill_id: f for f in fills} == {f.fill_id: f for f in replay}
+
+    # the records that failed their contract went to the dead-letter topics, with the reason
+    dead = _read(info.bootstrap, SIGNALS_FEATURES.dlq, DeadLetter)
+    assert {d.source for d in dead} == {"signals.features"} and len(dead) == 2  # once per policy
+    assert all("FeatureVector" in d.reason for d in dead)
+    _wait_log(root / "b.log", "consumes signals.features", 2)
+    producer.produce(FILLS.name, b"not json", b"binance:ETH-USDT")  # a bad fill while both traders run
+    producer.flush(10)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(dead_fills := _read(info.bootstrap, FILLS.dlq, DeadLetter)) < 2:
+        time.sleep(0.5)
+    assert len(dead_fills) == 2 and all(d.raw == "not json" for d in dead_fills)
+
+    # a last mark after every fill: each book reconciles to the cent with the fills
+    last = fvs[-1]
+    mark = FeatureVector(**{**{k: getattr(last, k) for k in last.__struct_fields__}, "ts": last.ts + 60_000,
+                            "ready": False, "close": last.close * 1.01})
+    producer.produce(SIGNALS_FEATURES.name, encode(mark), market_key(mark.exchange, mark.symbol))
+    producer.flush(10)
+    deadline = time.monotonic() + 30
+    snaps: dict[str, PortfolioSnapshot] = {}
+    while time.monotonic() < deadline and len(snaps) < 2:
+        snaps = {s.policy_id: s for s in _read(info.bootstrap, PORTFOLIO, PortfolioSnapshot) if s.ts == mark.ts}
+        time.sleep(0.5)
+    for pid in ("a", "b"):
+        mine = [f for f in fills if f.policy_id == pid]
+        qty = sum(f.qty if f.side == "buy" else -f.qty for f in mine)
+        cash = CAPITAL - sum((f.qty if f.side == "buy" else -f.qty) * f.price + f.fee for f in mine)
+        snap = snaps[pid]
+        assert snap.positions["ETH-USDT"] == pytest.approx(qty, abs=1e-9)
+        assert abs(snap.cash - cash) < 0.005 and abs(snap.equity - (cash + qty * mark.close)) < 0.005
+        assert abs((snap.equity - CAPITAL) - (snap.realised_pnl + snap.unrealised_pnl - snap.fees)) < 0.005

@@ -1,0 +1,64 @@
+"""Evaluation: metrics.json with the policy beside the four baselines, out of sample only; walk-forward."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from trader_support import NAMES, synthetic_frame
+
+from trader.backtest import Run, metrics
+from trader.evaluation import evaluate, walk_forward
+from trader.policy.dataset import load
+from trader.policy.train import TrainConfig, train
+
+KEYS = {"total_return", "sharpe", "sortino", "max_drawdown", "turnover", "exposure", "fees"}
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("eval") / "synthetic.parquet"
+    synthetic_frame(n=4_000, seed=3).to_parquet(path)
+    return path
+
+
+def test_evaluate_writes_metrics_beside_baselines_out_of_sample(tmp_path: Path, data_file: Path) -> None:
+    data = load(data_file, NAMES)
+    train(data, TrainConfig(algo="ppo", timesteps=1_000, seed=1, every=5, episode_len=64, progress=False),
+          tmp_path / "b")
+    m = evaluate(tmp_path / "b", data_file, tmp_path / "eval")
+    on_disk = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert on_disk["policy"] == pytest.approx(m["policy"])
+    assert set(m["policy"]) >= KEYS
+    assert set(m["baselines"]) == {"flat", "buy_and_hold", "random", "momentum"}
+    for name, row in m["baselines"].items():
+        assert set(row) >= KEYS, name
+    assert m["baselines"]["flat"]["total_return"] == 0.0 and m["baselines"]["flat"]["fees"] == 0.0
+    assert m["data"]["bars"] == 800, "only the held-out 20% of the training file may be scored"
+    assert (tmp_path / "eval" / "equity.png").stat().st_size > 10_000
+
+
+def test_walk_forward_uses_three_folds_with_an_embargo(tmp_path: Path, data_file: Path) -> None:
+    data = load(data_file, NAMES)
+    train(data, TrainConfig(algo="dqn", timesteps=600, seed=1, every=5, episode_len=64, progress=False),
+          tmp_path / "b")
+    wf = walk_forward(tmp_path / "b", data_file, tmp_path / "wf", folds=3, embargo=30, timesteps=600)
+    folds = wf["folds"]
+    assert [f["fold"] for f in folds] == [1, 2, 3]
+    block = len(data) // 4
+    for f in folds:
+        assert f["train_bars"] == f["fold"] * block - 30
+        assert f["test_start_ts"] == int(data.ts[f["fold"] * block])
+        assert set(f["policy"]) >= KEYS
+    assert (tmp_path / "wf" / "walk_forward.json").exists()
+
+
+def test_metrics_of_a_known_equity_curve() -> None:
+    eq = np.array([1.0, 1.1, 0.99, 1.2])
+    run = Run(eq, np.array([0.0, 1.0, 1.0, 0.0]), fees=0.01, slippage=0.0, trades=2)
+    m = metrics(run, 60)
+    assert m["total_return"] == pytest.approx(0.2)
+    assert m["max_drawdown"] == pytest.approx(1 - 0.99 / 1.1)
+    assert m["turnover"] == 2.0 and m["exposure"] == 0.5 and m["fees"] == 0.01

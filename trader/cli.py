@@ -1,0 +1,151 @@
+"""`tickflow train | evaluate | trade | paper`: the trader's commands. Heavy imports happen in handlers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    tr = sub.add_parser("train", help="train a DQN or PPO policy on features and write a policy bundle",
+                        description="Build features from a candle or trade file with the streams' offline builder, "
+                        "train on the first --train-fraction of the bars (normalisation fitted there only), report "
+                        "the held-out rest in the manifest, and write a bundle (weights, normalisation, manifest).")
+    tr.add_argument("--algo", choices=("dqn", "ppo"), required=True)
+    tr.add_argument("--data", type=Path, required=True, help="candle file (.csv/.csv.gz), trade dump or .parquet")
+    tr.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    tr.add_argument("--timesteps", type=int, default=20_000)
+    tr.add_argument("--seed", type=int, default=7)
+    tr.add_argument("--symbol", default=None, help="the venue symbol of a candle file whose name does not say it")
+    tr.add_argument("--mode", choices=("long_only", "long_short"), default="long_only")
+    tr.add_argument("--features", default="", help="comma-separated feature names (default: CANDLE_SAFE for "
+                    "candle files, every feature otherwise)")
+    tr.add_argument("--train-fraction", type=float, default=0.8)
+    tr.add_argument("--episode-len", type=int, default=256, help="decisions per training episode")
+    tr.add_argument("--every", type=int, default=60, help="bars between decisions (bar ends aligned to the epoch); "
+                    "the live trader decides at the same bars")
+    tr.add_argument("--fee-bps", type=float, default=5.0)
+    tr.add_argument("--slippage-bps", type=float, default=1.0)
+    tr.add_argument("--search-trials", type=int, default=0, help="Optuna trials before the final training (0: none)")
+    tr.add_argument("--search-timeout", type=float, default=600.0, help="time budget of the search, seconds")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_train)
+
+    ev = sub.add_parser("evaluate", help="score a bundle out of sample beside flat, buy-and-hold, random, momentum",
+                        description="Writes OUT/metrics.json and OUT/equity.png, net of fees and slippage. On the "
+                        "training file only the held-out bars count. --walk-forward retrains the bundle's recipe on "
+                        "expanding windows of --data and tests each fold on the next block, with an embargo.")
+    ev.add_argument("--bundle", type=Path, required=True)
+    ev.add_argument("--data", type=Path, required=True)
+    ev.add_argument("--out", type=Path, required=True)
+    ev.add_argument("--symbol", default=None, help="the venue symbol of a candle file whose name does not say it")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
+    ev.add_argument("--walk-forward", action="store_true")
+    ev.add_argument("--folds", type=int, default=3)
+    ev.add_argument("--embargo", type=int, default=60, help="bars between each training window and its test fold")
+    ev.add_argument("--timesteps", type=int, default=None, help="per fold (default: the bundle's)")
+    ev.set_defaults(func=_evaluate)
+
+    td = sub.add_parser("trade", help="run a policy bundle on signals.features (or --check the bundle)",
+                        description="Consumes signals.features, runs the policy behind the risk gate and produces "
+                        "orders exactly once (Kafka transactions); books fills and publishes portfolio snapshots. "
+                        "Settings: TRADER__NOTIONAL, TRADER__CAPITAL, TRADER__HTTP_PORT, TRADER__RISK__MAX_DRAWDOWN, "
+                        "TRADER__RISK__MAX_NOTIONAL, TRADER__RISK__MAX_POSITION, TRADER__RISK__MAX_ORDERS_PER_MINUTE, "
+                        "TRADER__RISK__STALE_AFTER_S, TRADER__RISK__CLOCK (event|wall), TRADER__RISK__GAP_HOLD_S.")
+    td.add_argument("--bundle", type=Path, required=True)
+    td.add_argument("--policy-id", default=None, help="default: <algo>-<version>; one consumer group per policy")
+    td.add_argument("--check", action="store_true", help="verify checksums, schema and golden outputs, then exit")
+    td.add_argument("--max-seconds", type=float, default=None, help="stop after this long (tests, demos)")
+    td.set_defaults(func=_trade)
+
+    pp = sub.add_parser("paper", help="the paper broker: fill orders at the market trades that follow them",
+                        description="Consumes orders and market.trades, produces fills exactly once. Settings: "
+                        "PAPER__LATENCY_MS, PAPER__PARTICIPATION, PAPER__COSTS__FEE_BPS, PAPER__COSTS__SLIPPAGE_BPS, "
+                        "PAPER__COSTS__IMPACT_BPS_PER_10K, PAPER__TRADE_BUFFER.")
+    pp.add_argument("--max-seconds", type=float, default=None, help="stop after this long (tests, demos)")
+    pp.set_defaults(func=_paper)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from trader.costs import CostSettings
+    from trader.policy.dataset import load
+    from trader.policy.train import TrainConfig, train
+
+    names = tuple(n.strip() for n in args.features.split(",") if n.strip()) or None
+    data = load(args.data, names, symbol=args.symbol)
+    log.info("Loaded %d ready bars of %s with features %s.", len(data), data.symbol, ", ".join(data.feature_names))
+    cfg = TrainConfig(algo=args.algo, timesteps=args.timesteps, seed=args.seed, mode=args.mode,
+                      train_fraction=args.train_fraction, episode_len=args.episode_len, every=args.every,
+                      costs=CostSettings(fee_bps=args.fee_bps, slippage_bps=args.slippage_bps),
+                      progress=not args.no_progress and sys.stderr.isatty())
+    if args.search_trials > 0:
+        from trader.policy.search import search
+
+        cfg.hyperparameters = search(data, cfg, args.search_trials, args.search_timeout)
+    result = train(data, cfg, args.out)
+    held = result.bundle.manifest.get("metrics", {}).get("held_out")
+    print(f"trained {args.algo} in {result.seconds:.1f} s ({result.steps_per_s:,.0f} steps/s); bundle "
+          f"{result.bundle.version} in {args.out}")
+    if held:
+        p, b = held["policy"], held["baselines"]["buy_and_hold"]
+        print(f"held-out {held['policy']['bars']:.0f} bars: policy return {p['total_return']:+.4f} "
+              f"(turnover {p['turnover']:.0f}, fees {p['fees']:.4f}) vs buy-and-hold {b['total_return']:+.4f}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    if args.walk_forward:
+        from trader.evaluation import walk_forward
+
+        wf = walk_forward(args.bundle, args.data, args.out, args.folds, args.embargo, args.timesteps)
+        for row in wf["folds"]:
+            p, bh = row["policy"], row["baselines"]["buy_and_hold"]
+            print(f"fold {row['fold']}: policy {p['total_return']:+.4f} sharpe {p['sharpe']:+.2f} "
+                  f"vs buy-and-hold {bh['total_return']:+.4f}")
+        print(f"wrote {args.out / 'walk_forward.json'}")
+        return 0
+    from trader.evaluation import evaluate
+
+    m = evaluate(args.bundle, args.data, args.out, args.seed, symbol=args.symbol)
+    rows = [("policy", m["policy"]), *m["baselines"].items()]
+    print(f"{m['data']['symbol']}: {m['data']['out_of_sample']}")
+    print(f"{'':14}{'return':>9}{'sharpe':>8}{'sortino':>9}{'max_dd':>8}{'turnover':>10}{'exposure':>9}{'fees':>8}")
+    for name, r in rows:
+        print(f"{name:14}{r['total_return']:+9.4f}{r['sharpe']:+8.2f}{r['sortino']:+9.2f}{r['max_drawdown']:8.4f}"
+              f"{r['turnover']:10.0f}{r['exposure']:9.3f}{r['fees']:8.4f}")
+    print(f"wrote {args.out / 'metrics.json'} and {args.out / 'equity.png'}")
+    return 0
+
+
+def _trade(args: argparse.Namespace) -> int:
+    from trader.policy.bundle import BundleError, load
+
+    if args.check:
+        try:
+            b = load(args.bundle)
+        except BundleError as err:
+            print(f"tickflow trade --check: {args.bundle} is refused: {err}", file=sys.stderr)
+            return 1
+        print(json.dumps({"bundle": str(args.bundle), "ok": True, "algo": b.algo, "version": b.version,
+                          "feature_schema": b.feature_schema, "features": list(b.feature_names),
+                          "golden_cases": len(b.manifest["golden"]), "files": b.manifest["files"]}, indent=1))
+        return 0
+    from trader.service import TraderService
+
+    try:
+        service = TraderService(args.bundle, args.policy_id)
+    except BundleError as err:
+        print(f"tickflow trade: {args.bundle} is refused: {err}", file=sys.stderr)
+        return 1
+    return service.run(args.max_seconds)
+
+
+def _paper(args: argparse.Namespace) -> int:
+    from trader.execution.paper import PaperBroker
+
+    return PaperBroker().run(args.max_seconds)

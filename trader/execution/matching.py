@@ -1,0 +1,133 @@
+"""The paper broker's matching, without Kafka: orders filled at the market trades that follow them.
+
+An order decided at event time ``ts`` may fill against trades of its symbol with
+``ts_event >= ts + latency_ms``, in the order the trades arrived, taking at most ``participation`` of
+each trade's size (partial fills when trades are small). Prices and fees come from the shared cost
+model (slippage bps plus size impact, fee bps). Orders do not compete for a trade's liquidity, so the
+fills of one order do not depend on when other orders arrive: the result is a function of the order
+and of the trade sequence alone. Memory is bounded: a per-symbol ring of recent trades (for orders
+that arrive after the trades that follow them, as in a fast replay), a capped set of open orders and
+a capped memory of finished order ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+import msgspec
+
+from contracts import V1, Fill, Order, Trade
+from trader.costs import CostModel, CostSettings
+
+log = logging.getLogger(__name__)
+
+
+class PaperSettings(msgspec.Struct, frozen=True, kw_only=True):
+    latency_ms: int = 0
+    participation: float = 1.0  # the largest share of one market trade an order may take
+    costs: CostSettings = msgspec.field(default_factory=CostSettings)
+    trade_buffer: int = 200_000  # recent trades kept per symbol
+    max_open_orders: int = 10_000
+    remember_done: int = 200_000  # finished order ids kept to refuse duplicates
+    batch: int = 2_000
+
+
+@dataclass
+class OpenOrder:
+    order: Order
+    remaining: float
+    fills: int = 0
+
+
+@dataclass(frozen=True)
+class BufferedTrade:
+    ts: int
+    price: float
+    size: float
+    trade_id: str
+
+
+class Matcher:
+    def __init__(self, settings: PaperSettings | None = None) -> None:
+        self.s = settings or PaperSettings()
+        if not 0 < self.s.participation <= 1:
+            raise ValueError(f"participation must be in (0, 1], got {self.s.participation}")
+        self.costs = CostModel(self.s.costs)
+        self.trades: dict[tuple[str, str], deque[BufferedTrade]] = {}
+        self.open: OrderedDict[str, OpenOrder] = OrderedDict()
+        self.done: OrderedDict[str, None] = OrderedDict()
+
+    def known(self, order_id: str) -> bool:
+        return order_id in self.open or order_id in self.done
+
+    def _finish(self, order_id: str) -> None:
+        self.open.pop(order_id, None)
+        self.done[order_id] = None
+        while len(self.done) > self.s.remember_done:
+            self.done.popitem(last=False)
+
+    def restore(self, order: Order, filled: float, fills: int, finished: bool) -> None:
+        """Re-open an order after a restart from what the fills topic says about it."""
+        if finished or filled >= order.qty * (1 - 1e-12):
+            self._finish(order.order_id)
+        else:
+            self.open[order.order_id] = OpenOrder(order, order.qty - filled, fills)
+
+    def remember_trade(self, trade: Trade) -> None:
+        ring = self.trades.get((trade.exchange, trade.symbol))
+        if ring is None:
+            ring = self.trades[(trade.exchange, trade.symbol)] = deque(maxlen=self.s.trade_buffer)
+        ring.append(BufferedTrade(trade.ts_event, trade.price, trade.size, trade.trade_id))
+
+    def on_order(self, order: Order) -> list[Fill]:
+        """Accept a new order and fill it against the trades already seen after it; duplicates give nothing."""
+        if self.known(order.order_id):
+            log.info("Order %s was seen before: ignored (idempotent).", order.order_id)
+            return []
+        if len(self.open) >= self.s.max_open_orders:
+            oldest, _ = next(iter(self.open.items()))
+            log.warning("More than %d open orders: dropping the oldest, %s.", self.s.max_open_orders, oldest)
+            self._finish(oldest)
+        oo = self.open[order.order_id] = OpenOrder(order, order.qty)
+        out: list[Fill] = []
+        ring = self.trades.get((order.exchange, order.symbol), ())
+        start = order.ts + self.s.latency_ms
+        if ring and ring[0].ts > start:
+            log.warning("Order %s at %d is older than the oldest buffered trade of %s (%d): it fills from there.",
+                        order.order_id, order.ts, order.symbol, ring[0].ts)
+        for t in ring:
+            if t.ts >= start:
+                self._fill(oo, t, out)
+                if oo.remaining <= 0:
+                    break
+        return out
+
+    def on_trade(self, trade: Trade) -> list[Fill]:
+        """Remember the trade and fill every open order of its symbol that it follows."""
+        self.remember_trade(trade)
+        out: list[Fill] = []
+        bt = BufferedTrade(trade.ts_event, trade.price, trade.size, trade.trade_id)
+        for oo in list(self.open.values()):
+            o = oo.order
+            if o.symbol == trade.symbol and o.exchange == trade.exchange and bt.ts >= o.ts + self.s.latency_ms:
+                self._fill(oo, bt, out)
+        return out
+
+    def _fill(self, oo: OpenOrder, t: BufferedTrade, out: list[Fill]) -> None:
+        qty = min(oo.remaining, t.size * self.s.participation)
+        if qty <= 0:
+            return
+        o = oo.order
+        ex = self.costs.execute(qty if o.side == "buy" else -qty, t.price)
+        oo.remaining -= qty
+        if oo.remaining <= o.qty * 1e-12:
+            oo.remaining = 0.0
+        oo.fills += 1
+        out.append(Fill(schema_version=V1, fill_id=f"{o.order_id}-{oo.fills}", order_id=o.order_id,
+                        policy_id=o.policy_id, exchange=o.exchange, symbol=o.symbol, side=o.side, price=ex.price,
+                        qty=qty, fee=ex.fee, slippage=ex.slippage, ts=t.ts, trade_id=t.trade_id,
+                        last=oo.remaining == 0.0))
+        if oo.remaining == 0.0:
+            self._finish(o.order_id)

@@ -1,0 +1,171 @@
+"""The trader's decisions, without Kafka: a feature vector in, the orders it causes out.
+
+One ``PolicyTrader`` per policy. It keeps the intended position of each symbol (the sum of its
+orders, so a decision never depends on when fills arrive), a book of the actual fills, and the risk
+gate. Order ids are derived from (policy, version, exchange, symbol, bar end): a replayed feature gives
+the same id, so downstream consumers can drop duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from contracts import V1, FeatureVector, Fill, MarketEvent, Order
+from trader.policy.bundle import Bundle
+from trader.portfolio import Book
+from trader.risk import RiskGate, RiskSettings
+
+log = logging.getLogger(__name__)
+
+
+def order_id(policy_id: str, version: str, exchange: str, symbol: str, bar_end: int) -> str:
+    digest = hashlib.sha256(f"{policy_id}|{version}|{exchange}|{symbol}|{bar_end}".encode()).hexdigest()
+    return f"o-{digest[:32]}"
+
+
+@dataclass
+class SymbolState:
+    units: float = 0.0  # intended position: the sum of this policy's orders
+    position: float = 0.0  # the action value the policy holds (its observation's last element)
+    price: float = 0.0
+
+
+@dataclass
+class Decision:
+    orders: list[Order]
+    reason: str
+    action: int | None = None  # None when no policy ran (not a decision bar, warm-up, halt on a breach)
+
+
+@dataclass
+class PolicyTrader:
+    bundle: Bundle
+    policy_id: str
+    notional: float
+    capital: float
+    risk_settings: RiskSettings = field(default_factory=RiskSettings)
+
+    def __post_init__(self) -> None:
+        if self.notional <= 0:
+            raise ValueError(f"notional per unit of position must be positive, got {self.notional}")
+        self.version = self.bundle.version
+        self.names = self.bundle.feature_names
+        self.runtime = self.bundle.runtime
+        self.book = Book(self.capital)
+        self.risk = RiskGate(self.risk_settings)
+        self.symbols: dict[tuple[str, str], SymbolState] = {}
+        self.every = int(self.bundle.manifest.get("decision_every", 1))
+        self.interval_s = int(self.bundle.manifest.get("interval_s", 60))
+        self.other_intervals = 0
+        self.recent: deque[Order] = deque(maxlen=50)
+        self.decisions = 0
+        self.held = 0
+        self.last_feature_ts = 0
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def refuse_reason(self, fv: FeatureVector) -> str | None:
+        """Why a well-formed feature vector cannot be traded on at all (a DLQ reason), or None."""
+        if fv.feature_schema != self.bundle.feature_schema:
+            return (f"feature schema {fv.feature_schema!r} does not match the bundle's "
+                    f"{self.bundle.feature_schema!r}")
+        missing = [n for n in self.names if n not in fv.features]
+        if missing:
+            return f"features lack {', '.join(missing)} that the policy needs"
+        return None
+
+    def mine(self, fv: FeatureVector) -> bool:
+        """True for the bar interval the policy was trained on (the worker also emits other intervals)."""
+        if fv.interval_s == self.interval_s:
+            return True
+        self.other_intervals += 1
+        return False
+
+    def on_feature(self, fv: FeatureVector, now_wall_ms: int) -> Decision:
+        """Decide on one feature vector of the policy's interval (see ``mine``)."""
+        self.risk.observe_time(fv.ts)
+        self.last_feature_ts = max(self.last_feature_ts, fv.ts)
+        key = (fv.exchange, fv.symbol)
+        st = self.symbols.setdefault(key, SymbolState())
+        st.price = fv.close
+        self.book.mark(fv.symbol, fv.close)
+        decision_bar = (fv.ts // (fv.interval_s * 1000)) % self.every == 0
+        breach = not self.risk.halted and self.book.drawdown >= self.risk.s.max_drawdown
+        if not decision_bar and not breach:
+            return Decision([], "no decision at this bar")
+        values = [fv.features.get(n) for n in self.names]
+        if not breach and (not fv.ready or any(v is None or not math.isfinite(v) for v in values)):
+            self.held += 1
+            return Decision([], "hold: features not ready")
+        action = None
+        desired_pos, desired_units = st.position, st.units
+        if not breach:
+            action = self.runtime.act([float(v) for v in values if v is not None], st.position)
+            desired_pos = self.runtime.actions[action]
+            # as in the environment, a position is only traded when the policy changes its target: holding
+            # the same target does not resize it to the notional at every price
+            desired_units = st.units if desired_pos == st.position else desired_pos * self.notional / fv.close
+        verdict = self.risk.check(fv.symbol, fv.ts, now_wall_ms, desired_units, st.units, fv.close,
+                                  self.book.drawdown)
+        self.decisions += 1
+        if verdict.halt:
+            orders = []
+            for (ex, sym), other in sorted(self.symbols.items()):
+                order = self._move(ex, sym, other, 0.0, 0.0, fv.ts, verdict.reason)
+                if order is not None:
+                    orders.append(order)
+            log.warning("Policy %s halted at %s ts %d: %s.", self.policy_id, fv.symbol, fv.ts, verdict.reason)
+            return Decision(orders, verdict.reason, action)
+        if verdict.target_units == st.units:
+            if verdict.reason != "policy":
+                self.held += 1
+            return Decision([], verdict.reason, action)
+        pos = desired_pos if verdict.target_units == desired_units else verdict.target_units * fv.close / self.notional
+        order = self._move(fv.exchange, fv.symbol, st, verdict.target_units, pos, fv.ts,
+                           f"{verdict.reason}: action {action} target {desired_pos:+g}")
+        return Decision([order] if order else [], verdict.reason, action)
+
+    def _move(self, exchange: str, symbol: str, st: SymbolState, target_units: float, position: float, ts: int,
+              reason: str) -> Order | None:
+        qty = target_units - st.units
+        st.position = position
+        if abs(qty) * max(st.price, 1e-12) < 1e-6:
+            return None
+        order = Order(schema_version=V1, order_id=order_id(self.policy_id, self.version, exchange, symbol, ts),
+                      policy_id=self.policy_id, policy_version=self.version, exchange=exchange, symbol=symbol,
+                      side="buy" if qty > 0 else "sell", qty=abs(qty), target_position=position, ts=ts,
+                      feature_ts=ts, reason=reason[:200])
+        st.units = target_units
+        self.risk.order_sent(ts)
+        self.recent.append(order)
+        return order
+
+    def on_fill(self, fill: Fill) -> bool:
+        """Book a fill of this policy; False when it belongs to another policy."""
+        if fill.policy_id != self.policy_id:
+            return False
+        self.book.apply(fill)
+        return True
+
+    def on_event(self, event: MarketEvent) -> None:
+        if event.kind == "gap":
+            self.risk.gap(event.symbol, event.ts)
+            log.warning("A market-data gap on %s %s at %d: holding %s for %.0f s of event time.", event.exchange,
+                        event.symbol, event.ts, event.symbol, self.risk.s.gap_hold_s)
+
+    def restore_order(self, order: Order) -> None:
+        """Rebuild the intended positions from this policy's past orders (on start)."""
+        if order.policy_id != self.policy_id:
+            return
+        st = self.symbols.setdefault((order.exchange, order.symbol), SymbolState())
+        st.units += order.qty if order.side == "buy" else -order.qty
+        st.position = order.target_position
+        self.risk.order_sent(order.ts)
+        self.risk.observe_time(order.ts)
+        if order.reason.startswith("halt"):
+            self.risk.halted = True
+            self.risk.halt_reason = order.reason
+        self.recent.append(order)

@@ -1,0 +1,1 @@
+"""Policies: the training environment's data, SB3 training, export, bundles and the serving runtime."""

@@ -1,0 +1,87 @@
+"""The risk gate every decision passes: position and notional caps, drawdown halt, order rate, stale
+features and market-data gaps. Pure; the service feeds it and acts on its verdicts.
+
+Time is event time by default (``clock="event"``: the newest feature or event timestamp seen), so a
+replay behaves as live did; ``clock="wall"`` compares features with the wall clock (live trading).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+import msgspec
+
+
+class RiskSettings(msgspec.Struct, frozen=True, kw_only=True):
+    max_position: float = 0.0  # base units per symbol; 0 = no cap
+    max_notional: float = 50_000.0  # quote per symbol at the decision price
+    max_drawdown: float = 0.2  # of peak equity: flatten everything and halt
+    max_orders_per_minute: int = 60
+    stale_after_s: float = 300.0  # features older than this (see clock) are held
+    clock: Literal["event", "wall"] = "event"
+    gap_hold_s: float = 3600.0  # hold a symbol for features within this long after a gap
+
+
+@dataclass(frozen=True)
+class Verdict:
+    target_units: float
+    reason: str
+    halt: bool = False
+
+
+class RiskGate:
+    def __init__(self, settings: RiskSettings) -> None:
+        if not 0 < settings.max_drawdown <= 1:
+            raise ValueError(f"max_drawdown must be in (0, 1], got {settings.max_drawdown}")
+        self.s = settings
+        self.halted = False
+        self.halt_reason = ""
+        self.newest_ms = 0
+        self.gaps: dict[str, list[int]] = {}
+        self.recent_orders: deque[int] = deque()
+
+    def observe_time(self, ts_ms: int) -> None:
+        self.newest_ms = max(self.newest_ms, ts_ms)
+
+    def gap(self, symbol: str, ts_ms: int) -> None:
+        """A gap in the symbol's market data at event time ``ts_ms``."""
+        self.gaps.setdefault(symbol, []).append(ts_ms)
+        self.gaps[symbol] = self.gaps[symbol][-32:]
+
+    def order_sent(self, ts_ms: int) -> None:
+        self.recent_orders.append(ts_ms)
+
+    def check(self, symbol: str, feature_ts: int, now_wall_ms: int, desired_units: float, current_units: float,
+              price: float, drawdown: float) -> Verdict:
+        """What target the policy may hold in ``symbol`` after this decision."""
+        s = self.s
+        if self.halted:
+            return Verdict(current_units, f"halted ({self.halt_reason})")
+        if drawdown >= s.max_drawdown:
+            self.halted = True
+            self.halt_reason = f"drawdown {drawdown:.1%} reached the limit {s.max_drawdown:.1%}"
+            return Verdict(0.0, f"halt: {self.halt_reason}; flattening", halt=True)
+        now = now_wall_ms if s.clock == "wall" else self.newest_ms
+        if now - feature_ts > s.stale_after_s * 1000:
+            return Verdict(current_units, f"hold: features {(now - feature_ts) / 1000:.0f} s old "
+                                          f"(limit {s.stale_after_s:.0f} s, {s.clock} clock)")
+        for g in self.gaps.get(symbol, ()):
+            if g <= feature_ts < g + s.gap_hold_s * 1000:
+                return Verdict(current_units, f"hold: market-data gap at {g} within {s.gap_hold_s:.0f} s")
+        target = desired_units
+        note = ""
+        cap = s.max_notional / price if s.max_notional > 0 else float("inf")
+        if s.max_position > 0:
+            cap = min(cap, s.max_position)
+        if abs(target) > cap:
+            target = cap if target > 0 else -cap
+            note = f"; clipped to {cap:.6g} units"
+        if target != current_units:
+            while self.recent_orders and self.recent_orders[0] <= feature_ts - 60_000:
+                self.recent_orders.popleft()
+            if len(self.recent_orders) >= s.max_orders_per_minute:
+                return Verdict(current_units, f"hold: {len(self.recent_orders)} orders in the last minute "
+                                              f"(limit {s.max_orders_per_minute})")
+        return Verdict(target, f"policy{note}")

@@ -1,0 +1,193 @@
+"""`tickflow trade`: the trader service. Features in, orders out, exactly once.
+
+One process per policy. A transactional loop consumes ``signals.features`` (consumer group
+``tickflow-trader-<policy>``), asks the policy and the risk gate, and produces the orders, a portfolio
+snapshot and the consumed offsets in ONE Kafka transaction: after a crash the features after the
+last committed transaction are decided again, giving the same orders with the same ids, and nothing
+before it is decided twice. On start the intended positions are rebuilt from this policy's committed
+orders, the book from its fills (read from the beginning), and gaps from ``market.events``.
+Records that fail their contract go to the topic's dead-letter topic and are never traded on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import msgspec
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
+
+from contracts import (
+    FeatureVector,
+    Fill,
+    MarketEvent,
+    Order,
+    PortfolioSnapshot,
+    decode,
+    encode,
+    market_key,
+)
+from contracts.errors import ContractError
+from contracts.settings import kafka_bootstrap, load
+from contracts.timeutil import now_ms
+from contracts.topics import FILLS, MARKET_EVENTS, ORDERS, PORTFOLIO, SIGNALS_FEATURES
+from trader import kafka_io
+from trader.handler import PolicyTrader
+from trader.policy import bundle as bundle_mod
+from trader.risk import RiskSettings
+from trader.status import StatusServer
+
+log = logging.getLogger(__name__)
+
+
+class TraderSettings(msgspec.Struct, frozen=True, kw_only=True):
+    notional: float = 1_000.0  # quote currency per unit of target position
+    capital: float = 10_000.0  # the book's starting cash
+    http_port: int = 0  # status endpoint; 0 picks a free port (logged), -1 turns it off
+    http_host: str = "127.0.0.1"
+    batch: int = 500
+    risk: RiskSettings = msgspec.field(default_factory=RiskSettings)
+
+
+class TraderService:
+    def __init__(self, bundle_dir: Path, policy_id: str | None = None, settings: TraderSettings | None = None,
+                 bootstrap: str | None = None) -> None:
+        self.settings = settings or load(TraderSettings, "TRADER")
+        self.bundle = bundle_mod.load(bundle_dir)
+        self.policy_id = policy_id or f"{self.bundle.algo}-{self.bundle.version[:8]}"
+        self.bootstrap = bootstrap or kafka_bootstrap()
+        self.trader = PolicyTrader(self.bundle, self.policy_id, self.settings.notional, self.settings.capital,
+                                   self.settings.risk)
+        self.stopper = kafka_io.Stopper()
+        self.latencies_us: list[float] = []
+        self.status: StatusServer | None = None
+        self._fill_offsets: dict[int, int] = {}
+
+    def _rebuild(self) -> None:
+        orders = fills = 0
+        for m in kafka_io.read_to_end(self.bootstrap, ORDERS):
+            try:
+                order = decode(m.value() or b"", Order)
+            except ContractError:
+                continue
+            if order.policy_id == self.policy_id:
+                self.trader.restore_order(order)
+                orders += 1
+        for m in kafka_io.read_to_end(self.bootstrap, PORTFOLIO):
+            try:
+                snap = decode(m.value() or b"", PortfolioSnapshot)
+            except ContractError:
+                continue
+            if snap.policy_id == self.policy_id and snap.halted:
+                self.trader.risk.halted = True
+                self.trader.risk.halt_reason = self.trader.risk.halt_reason or "halted before the restart"
+        self._fill_offsets.clear()
+        for m in kafka_io.read_to_end(self.bootstrap, FILLS):
+            self._fill_offsets[m.partition() or 0] = (m.offset() or 0) + 1
+            try:
+                fills += self.trader.on_fill(decode(m.value() or b"", Fill))
+            except ContractError:
+                continue
+        log.info("Policy %s (version %s) rebuilt from %d orders and %d fills; halted: %s.", self.policy_id,
+                 self.bundle.version, orders, fills, self.trader.risk.halted)
+
+    def run(self, max_seconds: float | None = None) -> int:
+        kafka_io.Stopper.install(self.stopper)
+        group = f"tickflow-trader-{self.policy_id}"
+        producer = kafka_io.transactional_producer(self.bootstrap, group)  # fences a previous instance
+        self._rebuild()
+        features = kafka_io.consumer(self.bootstrap, group)
+        kafka_io.assign_at_committed(features, [SIGNALS_FEATURES])
+        side = kafka_io.consumer(self.bootstrap, f"{group}-side")
+        side.assign([TopicPartition(FILLS.name, tp.partition, self._fill_offsets.get(tp.partition, -2))
+                     for tp in kafka_io.partitions(side, FILLS)]
+                    + [TopicPartition(MARKET_EVENTS.name, tp.partition, -2)
+                       for tp in kafka_io.partitions(side, MARKET_EVENTS)])
+        if self.settings.http_port >= 0:
+            self.status = StatusServer(self, self.settings.http_host, self.settings.http_port)
+            log.info("Trader %s serves its status at http://%s:%d/health.", self.policy_id, self.settings.http_host,
+                     self.status.port)
+        log.info("Trader %s consumes %s as group %s with bundle %s (%s, %d features).", self.policy_id,
+                 SIGNALS_FEATURES.name, group, self.bundle.path, self.bundle.algo, len(self.bundle.feature_names))
+        started = time.monotonic()
+        try:
+            while not self.stopper.stopped:
+                if max_seconds is not None and time.monotonic() - started > max_seconds:
+                    break
+                self.step(producer, features, side)
+        finally:
+            features.close()
+            side.close()
+            producer.flush(10)
+            if self.status:
+                self.status.close()
+        log.info("Trader %s stopped after %d decisions (%d held).", self.policy_id, self.trader.decisions,
+                 self.trader.held)
+        return 0
+
+    def step(self, producer: Producer, features: Consumer, side: Consumer) -> None:
+        """One transaction: the features and side records available now, their orders and snapshot."""
+        first = features.poll(0.05)
+        msgs: list[Message] = [first] if first is not None else []
+        if msgs:
+            msgs.extend(features.consume(self.settings.batch, timeout=0))
+        side_msgs = side.consume(self.settings.batch, timeout=0)
+        if not msgs and not side_msgs:
+            return
+        producer.begin_transaction()
+        changed = False
+        for m in side_msgs:
+            if kafka_io.usable(m):
+                changed |= self._side(producer, m)
+        for m in msgs:
+            if kafka_io.usable(m):
+                changed |= self._feature(producer, m)
+        if changed:
+            ts = self.trader.last_feature_ts or now_ms()
+            producer.produce(PORTFOLIO.name, encode(self.trader.book.snapshot(self.policy_id, ts,
+                                                                               self.trader.risk.halted)),
+                             key=self.policy_id.encode())
+        if msgs:
+            producer.send_offsets_to_transaction(features.position(features.assignment()),
+                                                 features.consumer_group_metadata())
+        producer.commit_transaction()
+
+    def _feature(self, producer: Producer, m: Message) -> bool:
+        t0 = time.perf_counter()
+        try:
+            fv = decode(m.value() or b"", FeatureVector)
+        except ContractError as err:
+            producer.produce(*kafka_io.dead_letter(m, SIGNALS_FEATURES, str(err)))
+            return False
+        if not self.trader.mine(fv):
+            return False
+        reason = self.trader.refuse_reason(fv)
+        if reason is not None:
+            producer.produce(*kafka_io.dead_letter(m, SIGNALS_FEATURES, reason))
+            return False
+        decision = self.trader.on_feature(fv, now_ms())
+        for order in decision.orders:
+            producer.produce(ORDERS.name, encode(order), key=market_key(order.exchange, order.symbol))
+            log.info("Order %s: %s %.8g %s (target %+g) at feature ts %d from %s[%d]@%d; %s.", order.order_id,
+                     order.side, order.qty, order.symbol, order.target_position, order.feature_ts, m.topic(),
+                     m.partition(), m.offset(), order.reason)
+        self.latencies_us.append((time.perf_counter() - t0) * 1e6)
+        if len(self.latencies_us) > 10_000:
+            del self.latencies_us[:5_000]
+        return True
+
+    def _side(self, producer: Producer, m: Message) -> bool:
+        if m.topic() == FILLS.name:
+            try:
+                fill = decode(m.value() or b"", Fill)
+            except ContractError as err:
+                # fills.dlq is shared by consumers of fills; the trader reports what it refused
+                producer.produce(*kafka_io.dead_letter(m, FILLS, str(err)))
+                return False
+            return self.trader.on_fill(fill)
+        try:
+            self.trader.on_event(decode(m.value() or b"", MarketEvent))
+        except ContractError as err:
+            log.warning("Ignored %s[%d]@%d: %s.", m.topic(), m.partition(), m.offset(), err)
+        return False

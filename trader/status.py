@@ -1,0 +1,81 @@
+"""The trader's small HTTP status endpoint: /health, /positions, /orders and /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+from contracts import to_dict
+
+if TYPE_CHECKING:
+    from trader.service import TraderService
+
+
+def _p99(values: list[float]) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+class StatusServer:
+    def __init__(self, service: TraderService, host: str, port: int) -> None:
+        self.service = service
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body, kind = outer.render(self.path)
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Type", kind)
+                self.end_headers()
+                self.wfile.write(body or b"not found: try /health, /positions, /orders or /metrics\n")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, name="trader-status", daemon=True)
+        self.thread.start()
+
+    def render(self, path: str) -> tuple[bytes | None, str]:
+        t = self.service.trader
+        if path == "/health":
+            data: Any = {"status": "halted" if t.risk.halted else "ok", "policy_id": t.policy_id,
+                         "policy_version": t.version, "decisions": t.decisions, "held": t.held,
+                         "last_feature_ts": t.last_feature_ts, "halt_reason": t.risk.halt_reason}
+        elif path == "/positions":
+            data = to_dict(t.book.snapshot(t.policy_id, t.last_feature_ts, t.risk.halted))
+            data["intended"] = {f"{ex}:{sym}": st.units for (ex, sym), st in t.symbols.items()}
+        elif path == "/orders":
+            data = [to_dict(o) for o in list(t.recent)]
+        elif path == "/metrics":
+            return self.metrics().encode(), "text/plain; version=0.0.4"
+        else:
+            return None, "text/plain"
+        return (json.dumps(data, indent=1) + "\n").encode(), "application/json"
+
+    def metrics(self) -> str:
+        t = self.service.trader
+        labels = f'policy_id="{t.policy_id}",policy_version="{t.version}"'
+        rows = [
+            ("tickflow_trader_decisions_total", "counter", "decisions taken", t.decisions),
+            ("tickflow_trader_held_total", "counter", "decisions held by the risk gate or warm-up", t.held),
+            ("tickflow_trader_orders_recent", "gauge", "orders kept for /orders", len(t.recent)),
+            ("tickflow_trader_equity", "gauge", "book equity in quote currency", t.book.equity),
+            ("tickflow_trader_drawdown", "gauge", "drawdown from peak equity", t.book.drawdown),
+            ("tickflow_trader_halted", "gauge", "1 when the risk gate halted the policy", int(t.risk.halted)),
+            ("tickflow_trader_handler_p99_us", "gauge", "feature in to orders out, p99 of recent",
+             _p99(self.service.latencies_us)),
+        ]
+        out = []
+        for name, kind, text, value in rows:
+            out += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name}{{{labels}}} {float(value)}"]
+        return "\n".join(out) + "\n"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
