@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tickflow-setup
 export TICKFLOW_HOME ?= $(CURDIR)/.tickflow
 
-.PHONY: setup kafka test lint typecheck unit integration bench demo clean help
+.PHONY: setup kafka browser test lint typecheck unit integration bench demo clean help
 
 help:
 	@echo "make demo   run the embedded demo (local broker, streams, trader, paper broker, report)"
@@ -22,23 +22,36 @@ kafka: $(STAMP)
 
 setup: $(STAMP) kafka
 
+# The live view's screenshot test needs Debian's chromium: installed here when missing and run as root.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "setup: installing Debian's chromium for the live view's screenshot test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "setup: chromium is missing; install it (apt-get install chromium) for the screenshot test"; fi
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
-test: setup lint typecheck
+test: setup browser lint typecheck
 	$(PY) -m pytest
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
-integration: setup
+integration: setup browser
 	$(PY) -m pytest tests/integration
 
 bench: setup
 	$(PY) -m bench
+
+# The embedded demo (README): replays the bundled data; `make demo LIVE=1` reads a live exchange instead.
+DEMO_ARGS ?=
+demo: setup
+	$(VENV)/bin/tickflow demo run $(if $(LIVE),--live) $(DEMO_ARGS)
 
 clean:
 	-$(VENV)/bin/tickflow kafka stop

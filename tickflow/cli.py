@@ -17,6 +17,11 @@ from contracts.logs import setup_logging
 # The services' command modules, in the order their groups appear in --help.
 COMMAND_MODULES = (
     "infra.kafka.cli",
+    "ingestor.cli",
+    "streams.cli",
+    "trader.cli",
+    "tickflow.view.cli",
+    "tickflow.demo.cli",
 )
 
 log = logging.getLogger("tickflow")

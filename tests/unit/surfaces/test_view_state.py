@@ -1,0 +1,65 @@
+"""The live view's state: what the page shows, whatever order records arrive in, in bounded memory."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from contracts import V1, Bar, PortfolioSnapshot, Trade
+from tickflow.view.server import render_page
+from tickflow.view.state import ViewState
+
+
+def _trade(ts: int, price: float) -> Trade:
+    return Trade(schema_version=V1, exchange="binance", symbol="BTC-USDT", venue_symbol="BTCUSDT",
+                 trade_id=str(ts), price=price, size=0.1, side="buy", ts_event=ts, ts_ingest=ts)
+
+
+def _book(ts: int, equity: float) -> PortfolioSnapshot:
+    return PortfolioSnapshot(schema_version=V1, policy_id="p", ts=ts, positions={"BTC-USDT": 1.0}, cash=0.0,
+                             equity=equity, realised_pnl=0.0, unrealised_pnl=0.0, fees=0.0, drawdown=0.0)
+
+
+points = st.lists(st.tuples(st.integers(0, 10**12), st.floats(1, 1e6)), min_size=1, max_size=200,
+                  unique_by=lambda p: p[0])
+
+
+@given(points)
+def test_last_price_and_book_are_the_latest_by_event_time_in_any_arrival_order(pts: list[tuple[int, float]]) -> None:
+    state = ViewState(max_points=50, max_rows=10)
+    for ts, price in pts:
+        state.apply("market.trades", _trade(ts, price))
+        state.apply("portfolio", _book(ts, price))
+    snap = state.snapshot()
+    latest = max(pts)
+    assert snap["markets"][0]["last_price"] == latest[1]
+    assert snap["markets"][0]["trades"] == len(pts) == snap["counts"]["market.trades"]
+    assert snap["portfolios"][0]["equity"] == latest[1]
+    assert len(snap["markets"][0]["series"]) == min(50, len(pts))  # bounded
+    assert len(snap["portfolios"][0]["equity_series"]) == min(50, len(pts))
+
+
+def test_the_chart_follows_the_shortest_bar_interval() -> None:
+    state = ViewState()
+    for interval, close in ((300, 10.0), (60, 11.0), (300, 12.0), (60, 13.0)):
+        state.apply("signals.bars", Bar(schema_version=V1, exchange="x", symbol="A-B", interval_s=interval,
+                                        window_start=0, window_end=interval * 1000, open=close, high=close,
+                                        low=close, close=close, volume=1.0, vwap=close, trades=1,
+                                        buy_volume=1.0, sell_volume=0.0))
+    market = state.snapshot()["markets"][0]
+    assert market["series_kind"] == "60s bar closes" and [p[1] for p in market["series"]] == [11.0, 13.0]
+    assert market["bars"] == 4
+
+
+def test_refused_records_are_counted_apart() -> None:
+    state = ViewState()
+    state.refuse("fills")
+    snap = state.snapshot()
+    assert snap["refused"]["fills"] == 1 and snap["counts"]["fills"] == 0
+
+
+def test_a_value_cannot_close_the_inline_script() -> None:
+    page = render_page({"counts": {}, "refused": {}, "markets": [], "orders": [{"reason": "</script><b>x"}],
+                        "fills": [], "portfolios": [], "generated_ms": 0}, poll_ms=0)
+    inline = page.split('<script id="initial-state" type="application/json">')[1].split("</script>")[0]
+    assert "<\\/script>" in inline and "__POLL_MS__" not in page

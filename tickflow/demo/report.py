@@ -1,0 +1,212 @@
+"""The demo's report, from what the topics hold: counts, equity against buy-and-hold, latencies.
+
+``read_topics`` reads every record of the demo's topics with its Kafka timestamp; ``summarise`` turns
+them into figures (pure); ``write_report`` writes ``report.md``, ``report.json`` and the PNGs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Consumer, TopicPartition
+
+from contracts.errors import ContractError
+from contracts.messages import Bar, FeatureVector, Fill, Message, Order, PortfolioSnapshot
+from contracts.serde import decode
+from contracts.timeutil import iso
+from contracts.topics import MAIN_TOPICS, REGISTRY, topic
+
+
+@dataclass(frozen=True)
+class Record:
+    ts_ms: int  # the Kafka record timestamp (producer create time)
+    value: Message | None  # None: failed its contract
+
+
+def read_topics(bootstrap: str, names: tuple[str, ...] | None = None) -> dict[str, list[Record]]:
+    """Every record of each topic, partition by partition, up to the end offsets at the time of the call."""
+    names = names or tuple(t.name for t in MAIN_TOPICS) + tuple(n for n in REGISTRY if n.endswith(".dlq"))
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tickflow-demo-report",
+                         "enable.auto.commit": False, "enable.partition.eof": True})
+    out: dict[str, list[Record]] = {}
+    try:
+        meta = consumer.list_topics(timeout=10).topics
+        for name in names:
+            records: list[Record] = []
+            for p in sorted(meta[name].partitions) if name in meta else []:
+                low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
+                if high <= low:
+                    continue
+                consumer.assign([TopicPartition(name, p, low)])
+                while True:
+                    msg = consumer.poll(10)
+                    if msg is None:
+                        raise TimeoutError(f"{name}[{p}] stopped answering before offset {high}")
+                    offset = msg.offset() or 0
+                    if msg.error() is not None:
+                        if offset >= high - 1:
+                            break
+                        continue
+                    try:
+                        value: Message | None = decode(msg.value() or b"", topic(name).value_type)
+                    except ContractError:
+                        value = None
+                    records.append(Record(msg.timestamp()[1], value))
+                    if offset >= high - 1:
+                        break
+            out[name] = records
+    finally:
+        consumer.close()
+    return out
+
+
+def _percentiles(values: list[float]) -> dict[str, float | int]:
+    if not values:
+        return {"n": 0}
+    arr = np.asarray(values, dtype=np.float64)
+    return {"n": len(values), "p50": float(np.percentile(arr, 50)), "p90": float(np.percentile(arr, 90)),
+            "p99": float(np.percentile(arr, 99)), "max": float(arr.max())}
+
+
+def summarise(held: dict[str, list[Record]], since_ts: int = 0) -> dict[str, Any]:
+    """Figures of the run, every one computed from the records the topics hold.
+
+    Equity and buy-and-hold are compared from ``since_ts`` (event time; the candle replay's start) on.
+    """
+    counts = {name: len(recs) for name, recs in held.items()}
+    features = [r for r in held.get("signals.features", []) if isinstance(r.value, FeatureVector)]
+    orders = [r for r in held.get("orders", []) if isinstance(r.value, Order)]
+    fills = [r for r in held.get("fills", []) if isinstance(r.value, Fill)]
+    books = sorted((r.value for r in held.get("portfolio", []) if isinstance(r.value, PortfolioSnapshot)),
+                   key=lambda b: b.ts)
+    feature_at = {(f.value.exchange, f.value.symbol, f.value.ts): f.ts_ms for f in features}  # type: ignore[union-attr]
+    decide = [float(o.ts_ms - feature_at[k]) for o in orders
+              if (k := (o.value.exchange, o.value.symbol, o.value.feature_ts)) in feature_at]  # type: ignore[union-attr]
+    order_at = {o.value.order_id: o.ts_ms for o in orders}  # type: ignore[union-attr]
+    first_fill: dict[str, int] = {}
+    for f in fills:
+        oid = f.value.order_id  # type: ignore[union-attr]
+        if oid in order_at and oid not in first_fill:
+            first_fill[oid] = f.ts_ms - order_at[oid]
+    policies = sorted({b.policy_id for b in books})
+    equity = {}
+    for p in policies:
+        series = [(b.ts, b.equity) for b in books if b.policy_id == p]
+        equity[p] = [x for x in series if x[0] >= since_ts] or series
+    latest = {p: next(b for b in reversed(books) if b.policy_id == p) for p in policies}
+    bars = sorted((r.value for r in held.get("signals.bars", [])
+                   if isinstance(r.value, Bar) and r.value.interval_s == 60), key=lambda b: b.window_end)
+    bar_closes = [(b.symbol, b.window_end, b.close) for b in bars]
+    hold = {}
+    for p in policies:
+        symbols = list(latest[p].positions) or sorted({b.symbol for b in bars})
+        if symbols:
+            hold[p] = buy_and_hold(bar_closes, symbols[0], equity[p][0][0], equity[p][0][1])
+    return {
+        "counts": counts,
+        "refused": {name: sum(1 for r in recs if r.value is None) for name, recs in held.items()},
+        "latency_ms": {"feature_to_order": _percentiles(decide), "order_to_first_fill": _percentiles(
+            [float(v) for v in first_fill.values()])},
+        "orders": len(orders), "fills": len(fills), "filled_orders": len(first_fill),
+        "policies": {p: {"equity_start": equity[p][0][1], "equity_end": latest[p].equity,
+                         "realised_pnl": latest[p].realised_pnl, "unrealised_pnl": latest[p].unrealised_pnl,
+                         "fees": latest[p].fees, "drawdown": latest[p].drawdown, "positions": latest[p].positions,
+                         "halted": latest[p].halted, "snapshots": len(equity[p]),
+                         "buy_and_hold_symbol": (list(latest[p].positions) or sorted({b.symbol for b in bars}) or
+                                                 [""])[0],
+                         "buy_and_hold_end": hold[p][-1][1] if hold.get(p) else None} for p in policies},
+        "since_ts": since_ts,
+        "equity": equity,
+        "buy_and_hold": hold,
+    }
+
+
+def buy_and_hold(bars: list[tuple[str, int, float]], symbol: str, start_ts: int,
+                 equity0: float) -> list[tuple[int, float]]:
+    """Equity of holding ``symbol`` from the first bar at or after ``start_ts``, from ``equity0``."""
+    closes = [(ts, c) for s, ts, c in bars if s == symbol and ts >= start_ts]
+    if not closes:
+        return []
+    first = closes[0][1]
+    return [(ts, equity0 * c / first) for ts, c in closes]
+
+
+def write_report(out: Path, figures: dict[str, Any], meta: dict[str, Any]) -> Path:
+    """``report.md`` (+ ``report.json``, ``equity.png``) under ``out``; returns the report's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    pngs = _plot(out, figures)
+    lines = ["# tickflow demo report", "", f"Run {meta.get('started', '')} to {meta.get('finished', '')}, "
+             f"{meta.get('seconds', 0):.0f} s after set-up. Data: {meta.get('data', '')}.", "",
+             "## Counts per topic", "", "Read back from the topics after the run (records on each topic).", "",
+             "| topic | records | refused by contract |", "|---|---:|---:|"]
+    for name, n in figures["counts"].items():
+        lines.append(f"| {name} | {n:,} | {figures['refused'].get(name, 0):,} |")
+    lines += ["", "## Equity against buy-and-hold", ""]
+    for p, s in figures["policies"].items():
+        ret = s["equity_end"] / s["equity_start"] - 1 if s["equity_start"] else 0.0
+        lines.append(f"- **{p}**: equity {s['equity_start']:,.2f} -> {s['equity_end']:,.2f} ({ret:+.2%}); realised "
+                     f"{s['realised_pnl']:,.2f}, unrealised {s['unrealised_pnl']:,.2f}, fees {s['fees']:,.2f}, "
+                     f"drawdown {s['drawdown']:.2%}, positions {s['positions']}, "
+                     f"{'HALTED' if s['halted'] else 'trading'}; {s['snapshots']:,} snapshots compared.")
+        if s["buy_and_hold_end"] is not None:
+            lines.append(f"  Buy-and-hold {s['buy_and_hold_symbol']} over the same bars: {s['buy_and_hold_end']:,.2f} "
+                         f"({s['buy_and_hold_end'] / s['equity_start'] - 1:+.2%}).")
+    if not figures["policies"]:
+        lines.append("No portfolio snapshot reached the topic.")
+    lines += [f"![equity]({png})" for png in pngs]
+    lines += ["", "## Latency (Kafka record timestamps)", "", "| stage | n | p50 ms | p90 ms | p99 ms | max ms |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for stage, p in figures["latency_ms"].items():
+        if p["n"]:
+            lines.append(f"| {stage.replace('_', ' ')} | {p['n']:,} | {p['p50']:.1f} | {p['p90']:.1f} | "
+                         f"{p['p99']:.1f} | {p['max']:.1f} |")
+        else:
+            lines.append(f"| {stage.replace('_', ' ')} | 0 | | | | |")
+    lines += ["", f"Orders {figures['orders']:,}, fills {figures['fills']:,}, orders with a fill "
+              f"{figures['filled_orders']:,}.", "", "## Where to look next", "",
+              f"- The processes' logs: `{meta.get('logs', '')}`.",
+              f"- The topics are kept under `{meta.get('kafka_home', '')}`: start that broker again with "
+              f"`TICKFLOW_HOME={meta.get('kafka_home_parent', '')} tickflow kafka start` and read them with "
+              "`tickflow topic dump orders`, or watch them with `tickflow view`.",
+              "- Train your own policy: `notebooks/train_policy.ipynb`, or `tickflow train` and `tickflow evaluate`.",
+              "- The whole stack with ksqlDB and Grafana: `docker compose up` (README).", ""]
+    report = out / "report.md"
+    report.write_text("\n".join(lines))
+    (out / "report.json").write_text(json.dumps(figures, indent=1, default=str) + "\n")
+    return report
+
+
+def _plot(out: Path, figures: dict[str, Any]) -> list[str]:
+    if not figures["policies"]:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    t0 = min(series[0][0] for series in figures["equity"].values())
+
+    def hours(values: list[int]) -> list[float]:
+        return [(t - t0) / 3_600_000 for t in values]
+
+    for p, series in figures["equity"].items():
+        ts = [t for t, _ in series]
+        ax.step(hours(ts), [e for _, e in series], where="post", label=f"{p} equity")
+        bh = figures["buy_and_hold"].get(p) or []
+        if bh:
+            ax.plot(hours([t for t, _ in bh]), [e for _, e in bh],
+                    label=f"buy-and-hold {figures['policies'][p]['buy_and_hold_symbol']}", alpha=0.7)
+    ax.set_xlabel(f"hours of market time from {iso(t0)[:16]} UTC")
+    ax.set_ylabel("equity (quote currency)")
+    ax.set_title("Paper-traded equity against buy-and-hold, from the portfolio and signals.bars topics")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "equity.png", dpi=100)
+    plt.close(fig)
+    return ["equity.png"]

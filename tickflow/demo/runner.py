@@ -1,0 +1,180 @@
+"""`make demo`: broker, Faust worker, trader, paper broker, replay of the bundled data, view, report.
+
+Every process it starts is a child in its own process group, started with ``tickflow`` commands; all
+of them (and the broker) are stopped on the way out, also after an error or Ctrl-C. The broker's data
+stays under ``TICKFLOW_HOME/demo/kafka`` so the report can be checked against the topics afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gzip
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from contracts.settings import tickflow_home
+from contracts.timeutil import iso, now_ms
+from tickflow.demo.policy import DEFAULT_CANDLES, REPO, ensure_bundle
+
+TICKS = REPO / "data" / "ticks" / "BTCUSDT-trades-20240808T2354Z-20240809T0005Z.csv"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    days: float = 3.0
+    bundle: Path | None = None
+    timesteps: int = 20_000
+    live: bool = False
+    venue: str = "binance"
+    symbols: str = "BTC-USDT"
+    live_seconds: float = 120.0
+    budget_s: float = 170.0
+    view: bool = True
+
+
+class Processes:
+    """The demo's child processes: started in their own groups, stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log_file = (self.logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen([sys.executable, "-m", "tickflow", *args], env=self.env, cwd=REPO,
+                                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        log_file.close()
+        self.procs[name] = proc
+        return proc
+
+    def check_alive(self, *names: str) -> None:
+        for name in names:
+            code = self.procs[name].poll()
+            if code is not None:
+                tail = (self.logs / f"{name}.log").read_text(errors="replace").splitlines()[-15:]
+                raise RuntimeError(f"the {name} process exited with code {code}; its log ends:\n" + "\n".join(tail))
+
+    def stop(self, name: str, timeout: float = 20.0) -> int | None:
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        return proc.returncode
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.procs)):
+            self.stop(name)
+
+
+def candle_slice(src: Path, out: Path, days: float) -> tuple[int, int]:
+    """The last ``days`` of a candle file, as a plain CSV candle file; returns (rows, first open time)."""
+    with gzip.open(src, "rt", newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    keep = body[-max(1, int(days * 1440)):]
+    with out.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(keep)
+    return len(keep), int(keep[0][0])
+
+
+def run_demo(opts: DemoOptions) -> int:
+    from infra.kafka.broker import LocalBroker, free_port
+    from tickflow.demo.live import LiveBoard
+    from tickflow.demo.report import read_topics, summarise, write_report
+
+    home = tickflow_home()
+    demo = home / "demo"
+    kafka_home = demo / "broker"
+    shutil.rmtree(kafka_home, ignore_errors=True)  # a clean slate: the report counts this run only
+    logs = demo / "logs"
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir(parents=True)
+    bundle_dir = opts.bundle or home / "bundles" / "demo"
+    bundle, trained = ensure_bundle(bundle_dir, timesteps=opts.timesteps)
+    print(f"policy bundle: {bundle} ({'trained now' if trained else 'valid, kept'})", flush=True)
+
+    broker = LocalBroker(kafka_home, "127.0.0.1", free_port())
+    info = broker.start(timeout=120, die_with_parent=True, on_progress=lambda m: print(f"kafka: {m}", flush=True))
+    env = dict(os.environ, KAFKA_BOOTSTRAP=info.bootstrap, TICKFLOW_HOME=str(demo), PYTHONUNBUFFERED="1")
+    procs = Processes(env, logs)
+    started = time.monotonic()
+    started_ms = now_ms()
+    board = LiveBoard(info.bootstrap, enabled=opts.view)
+    data_note = ""
+    focus_ts = started_ms  # live: from the start; replay: from the first candle on
+    try:
+        procs.start("streams", "streams", "worker")
+        procs.start("paper", "paper")
+        procs.start("trader", "trade", "--bundle", str(bundle), "--policy-id", "demo")
+        board.start()
+        if opts.live:
+            data_note = f"live {opts.venue} {opts.symbols} for {opts.live_seconds:.0f} s"
+            feeds: list[tuple[str, tuple[str, ...]]] = [
+                ("ingest-live", ("ingest", "live", "--venue", opts.venue, "--symbols", opts.symbols))]
+        else:
+            candles = demo / f"BTCUSDT_1m_last{opts.days:g}d.csv"
+            rows, first = candle_slice(DEFAULT_CANDLES, candles, opts.days)
+            focus_ts = first
+            data_note = (f"{TICKS.name} (real Binance trades), then {rows:,} 1-minute candles of BTCUSDT from "
+                         f"{iso(first)[:16]} expanded into trades (derived data)")
+            feeds = [("replay-ticks", ("ingest", "replay", str(TICKS), "--speed", "max", "--no-progress")),
+                     ("replay-candles", ("ingest", "replay", str(candles), "--from-candles", "--symbol", "BTCUSDT",
+                                         "--venue", "binance", "--speed", "max", "--no-progress"))]
+        for name, args in feeds:
+            board.stage = f"{name}: {' '.join(args[:2])}"
+            proc = procs.start(name, *args)
+            deadline = time.monotonic() + (opts.live_seconds if opts.live else opts.budget_s)
+            while proc.poll() is None and time.monotonic() < deadline:
+                procs.check_alive("streams", "paper", "trader")
+                board.refresh()
+                time.sleep(0.25)
+            if opts.live:
+                procs.stop(name)
+            elif procs.stop(name) not in (0, None):
+                raise RuntimeError(f"{name} failed; see {logs / (name + '.log')}")
+        board.stage = "draining: waiting for bars, features, orders and fills to settle"
+        quiet_since, last = time.monotonic(), board.totals()
+        while time.monotonic() - started < opts.budget_s and time.monotonic() - quiet_since < 6.0:
+            procs.check_alive("streams", "paper", "trader")
+            board.refresh()
+            time.sleep(0.25)
+            now = board.totals()
+            if now != last:
+                quiet_since, last = time.monotonic(), now
+        board.stage = "stopping"
+        for name in ("trader", "paper", "streams"):
+            procs.stop(name)
+        board.refresh()
+    finally:
+        board.stop()
+        procs.stop_all()
+    try:
+        figures = summarise(read_topics(info.bootstrap), since_ts=focus_ts)
+    finally:
+        broker.stop()
+    seconds = time.monotonic() - started
+    report = write_report(demo, figures, {
+        "started": iso(started_ms), "finished": iso(now_ms()), "seconds": seconds, "data": data_note,
+        "logs": str(logs), "kafka_home": str(kafka_home / "kafka"), "kafka_home_parent": str(kafka_home)})
+    counts = ", ".join(f"{k} {v:,}" for k, v in figures["counts"].items() if not k.endswith(".dlq"))
+    print(f"demo finished in {seconds:.0f} s: {counts}")
+    print(f"report: {report}")
+    return 0

@@ -1,0 +1,153 @@
+"""What the live view shows, kept from the topics' records: pure state, no Kafka.
+
+``ViewState.apply(topic_name, message)`` folds one decoded record in; ``snapshot()`` returns the
+JSON-ready picture the page renders. Memory is bounded: per market the last ``max_points`` bar closes
+(or trade prices before the first bar), per policy the last ``max_points`` equity values, and the last
+``max_rows`` orders and fills.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from contracts.messages import Bar, FeatureVector, Fill, Message, Order, PortfolioSnapshot, Trade
+from contracts.serde import to_dict
+from contracts.timeutil import now_ms
+from contracts.topics import FILLS, MARKET_TRADES, ORDERS, PORTFOLIO, SIGNALS_BARS, SIGNALS_FEATURES
+
+VIEW_TOPICS: tuple[str, ...] = (MARKET_TRADES.name, SIGNALS_BARS.name, SIGNALS_FEATURES.name, ORDERS.name,
+                                FILLS.name, PORTFOLIO.name)
+
+
+@dataclass
+class _Market:
+    exchange: str
+    symbol: str
+    trades: int = 0
+    last_price: float | None = None
+    last_trade_ts: int | None = None
+    trade_points: deque[tuple[int, float]] = field(default_factory=deque)
+    bars: int = 0
+    bar_interval_s: int | None = None
+    bar_points: deque[tuple[int, float]] = field(default_factory=deque)
+    last_bar: Bar | None = None
+    features: FeatureVector | None = None
+    markers: deque[tuple[int, str, float]] = field(default_factory=deque)  # (feature_ts, side, qty)
+
+
+@dataclass
+class _Book:
+    latest: PortfolioSnapshot
+    equity: deque[tuple[int, float]] = field(default_factory=deque)
+
+
+class ViewState:
+    """Thread-safe: the Kafka feed thread applies records while HTTP threads take snapshots."""
+
+    def __init__(self, max_points: int = 600, max_rows: int = 50) -> None:
+        self.max_points = max_points
+        self.max_rows = max_rows
+        self.counts: dict[str, int] = dict.fromkeys(VIEW_TOPICS, 0)
+        self.refused: dict[str, int] = dict.fromkeys(VIEW_TOPICS, 0)
+        self._markets: dict[str, _Market] = {}
+        self._orders: deque[Order] = deque(maxlen=max_rows)
+        self._fills: deque[Fill] = deque(maxlen=max_rows)
+        self._books: dict[str, _Book] = {}
+        self._lock = threading.Lock()
+
+    def _market(self, exchange: str, symbol: str) -> _Market:
+        key = f"{exchange}:{symbol}"
+        market = self._markets.get(key)
+        if market is None:
+            market = _Market(exchange, symbol, trade_points=deque(maxlen=self.max_points),
+                             bar_points=deque(maxlen=self.max_points), markers=deque(maxlen=self.max_rows))
+            self._markets[key] = market
+        return market
+
+    def refuse(self, topic_name: str) -> None:
+        """Count a record that failed its contract (the view shows the count; it never guesses)."""
+        with self._lock:
+            self.refused[topic_name] = self.refused.get(topic_name, 0) + 1
+
+    def apply(self, topic_name: str, message: Message) -> None:
+        """Fold one record of ``topic_name`` into the picture."""
+        with self._lock:
+            self.counts[topic_name] = self.counts.get(topic_name, 0) + 1
+            if isinstance(message, Trade):
+                m = self._market(message.exchange, message.symbol)
+                m.trades += 1
+                if m.last_trade_ts is None or message.ts_event >= m.last_trade_ts:
+                    m.last_price, m.last_trade_ts = message.price, message.ts_event
+                m.trade_points.append((message.ts_event, message.price))
+            elif isinstance(message, Bar):
+                m = self._market(message.exchange, message.symbol)
+                m.bars += 1
+                # The chart follows the shortest interval seen, one point per bar.
+                if m.bar_interval_s is None or message.interval_s < m.bar_interval_s:
+                    m.bar_interval_s = message.interval_s
+                    m.bar_points.clear()
+                if message.interval_s == m.bar_interval_s:
+                    m.bar_points.append((message.window_end, message.close))
+                    if m.last_bar is None or message.window_end >= m.last_bar.window_end:
+                        m.last_bar = message
+            elif isinstance(message, FeatureVector):
+                m = self._market(message.exchange, message.symbol)
+                if m.features is None or message.ts >= m.features.ts:
+                    m.features = message
+            elif isinstance(message, Order):
+                self._orders.append(message)
+                self._market(message.exchange, message.symbol).markers.append(
+                    (message.feature_ts, message.side, message.qty))
+            elif isinstance(message, Fill):
+                self._fills.append(message)
+            elif isinstance(message, PortfolioSnapshot):
+                book = self._books.get(message.policy_id)
+                if book is None:
+                    book = _Book(message, deque(maxlen=self.max_points))
+                    self._books[message.policy_id] = book
+                elif message.ts >= book.latest.ts:
+                    book.latest = message
+                book.equity.append((message.ts, message.equity))
+
+    def snapshot(self) -> dict[str, Any]:
+        """The picture as plain JSON-ready data, markets and policies in name order."""
+        with self._lock:
+            markets = [self._market_view(key, m) for key, m in sorted(self._markets.items())]
+            portfolios = [
+                {**to_dict(book.latest), "equity_series": [list(p) for p in book.equity]}
+                for _, book in sorted(self._books.items())
+            ]
+            return {
+                "generated_ms": now_ms(),
+                "counts": dict(self.counts),
+                "refused": dict(self.refused),
+                "markets": markets,
+                "orders": [to_dict(o) for o in reversed(self._orders)],
+                "fills": [to_dict(f) for f in reversed(self._fills)],
+                "portfolios": portfolios,
+            }
+
+    @staticmethod
+    def _market_view(key: str, m: _Market) -> dict[str, Any]:
+        use_bars = bool(m.bar_points)
+        series = m.bar_points if use_bars else m.trade_points
+        fv = m.features
+        return {
+            "key": key,
+            "exchange": m.exchange,
+            "symbol": m.symbol,
+            "trades": m.trades,
+            "last_price": m.last_price if m.last_price is not None else (m.last_bar.close if m.last_bar else None),
+            "last_trade_ts": m.last_trade_ts,
+            "bars": m.bars,
+            "series_kind": f"{m.bar_interval_s}s bar closes" if use_bars else "trade prices",
+            "series": [list(p) for p in series],
+            "last_bar": to_dict(m.last_bar) if m.last_bar else None,
+            "features": None if fv is None else {
+                "ts": fv.ts, "ready": fv.ready, "feature_schema": fv.feature_schema, "values": dict(fv.features),
+            },
+            "markers": [[ts, side, qty] for ts, side, qty in m.markers],
+        }
