@@ -28,6 +28,8 @@ from contracts import V1, Trade, decode, encode, market_key
 from contracts.messages import FeatureVector
 from streams.processor import Processor
 
+FRESH_BROKER = True  # reads market.trades / signals.features: only its own records there
+
 REPO = Path(__file__).resolve().parents[1]
 SYMBOLS = 100
 N_TRADES = 150_000

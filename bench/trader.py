@@ -17,6 +17,8 @@ import numpy as np
 from bench.context import BenchContext
 from bench.results import Result
 
+FRESH_BROKER = True  # reads market.trades / signals.features: only its own records there
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "ohlcv"
 
