@@ -27,6 +27,14 @@ if [ ! -f "$deps/.complete" ]; then
   touch "$deps/.complete"
   echo "setup: dependencies installed in $((SECONDS - start))s ($(du -sh "$deps" | cut -f1))"
 fi
+touch "$deps/.complete"  # marks it as in use
+# Environments of other requirement sets, unused for 14 days, go (each is about 5.5 GB).
+for old in "$cache"/venvs/py*; do
+  if [ "$old" != "$deps" ] && [ -f "$old/.complete" ] && [ -n "$(find "$old/.complete" -mtime +14)" ]; then
+    echo "setup: removing $old (unused for 14 days)"
+    rm -rf "$old"
+  fi
+done
 flock -u 9
 base() { "$1" -c 'import os, sys; print(os.path.realpath(sys._base_executable))'; }
 if [ ! -x .venv/bin/python ] || [ "$(base .venv/bin/python)" != "$(base "$PYTHON")" ]; then
