@@ -6,18 +6,18 @@ import asyncio
 import csv
 import gzip
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 
 from contracts import DeadLetter, MarketEvent, Trade, decode
 from contracts.topics import MARKET_EVENTS, MARKET_TRADES
 from infra.kafka.broker import BrokerError, BrokerInfo, LocalBroker, free_port
+from tests.ws_loopback import LoopbackWebsocketServer
 
 REPO = Path(__file__).resolve().parents[2]
 TICKS = REPO / "data" / "ticks"
@@ -43,20 +43,18 @@ def csv_trades() -> list[tuple[int, float, float, int, str]]:
 Plan = Callable[[int], tuple[int, int, bool]]
 
 
-class LoopbackServer:
+class LoopbackServer(LoopbackWebsocketServer):
     """A websocket server on 127.0.0.1 that sends recorded frames to each connection by a plan."""
 
+    serve_options = {"compression": None, "max_queue": None}
+
     def __init__(self, frames: list[str], plan: Plan) -> None:
+        super().__init__()
         self.frames, self.plan = frames, plan
         self.connections = 0
         self.opened_at: list[float] = []
         self.closed_at: list[float] = []
         self.sent = 0
-        self.port = 0
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Future[None] | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
 
     async def _handler(self, ws: ServerConnection) -> None:
         n = self.connections
@@ -74,23 +72,12 @@ class LoopbackServer:
             return
         await ws.wait_closed()
 
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = self._loop.create_future()
-        async with serve(self._handler, "127.0.0.1", 0, compression=None, max_queue=None) as server:
-            self.port = next(iter(server.sockets)).getsockname()[1]
-            self._ready.set()
-            await self._stop
-
     def __enter__(self) -> LoopbackServer:
-        self._thread.start()
-        assert self._ready.wait(10), "the loopback websocket server did not start"
+        self.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set_result, None)
-        self._thread.join(10)
+        self.stop()
 
     @property
     def url(self) -> str:

@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 
 from ingestor.connection import Backoff, LiveClient
 from ingestor.venues import venue
+from tests.ws_loopback import LoopbackWebsocketServer
 
 
-class QuietServer:
+class QuietServer(LoopbackWebsocketServer):
     """Accepts connections on 127.0.0.1, records what clients send, sends one frame, then stays quiet."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.received: list[str] = []
         self.connections = 0
-        self.port = 0
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Future[None] | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
 
     async def _handler(self, ws: ServerConnection) -> None:
         self.connections += 1
@@ -33,22 +29,6 @@ class QuietServer:
         async for message in ws:
             self.received.append(str(message))
 
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = self._loop.create_future()
-        async with serve(self._handler, "127.0.0.1", 0) as server:
-            self.port = next(iter(server.sockets)).getsockname()[1]
-            self._ready.set()
-            await self._stop
-
-    def start(self) -> None:
-        self._thread.start()
-        assert self._ready.wait(10)
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set_result, None)
-        self._thread.join(10)
 
 
 @pytest.fixture
