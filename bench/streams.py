@@ -32,7 +32,7 @@ FRESH_BROKER = True  # reads market.trades / signals.features: only its own reco
 
 REPO = Path(__file__).resolve().parents[1]
 SYMBOLS = 100
-N_TRADES = 150_000
+N_TRADES = 600_000
 GRACE_MS = 2000
 
 
@@ -111,13 +111,13 @@ def _live_latency(bootstrap: str, seconds: float) -> list[float]:
         c.consume(1, 0.5)
         ready.set()
         while not stop.is_set():
-            for m in c.consume(100, 0.05):
-                recv = time.time() * 1000
-                if m.error():
-                    continue
-                fv = decode(m.value(), FeatureVector)
-                if fv.exchange == "live" and fv.interval_s == 1:
-                    lat.append(recv - (fv.ts + GRACE_MS))
+            m = c.poll(0.05)  # returns with the first record (consume(n) would wait for n of them)
+            recv = time.time() * 1000
+            if m is None or m.error():
+                continue
+            fv = decode(m.value() or b"", FeatureVector)
+            if fv.exchange == "live" and fv.interval_s == 1:
+                lat.append(recv - (fv.ts + GRACE_MS))
         c.close()
 
     thread = threading.Thread(target=consume, daemon=True)

@@ -1,1 +1,1 @@
-"""The streams layer: event-time bars and features (Faust agents, offline builder, ksqlDB)."""
+"""The streams layer: event-time bars and features (the Faust worker, offline builder, ksqlDB)."""

@@ -1,12 +1,19 @@
-"""The Faust app: market.trades -> signals.bars -> signals.features, state in a changelog-backed table.
+"""The streams worker: market.trades -> signals.bars -> signals.features, state in a changelog-backed table.
 
-Wiring only; the work is ``streams.processor.Processor``. Per batch of trades taken from the stream:
+Faust runs the worker: it is the consumer group member that gets ``market.trades`` partitions assigned
+and revoked, it holds the state table ``<app_id>-streams-state`` and restores it from its changelog
+before a partition is processed, and it commits the group's offsets. The trades themselves are not
+read through Faust's per-event stream (a few tens of thousands of events per second per core at best,
+see ARCHITECTURE.md): for the partitions Faust assigns, a librdkafka consumer reads them in batches
+from the group's committed offsets, and Faust's own fetcher leaves them alone (``AssignOnlyConsumer``).
+The work is ``streams.processor.Processor``. Per batch:
 
 1. apply the trades (decode, bars, features; bad records become dead letters),
 2. send every output record and flush the producer,
-3. write the changed keys' state (bars, feature engines, last applied offset) to the table
-   ``<app_id>-streams-state``, on the changelog partition of the trades' partition,
-4. let Faust acknowledge the batch (its offsets are committed afterwards).
+3. write the changed keys' state (bars, feature engines, last applied offset) to the table, on the
+   changelog partition of the trades' partition,
+4. about once a second, commit the offsets after the applied trades through Faust, which first flushes
+   its producer, so the state is durable before the offsets are.
 
 A crash between 2 and 3 replays the batch from the older state: the same records again, identical.
 A crash after 3 but before the commit re-delivers trades the state has applied: they are skipped
@@ -14,8 +21,9 @@ A crash after 3 but before the commit re-delivers trades the state has applied: 
 restarted worker resumes from its table. The table is our own, not a Faust windowed table: those
 expire on wall-clock time and lose windows during a replay.
 
-Live mode: a timer closes the due bars of live keys (trades arriving within STREAMS__LIVE_LAG_MS of
-their event time) at end + grace on the wall clock, so a quiet symbol's bar is not held open.
+Live mode: the batch read waits no longer than the next due bar of a live key (trades arriving within
+STREAMS__LIVE_LAG_MS of their event time), which is closed at end + grace on the wall clock, so a quiet
+symbol's bar is not held open.
 """
 
 from __future__ import annotations
@@ -25,11 +33,14 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
-from confluent_kafka import Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 
 from contracts.settings import kafka_bootstrap, tickflow_home
 from contracts.topics import MARKET_TRADES
@@ -38,58 +49,166 @@ from streams.spec import StreamsSettings, load_settings
 
 log = logging.getLogger(__name__)
 
+_TRADES = MARKET_TRADES.name
+
+
+class AssignOnlyConsumer(faust_aiokafka.Consumer):
+    """Faust's consumer, minus fetching ``market.trades``: it still joins the group, takes the partitions
+    and restores the table; the worker reads the assigned partitions itself, in batches."""
+
+    def _get_active_partitions(self) -> set[TP]:
+        tps: set[TP] = super()._get_active_partitions()
+        for tp in [tp for tp in tps if tp.topic == _TRADES]:
+            tps.discard(tp)
+        return tps
+
+    def verify_event_path(self, now: float, tp: TP) -> None:
+        if tp.topic != _TRADES:  # Faust would report the partitions it does not fetch as stuck
+            super().verify_event_path(now, tp)
+
+
+class StreamsTransport(faust_aiokafka.Transport):
+    Consumer = AssignOnlyConsumer
+
+
+class StreamsApp(faust.App):
+    def _new_transport(self) -> StreamsTransport:
+        return StreamsTransport(self.conf.broker_consumer, self)
+
 
 class StreamsWorkerApp:
-    """The Faust app and its single agent, built from settings."""
+    """The Faust app, its state table and the batch loop over the assigned trade partitions."""
 
     def __init__(self, settings: StreamsSettings, bootstrap: str, datadir: Path) -> None:
         self.settings = settings
         brokers = ";".join(f"kafka://{hp}" for hp in bootstrap.split(","))
-        self.app = faust.App(
+        self.app = StreamsApp(
             settings.app_id, broker=brokers, datadir=str(datadir), store="memory://",
             topic_partitions=MARKET_TRADES.partitions, topic_replication_factor=1, topic_disable_leader=True,
             table_standby_replicas=0, web_enabled=settings.web_port > 0, web_port=settings.web_port or 6066,
             consumer_auto_offset_reset="earliest", producer_acks=-1, producer_linger=0.005,
-            broker_commit_every=10_000, broker_commit_interval=1.0, stream_buffer_maxsize=20_000,
-            broker_max_poll_records=5000, stream_wait_empty=False,
             # a killed worker's partitions move to the others (or its restart) after this, not after 60 s
             broker_session_timeout=settings.session_timeout_s, broker_heartbeat_interval=3.0,
         )
-        self.trades = self.app.topic(MARKET_TRADES.name, key_serializer="raw", value_serializer="raw",
+        self.trades = self.app.topic(_TRADES, key_serializer="raw", value_serializer="raw",
                                      partitions=MARKET_TRADES.partitions)
+        self.app.topics.add(self.trades)  # subscribed: Faust assigns its partitions (and the table's with them)
         self.table = self.app.Table("streams-state", partitions=MARKET_TRADES.partitions, key_type=bytes,
                                     value_type=bytes)
         self.processor = Processor(settings.intervals, settings.grace_ms)
         self.processor.loader = self.table.data.get
+        # The group id is only used to read the offsets Faust commits; this consumer never joins the group.
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": settings.app_id,
+                                  "enable.auto.commit": False, "enable.auto.offset.store": False,
+                                  "enable.partition.eof": False, "fetch.wait.max.ms": 10,
+                                  "queued.max.messages.kbytes": 32_768, "client.id": f"{settings.app_id}-trades"},
+                                 logger=log)
+        self.reader = ThreadPoolExecutor(1, thread_name_prefix="trades-reader")  # every call on self.consumer
         # Outputs go through librdkafka (idempotent, acks=all): far cheaper per record than Faust's producer.
         self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 1,
                                   "client.id": f"{settings.app_id}-out"}, logger=log)
         self.delivery_errors: list[str] = []
         self.lock = asyncio.Lock()
-        self.wake = asyncio.Event()
+        self.partitions: frozenset[int] = frozenset()  # the trade partitions being read
+        self.generation = 0  # bumped on every change of assignment: a read that spans one is dropped
+        self.assigned = asyncio.Event()
+        self.positions: dict[int, int] = {}  # partition -> offset after the last applied trade, not yet committed
+        self.last_commit = 0.0
         self.applied = 0
         self.emitted = 0
-        self.app.agent(self.trades, name="bars-and-features")(self._agent)
-        self.app.task(self._live_timer)
+        self.app.task(self._read_loop)
         self.app.task(self._progress)
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # mode types it narrowly
+        self.app.on_rebalance_complete.connect(self._on_assigned)  # type: ignore[arg-type]
+        self.app.on_before_shutdown.connect(self._on_shutdown)  # type: ignore[arg-type]
+
+    # -- assignment ------------------------------------------------------------------------------
+    async def _on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        """Tables restored: read the assigned trade partitions from the group's committed offsets."""
+        parts = frozenset(tp.partition for tp in self.app.consumer.assignment() if tp.topic == _TRADES)
+        async with self.lock:
+            if parts == self.partitions:
+                return
+            tps = [TopicPartition(_TRADES, p) for p in sorted(parts)]
+            loop = asyncio.get_running_loop()
+            committed = await loop.run_in_executor(self.reader, lambda: self.consumer.committed(tps, timeout=30)) \
+                if tps else []
+            start = [TopicPartition(_TRADES, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
+                     for tp in committed]
+            await loop.run_in_executor(self.reader, self.consumer.assign, start)
+            self.partitions = parts
+            self.generation += 1
+            self.positions.clear()
+            log.info("Reading %s partitions %s from %s.", _TRADES, sorted(parts),
+                     ", ".join(f"[{tp.partition}]@{tp.offset if tp.offset >= 0 else 'beginning'}" for tp in start)
+                     or "nowhere")
+            if parts:
+                self.assigned.set()
 
     async def _on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
-        # Another worker may take these keys: drop our cached state, the table holds the latest. Under the
-        # lock, so that a batch in flight first writes its state.
+        # Another worker may take these keys: commit what is applied, stop reading, drop the cached state
+        # (the table holds the latest). Under the lock, so that a batch in flight first writes its state.
         async with self.lock:
+            await self._commit(force=True)
+            self.assigned.clear()
+            await asyncio.get_running_loop().run_in_executor(self.reader, self.consumer.unassign)
+            self.partitions = frozenset()
+            self.generation += 1
             self.processor.keys.clear()
 
-    async def _agent(self, stream: Any) -> None:
+    async def _on_shutdown(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        async with self.lock:
+            await self._commit(force=True)
+            self.assigned.clear()
+            self.generation += 1
+            await asyncio.get_running_loop().run_in_executor(self.reader, self.consumer.close)
+
+    # -- the batch loop --------------------------------------------------------------------------
+    def _read_timeout_s(self) -> float:
+        """Wait for trades no longer than the next due bar of a live key, and at most a wall tick."""
         s = self.settings
-        async for events in stream.take_events(s.batch_max, within=s.batch_within_ms / 1000):
+        deadline = self.processor.next_live_deadline(s.live_lag_ms)
+        wait_ms = s.wall_tick_ms if deadline is None else min(max(deadline - time.time() * 1000, 0.0),
+                                                              s.wall_tick_ms)
+        return wait_ms / 1000
+
+    async def _read_loop(self) -> None:
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        while True:
+            await self.assigned.wait()
+            generation = self.generation
+            msgs = await loop.run_in_executor(self.reader, self.consumer.consume, s.batch_max, self._read_timeout_s())
             async with self.lock:
-                out = self.processor.apply(((e.message.partition, e.message.offset, e.value) for e in events),
-                                           int(time.time() * 1000))
+                if generation != self.generation:
+                    continue  # the assignment changed meanwhile: these are read again from the committed offsets
+                records, last = self._records(msgs)
+                now = int(time.time() * 1000)
+                out = self.processor.apply(records, now) if records else []
+                out += self.processor.advance_live(now, s.live_lag_ms)
                 await self._publish(out)
-                self.applied += len(events)
+                for p, off in last.items():
+                    self.positions[p] = off + 1
+                self.applied += len(records)
                 self.emitted += len(out)
-            self.wake.set()
+                await self._commit()
+
+    @staticmethod
+    def _records(msgs: list[Message]) -> tuple[list[tuple[int, int, bytes]], dict[int, int]]:
+        """(partition, offset, value) of each trade record, and the last offset read per partition."""
+        records: list[tuple[int, int, bytes]] = []
+        last: dict[int, int] = {}
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaException(err)
+                log.warning("Reading %s[%s]: %s", m.topic(), m.partition(), err)
+                continue
+            p, off = m.partition() or 0, m.offset() or 0
+            records.append((p, off, m.value() or b""))
+            last[p] = off
+        return records, last
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:
@@ -111,10 +230,20 @@ class StreamsWorkerApp:
             left = await asyncio.get_running_loop().run_in_executor(None, self.producer.flush, 60.0)
             if left or self.delivery_errors:
                 raise RuntimeError(f"{left} output records were not delivered: {self.delivery_errors[:3]}; the "
-                                   "batch is not acknowledged and will be processed again after a restart")
+                                   "batch is not committed and will be processed again after a restart")
         for key, partition, state in self.processor.take_dirty():
             self.table.data[key] = state
             self.table.send_changelog(partition, key, state)
+
+    async def _commit(self, force: bool = False) -> None:
+        """Commit the offsets after the applied trades, about once a second (at once when forced)."""
+        if not self.positions or not (force or time.monotonic() - self.last_commit >= self.settings.commit_interval_s):
+            return
+        offsets = {TP(_TRADES, p): off for p, off in self.positions.items()}
+        # Faust's own commit path: flushes its producer (the state's changelog), then commits for the group.
+        await cast(AssignOnlyConsumer, self.app.consumer)._commit_offsets(offsets)
+        self.positions.clear()
+        self.last_commit = time.monotonic()
 
     async def _progress(self) -> None:
         """A log line every 30 s while trades flow."""
@@ -127,24 +256,6 @@ class StreamsWorkerApp:
                          "trades dropped, %d re-delivered trades skipped.", self.applied, (self.applied - last) / 30,
                          self.emitted, len(p.keys), p.late, p.skipped)
                 last = self.applied
-
-    async def _live_timer(self) -> None:
-        s = self.settings
-        while True:
-            now = time.time() * 1000
-            deadline = self.processor.next_live_deadline(s.live_lag_ms)
-            wait_ms = s.wall_tick_ms if deadline is None else min(max(deadline - now, 0.0), s.wall_tick_ms)
-            self.wake.clear()
-            if wait_ms > 0:
-                try:
-                    await asyncio.wait_for(self.wake.wait(), wait_ms / 1000)
-                    continue  # new trades: recompute the deadline
-                except TimeoutError:
-                    pass
-            async with self.lock:
-                out = self.processor.advance_live(int(time.time() * 1000), s.live_lag_ms)
-                if out:
-                    await self._publish(out)
 
 
 class _Worker(faust.Worker):

@@ -101,12 +101,13 @@ class _Acc:
 
 
 NO_WATERMARK = -(2**62)
+NO_WINDOW = 2**62
 
 
 class KeyBars:
     """The open windows of one key for every configured interval, and its watermark."""
 
-    __slots__ = ("grace_ms", "intervals_ms", "late", "max_ts", "open", "watermark")
+    __slots__ = ("grace_ms", "intervals_ms", "late", "max_ts", "next_end", "open", "watermark")
 
     def __init__(self, intervals_s: tuple[int, ...], grace_ms: int) -> None:
         if not intervals_s or any(i <= 0 for i in intervals_s):
@@ -117,6 +118,11 @@ class KeyBars:
         self.watermark = NO_WATERMARK
         self.open: list[dict[int, _Acc]] = [{} for _ in self.intervals_ms]
         self.late: list[int] = [0 for _ in self.intervals_ms]
+        self.next_end = NO_WINDOW  # the smallest end among the open windows: nothing closes before it
+
+    def _find_next_end(self) -> None:
+        self.next_end = min((s + ims for k, ims in enumerate(self.intervals_ms) for s in self.open[k]),
+                            default=NO_WINDOW)
 
     def add(self, ts: int, price: float, size: float, is_buy: bool, partition: int = 0, offset: int = 0,
             out: list[ClosedBar] | None = None) -> tuple[list[ClosedBar], int]:
@@ -134,23 +140,29 @@ class KeyBars:
             acc = windows.get(start)
             if acc is None:
                 windows[start] = _Acc(price, size, is_buy, ts, partition, offset)
+                if start + ims < self.next_end:
+                    self.next_end = start + ims
             else:
                 acc.add(price, size, is_buy, ts, offset)
         if ts > self.max_ts:
             self.max_ts = ts
             if ts - self.grace_ms > wm:
-                self._close(ts - self.grace_ms, closed)
+                self.watermark = ts - self.grace_ms
+                if self.watermark >= self.next_end:
+                    self._close(closed)
         return closed, dropped
 
     def advance(self, watermark: int, out: list[ClosedBar] | None = None) -> list[ClosedBar]:
         """Move the watermark forward (wall clock in live mode); return the bars that closed."""
         closed: list[ClosedBar] = [] if out is None else out
         if watermark > self.watermark:
-            self._close(watermark, closed)
+            self.watermark = watermark
+            if watermark >= self.next_end:
+                self._close(closed)
         return closed
 
-    def _close(self, watermark: int, closed: list[ClosedBar]) -> None:
-        self.watermark = watermark
+    def _close(self, closed: list[ClosedBar]) -> None:
+        watermark = self.watermark
         for k, ims in enumerate(self.intervals_ms):
             windows = self.open[k]
             if not windows:
@@ -158,11 +170,11 @@ class KeyBars:
             ready = [s for s in windows if s + ims <= watermark]
             for start in sorted(ready):
                 closed.append(windows.pop(start).closed(ims, start))
+        self._find_next_end()
 
     def next_close_at(self) -> int | None:
         """The smallest window end among the open windows (a bar closes when the watermark reaches it)."""
-        ends = [s + ims for k, ims in enumerate(self.intervals_ms) for s in self.open[k]]
-        return min(ends) if ends else None
+        return None if self.next_end == NO_WINDOW else self.next_end
 
     def to_builtins(self) -> dict[str, Any]:
         return {"i": [ims // 1000 for ims in self.intervals_ms], "g": self.grace_ms, "m": self.max_ts,
@@ -174,4 +186,5 @@ class KeyBars:
         kb = cls(tuple(state["i"]), state["g"])
         kb.max_ts, kb.watermark, kb.late = state["m"], state["w"], list(state["l"])
         kb.open = [{int(row[0]): _Acc.from_list(row[1:]) for row in windows} for windows in state["o"]]
+        kb._find_next_end()
         return kb

@@ -2,7 +2,7 @@
 
 Trades are read through ``contracts.history`` (the functions the ingestor's replay uses: a candle file
 is expanded into trades by ``candle_trades``), fed to the same ``KeyBars`` and ``FeatureEngine`` the
-Faust agents run, so a training set sees exactly what the live worker emits. The training
+streams worker runs, so a training set sees exactly what the live worker emits. The training
 environment and the notebook use ``build_from_file``.
 """
 

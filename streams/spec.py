@@ -27,8 +27,8 @@ class StreamsSettings(msgspec.Struct, frozen=True, kw_only=True):
     # live key also close on the wall clock (no later than grace + wall_tick after their end).
     live_lag_ms: int = 10_000
     wall_tick_ms: int = 200
-    batch_max: int = 5000  # trades taken from the stream at once
-    batch_within_ms: int = 20  # how long a partial batch waits
+    batch_max: int = 5000  # trades read at once
+    commit_interval_s: float = 1.0  # how often the offsets after the applied trades are committed
     stop_timeout_s: float = 20.0  # a stop (SIGTERM/SIGINT) that takes longer ends the process
     session_timeout_s: float = 15.0  # how soon a dead worker's partitions are reassigned
     app_id: str = "tickflow-streams"
