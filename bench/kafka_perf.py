@@ -1,4 +1,6 @@
-"""Kafka's own ProducerPerformance against the local broker: the reference for ingest throughput."""
+"""Kafka's own tools against the local broker: ProducerPerformance, the reference for ingest throughput,
+and EndToEndLatency (produce, acks=all, then consume, one record at a time), the floor under any
+latency measured through Kafka here."""
 
 from __future__ import annotations
 
@@ -23,6 +25,21 @@ def producer_perf(ctx: BenchContext, records: int = 2_000_000, size: int = 200) 
     return float(match.group(1))
 
 
+def end_to_end_latency(ctx: BenchContext, records: int = 5_000, size: int = 200) -> tuple[float, float, float]:
+    """Kafka's EndToEndLatency: (p50, p99, p99.9) in ms, as the tool prints them (whole milliseconds)."""
+    out = ctx.java_tool("org.apache.kafka.tools.EndToEndLatency",
+                        [ctx.bootstrap, "bench.end-to-end", str(records), "all", str(size)])
+    match = re.search(r"50th = ([\d.]+), 99th = ([\d.]+), 99.9th = ([\d.]+)", out)
+    if not match:
+        raise subprocess.SubprocessError(f"EndToEndLatency printed no percentiles:\n{out[-2000:]}")
+    p50, p99, p999 = (float(g) for g in match.groups())
+    return p50, p99, p999
+
+
 def run(ctx: BenchContext) -> list[Result]:
+    p50, p99, p999 = end_to_end_latency(ctx)
     return [Result("kafka.producer_perf_records_per_s", producer_perf(ctx), "records/s", None,
-                   "Kafka's ProducerPerformance, 200-byte records, acks=all, idempotent, one broker on loopback")]
+                   "Kafka's ProducerPerformance, 200-byte records, acks=all, idempotent, one broker on loopback"),
+            Result("kafka.end_to_end_p99_ms", p99, "ms", None,
+                   "Kafka's EndToEndLatency: 5,000 records of 200 bytes, each produced (acks=all) and consumed "
+                   "before the next; whole milliseconds", {"p50_ms": p50, "p99_9_ms": p999})]

@@ -185,7 +185,7 @@ def run(ctx: BenchContext) -> list[Result]:
                note=f"one Faust worker, {SYMBOLS} symbols x 3 intervals, {got} bars; goal >= 100,000",
                extra={"bars": float(got)}),
         Result("streams.peak_rss_mb", rss, "MB", note=f"worker VmHWM, {SYMBOLS} symbols x 3 intervals; goal < 400"),
-        Result("streams.bar_to_feature_p99_ms", p99, "ms",
+        Result("streams.bar_to_feature_p99_ms", p99, "ms", reference="kafka.end_to_end_p99_ms",
                note=f"live, 1 s bars of 20 symbols (5 quiet), bar end + grace -> feature at a consumer, "
                     f"{len(lat)} vectors; goal <= 5", extra={"p50_ms": p50}),
     ]

@@ -3,6 +3,7 @@ training throughput beside the bare environment, and the serving process's peak 
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -93,6 +94,8 @@ def run(ctx: BenchContext) -> list[Result]:
     raw = [encode(fv) for fv in fvs if fv.ready]
     trader = PolicyTrader(ppo.bundle, "bench", 1_000.0, 10_000.0)
     lat = []
+    gc.collect()
+    gc.freeze()  # as the service does once it has started
     for data in raw:
         t0 = time.perf_counter_ns()
         fv = decode(data, FeatureVector)
@@ -100,11 +103,62 @@ def run(ctx: BenchContext) -> list[Result]:
             for o in trader.on_feature(fv, 0).orders:
                 encode(o)
         lat.append((time.perf_counter_ns() - t0) / 1_000)
+    gc.unfreeze()
     results.append(Result("trader.handler_p99_us", _p99(lat), "us", "trader.policy_p99_us",
                           f"decode + risk + policy + order encode, {len(raw)} ETHUSDT feature messages",
                           {"p50_us": float(np.percentile(lat, 50))}))
+    floor = _transaction_floor(ctx)
+    results.append(Result("kafka.txn_floor_p99_ms", _p99(floor), "ms", None,
+                          f"reference: {len(floor)} records, each consumed, then one transaction (one record + the "
+                          "consumed offsets) and read back read_committed; no trader, the trader's Kafka settings",
+                          {"p50_ms": float(np.percentile(floor, 50))}))
     results.extend(_over_kafka(ctx, ppo.bundle.path, fvs))
     return results
+
+
+def _transaction_floor(ctx: BenchContext, n: int = 600) -> list[float]:
+    """What exactly-once costs before any trading: record in -> transaction with offsets -> record out."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from trader import kafka_io
+
+    topics = ("bench.txn.in", "bench.txn.out")
+    admin = AdminClient({"bootstrap.servers": ctx.bootstrap})
+    for f in admin.create_topics([NewTopic(t, 4, 1) for t in topics]).values():
+        f.result(30)
+    source = Producer({"bootstrap.servers": ctx.bootstrap, "linger.ms": 0})
+    loop_in = kafka_io.consumer(ctx.bootstrap, "bench-txn-floor")
+    loop_in.assign([TopicPartition(topics[0], p, 0) for p in range(4)])
+    loop_out = kafka_io.transactional_producer(ctx.bootstrap, "bench-txn-floor")
+    reader = Consumer({"bootstrap.servers": ctx.bootstrap, "group.id": "bench-txn-read",
+                       "auto.offset.reset": "earliest", "isolation.level": "read_committed", "fetch.wait.max.ms": 1})
+    reader.assign([TopicPartition(topics[1], p, 0) for p in range(4)])
+    sent: dict[bytes, float] = {}
+    lat: list[float] = []
+    try:
+        for i in range(n):
+            key = str(i).encode()
+            sent[key] = time.perf_counter()
+            source.produce(topics[0], key, key)
+            source.poll(0)
+            m = None
+            while m is None or m.error():
+                m = loop_in.poll(1.0)
+            loop_out.begin_transaction()
+            loop_out.produce(topics[1], m.value(), m.key())
+            loop_out.send_offsets_to_transaction(loop_in.position(loop_in.assignment()),
+                                                 loop_in.consumer_group_metadata())
+            loop_out.commit_transaction()
+            got = None
+            while got is None or got.error():
+                got = reader.poll(1.0)
+            lat.append((time.perf_counter() - sent[got.value() or b""]) * 1_000)
+            time.sleep(0.01)
+    finally:
+        loop_in.close()
+        reader.close()
+    return lat[50:]  # the first transactions find coordinators and register partitions
 
 
 def _over_kafka(ctx: BenchContext, bundle: Path, fvs: list[Any]) -> list[Result]:
@@ -159,8 +213,9 @@ def _over_kafka(ctx: BenchContext, bundle: Path, fvs: list[Any]) -> list[Result]
     lat = [(got[ts] - sent[ts]) * 1_000 for ts in got if ts in sent]
     if not lat:
         raise RuntimeError(f"the trader produced no orders; see {ctx.workdir / 'trader.log'}")
-    return [Result("trader.feature_to_order_p99_ms", _p99(lat), "ms", "trader.handler_p99_us",
-                   f"{len(lat)} orders: feature produced -> order read (read_committed), one transaction per batch",
+    return [Result("trader.feature_to_order_p99_ms", _p99(lat), "ms", "kafka.txn_floor_p99_ms",
+                   f"{len(lat)} orders: feature produced -> order read (read_committed), one transaction per "
+                   "batch with output",
                    {"p50_ms": float(np.percentile(lat, 50)), "load_avg_1m": os.getloadavg()[0]}),
             Result("trader.peak_rss_mb", rss, "MB", None,
                    "peak RSS (VmHWM) of `tickflow trade`; torch " + ("LOADED" if torch_loaded else "not loaded"))]

@@ -13,6 +13,7 @@ import logging
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import cast
 
 from contracts import V1, FeatureVector, Fill, MarketEvent, Order
 from trader.policy.bundle import Bundle
@@ -93,23 +94,25 @@ class PolicyTrader:
         st.price = fv.close
         self.book.mark(fv.symbol, fv.close)
         decision_bar = (fv.ts // (fv.interval_s * 1000)) % self.every == 0
-        breach = not self.risk.halted and self.book.drawdown >= self.risk.s.max_drawdown
+        drawdown = self.book.drawdown
+        breach = not self.risk.halted and drawdown >= self.risk.s.max_drawdown
         if not decision_bar and not breach:
             return Decision([], "no decision at this bar")
-        values = [fv.features.get(n) for n in self.names]
-        if not breach and (not fv.ready or any(v is None or not math.isfinite(v) for v in values)):
+        got = [fv.features.get(n) for n in self.names]
+        values = cast(list[float], got)  # when None is not in it
+        # a sum is finite only when every term is (inf - inf is nan)
+        if not breach and (not fv.ready or None in got or not math.isfinite(sum(values))):
             self.held += 1
             return Decision([], "hold: features not ready")
         action = None
         desired_pos, desired_units = st.position, st.units
         if not breach:
-            action = self.runtime.act([float(v) for v in values if v is not None], st.position)
+            action = self.runtime.act(values, st.position)
             desired_pos = self.runtime.actions[action]
             # as in the environment, a position is only traded when the policy changes its target: holding
             # the same target does not resize it to the notional at every price
             desired_units = st.units if desired_pos == st.position else desired_pos * self.notional / fv.close
-        verdict = self.risk.check(fv.symbol, fv.ts, now_wall_ms, desired_units, st.units, fv.close,
-                                  self.book.drawdown)
+        verdict = self.risk.check(fv.symbol, fv.ts, now_wall_ms, desired_units, st.units, fv.close, drawdown)
         self.decisions += 1
         if verdict.halt:
             orders = []

@@ -4,13 +4,17 @@ One process per policy. A transactional loop consumes ``signals.features`` (cons
 ``tickflow-trader-<policy>``), asks the policy and the risk gate, and produces the orders, a portfolio
 snapshot and the consumed offsets in ONE Kafka transaction: after a crash the features after the
 last committed transaction are decided again, giving the same orders with the same ids, and nothing
-before it is decided twice. On start the intended positions are rebuilt from this policy's committed
-orders, the book from its fills (read from the beginning), and gaps from ``market.events``.
-Records that fail their contract go to the topic's dead-letter topic and are never traded on.
+before it is decided twice. A batch of features that produces nothing opens no transaction (its
+offsets go with the next one); marks alone publish a snapshot at most every
+``TRADER__SNAPSHOT_INTERVAL_S``, so the transactions, a few broker round trips each, are spent on
+orders. On start the intended positions are rebuilt from this policy's committed orders, the book
+from its fills (read from the beginning), and gaps from ``market.events``. Records that fail their
+contract go to the topic's dead-letter topic and are never traded on.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from pathlib import Path
@@ -47,6 +51,7 @@ class TraderSettings(msgspec.Struct, frozen=True, kw_only=True):
     http_port: int = 0  # status endpoint; 0 picks a free port (logged), -1 turns it off
     http_host: str = "127.0.0.1"
     batch: int = 500
+    snapshot_interval_s: float = 1.0  # marks alone publish a portfolio snapshot at most this often
     risk: RiskSettings = msgspec.field(default_factory=RiskSettings)
 
 
@@ -63,6 +68,9 @@ class TraderService:
         self.latencies_us: list[float] = []
         self.status: StatusServer | None = None
         self._fill_offsets: dict[int, int] = {}
+        self._offsets_pending = False  # features consumed since the last transaction
+        self._marked = False  # the book was marked since the last snapshot
+        self._last_snapshot = 0.0
 
     def _rebuild(self) -> None:
         orders = fills = 0
@@ -110,12 +118,17 @@ class TraderService:
                      self.status.port)
         log.info("Trader %s consumes %s as group %s with bundle %s (%s, %d features).", self.policy_id,
                  SIGNALS_FEATURES.name, group, self.bundle.path, self.bundle.algo, len(self.bundle.feature_names))
+        # what start-up built lives as long as the process: collections skip it from now on, which keeps
+        # the collector's pauses off the decision path
+        gc.collect()
+        gc.freeze()
         started = time.monotonic()
         try:
             while not self.stopper.stopped:
                 if max_seconds is not None and time.monotonic() - started > max_seconds:
                     break
                 self.step(producer, features, side)
+            self._finish(producer, features)
         finally:
             features.close()
             side.close()
@@ -127,48 +140,73 @@ class TraderService:
         return 0
 
     def step(self, producer: Producer, features: Consumer, side: Consumer) -> None:
-        """One transaction: the features and side records available now, their orders and snapshot."""
+        """Decide on the features and side records available now; put what that produced (orders, dead
+        letters, a portfolio snapshot) and the consumed offsets in one transaction.
+
+        Features that produce nothing open no transaction: their offsets ride with the next one (after
+        a crash they are decided again, and give nothing again). Marks alone publish a snapshot, and so
+        commit, at most every ``snapshot_interval_s``; an order or a fill publishes one at once.
+        """
         first = features.poll(0.05)
         msgs: list[Message] = [first] if first is not None else []
         if msgs:
             msgs.extend(features.consume(self.settings.batch, timeout=0))
         side_msgs = side.consume(self.settings.batch, timeout=0)
-        if not msgs and not side_msgs:
-            return
-        producer.begin_transaction()
-        changed = False
+        out: list[tuple[str, bytes, bytes | None]] = []
+        booked = False
         for m in side_msgs:
             if kafka_io.usable(m):
-                changed |= self._side(producer, m)
+                booked |= self._side(out, m)
         for m in msgs:
             if kafka_io.usable(m):
-                changed |= self._feature(producer, m)
-        if changed:
-            ts = self.trader.last_feature_ts or now_ms()
-            producer.produce(PORTFOLIO.name, encode(self.trader.book.snapshot(self.policy_id, ts,
-                                                                               self.trader.risk.halted)),
-                             key=self.policy_id.encode())
-        if msgs:
+                self._marked |= self._feature(out, m)
+        self._offsets_pending |= bool(msgs)
+        booked |= any(topic == ORDERS.name for topic, _, _ in out)
+        now = time.monotonic()
+        if booked or (self._marked and now - self._last_snapshot >= self.settings.snapshot_interval_s):
+            out.append(self._snapshot())
+            self._marked, self._last_snapshot = False, now
+        if out:
+            self._transact(producer, features, out)
+
+    def _snapshot(self) -> tuple[str, bytes, bytes | None]:
+        ts = self.trader.last_feature_ts or now_ms()
+        snap = self.trader.book.snapshot(self.policy_id, ts, self.trader.risk.halted)
+        return PORTFOLIO.name, encode(snap), self.policy_id.encode()
+
+    def _transact(self, producer: Producer, features: Consumer, out: list[tuple[str, bytes, bytes | None]]) -> None:
+        producer.begin_transaction()
+        for topic, value, key in out:
+            producer.produce(topic, value, key)
+        if self._offsets_pending:
             producer.send_offsets_to_transaction(features.position(features.assignment()),
                                                  features.consumer_group_metadata())
         producer.commit_transaction()
+        self._offsets_pending = False
 
-    def _feature(self, producer: Producer, m: Message) -> bool:
+    def _finish(self, producer: Producer, features: Consumer) -> None:
+        """On a clean stop: the last snapshot and the consumed offsets, so a restart decides nothing again."""
+        if self._offsets_pending or self._marked:
+            self._transact(producer, features, [self._snapshot()])
+            self._marked = False
+
+    def _feature(self, out: list[tuple[str, bytes, bytes | None]], m: Message) -> bool:
+        """Decide on one feature record; True when it was for this policy (its book was marked)."""
         t0 = time.perf_counter()
         try:
             fv = decode(m.value() or b"", FeatureVector)
         except ContractError as err:
-            producer.produce(*kafka_io.dead_letter(m, SIGNALS_FEATURES, str(err)))
+            out.append((*kafka_io.dead_letter(m, SIGNALS_FEATURES, str(err)), None))
             return False
         if not self.trader.mine(fv):
             return False
         reason = self.trader.refuse_reason(fv)
         if reason is not None:
-            producer.produce(*kafka_io.dead_letter(m, SIGNALS_FEATURES, reason))
+            out.append((*kafka_io.dead_letter(m, SIGNALS_FEATURES, reason), None))
             return False
         decision = self.trader.on_feature(fv, now_ms())
         for order in decision.orders:
-            producer.produce(ORDERS.name, encode(order), key=market_key(order.exchange, order.symbol))
+            out.append((ORDERS.name, encode(order), market_key(order.exchange, order.symbol)))
             log.info("Order %s: %s %.8g %s (target %+g) at feature ts %d from %s[%d]@%d; %s.", order.order_id,
                      order.side, order.qty, order.symbol, order.target_position, order.feature_ts, m.topic(),
                      m.partition(), m.offset(), order.reason)
@@ -177,13 +215,14 @@ class TraderService:
             del self.latencies_us[:5_000]
         return True
 
-    def _side(self, producer: Producer, m: Message) -> bool:
+    def _side(self, out: list[tuple[str, bytes, bytes | None]], m: Message) -> bool:
+        """Apply one fill or market event; True when a fill of this policy was booked."""
         if m.topic() == FILLS.name:
             try:
                 fill = decode(m.value() or b"", Fill)
             except ContractError as err:
                 # fills.dlq is shared by consumers of fills; the trader reports what it refused
-                producer.produce(*kafka_io.dead_letter(m, FILLS, str(err)))
+                out.append((*kafka_io.dead_letter(m, FILLS, str(err)), None))
                 return False
             return self.trader.on_fill(fill)
         try:

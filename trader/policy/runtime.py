@@ -3,6 +3,12 @@
 Input: the raw feature values in the bundle's feature order and the current target position. The
 runtime normalises with the training window's statistics, clips as the environment does, runs the
 layers and returns the index of the best action (argmax of Q-values for DQN, of logits for PPO).
+
+Serving folds the work into as few numpy calls as possible (each costs about a microsecond here):
+clipping the normalised value to +-OBS_CLIP equals clipping the raw value to mean +- OBS_CLIP * std,
+so the normalisation folds into the first layer's weights and bias, and every bias rides in its
+weight matrix against a constant 1 at the end of the layer's input. In float64, so the folded
+arithmetic stays far inside the float32 network's own rounding.
 """
 
 from __future__ import annotations
@@ -53,34 +59,49 @@ class PolicyRuntime:
         self.mean = np.asarray(mean, np.float32)
         self.inv_std = (1.0 / np.asarray(std, np.float64)).astype(np.float32)
         self.actions = tuple(actions)
-        self.n_features = len(mean)
-        self._x = np.empty(self.n_features + 1, np.float32)
-        self._bufs = [np.empty(lay.weight.shape[0], np.float32) for lay in self.layers]
+        self.n_features = n = len(mean)
+        # the folded network (see the module's text)
+        mean64, inv64 = self.mean.astype(np.float64), self.inv_std.astype(np.float64)
+        self._lo = mean64 - OBS_CLIP / inv64
+        self._hi = mean64 + OBS_CLIP / inv64
+        self._x = np.ones(n + 2, np.float64)  # raw features (clipped in place), position, 1
+        self._w: list[NDArray[np.float64]] = []
+        self._out: list[NDArray[np.float64]] = []  # each layer's output, then a constant 1 (not for the last)
+        for i, lay in enumerate(self.layers):
+            weight, bias = lay.weight.astype(np.float64), lay.bias.astype(np.float64)
+            if i == 0:
+                w_feat = weight[:, :n] * inv64
+                weight = np.c_[w_feat, weight[:, n]]
+                bias = bias - w_feat @ mean64
+            self._w.append(np.ascontiguousarray(np.c_[weight, bias]))
+            buf = np.ones(weight.shape[0] + (i < len(self.layers) - 1), np.float64)
+            self._out.append(buf)
+        self._views = [buf[:lay.weight.shape[0]] for buf, lay in zip(self._out, self.layers, strict=True)]
+        self._acts = [lay.activation for lay in self.layers]
 
-    def scores(self, features: NDArray[np.float64] | list[float], position: float) -> NDArray[np.float32]:
+    def scores(self, features: NDArray[np.float64] | list[float], position: float) -> NDArray[np.float64]:
         """Q-values (DQN) or action logits (PPO) for one observation."""
-        # in-place ufuncs on preallocated buffers: each numpy call costs about a microsecond here
+        return self._forward(features, position).copy()
+
+    def _forward(self, features: NDArray[np.float64] | list[float], position: float) -> NDArray[np.float64]:
+        """The last layer's output, in a buffer the next call overwrites."""
         x = self._x
-        head = x[:-1]
-        np.subtract(features, self.mean, out=head, casting="same_kind")
-        np.multiply(head, self.inv_std, out=head)
-        np.minimum(head, OBS_CLIP, out=head)
-        np.maximum(head, -OBS_CLIP, out=head)
-        x[-1] = position
-        h: NDArray[np.float32] = x
-        for layer, buf in zip(self.layers, self._bufs, strict=True):
-            np.matmul(layer.weight, h, out=buf)
-            buf += layer.bias
-            if layer.activation == "relu":
-                np.maximum(buf, 0.0, out=buf)
-            elif layer.activation == "tanh":
-                np.tanh(buf, out=buf)
-            h = buf
-        return h.copy()
+        head = x[:self.n_features]
+        np.minimum(features, self._hi, out=head)
+        np.maximum(head, self._lo, out=head)
+        x[self.n_features] = position
+        h = x
+        for w, out, view, act in zip(self._w, self._out, self._views, self._acts, strict=True):
+            np.matmul(w, h, out=view)
+            if act == "relu":
+                np.maximum(view, 0.0, out=view)
+            elif act == "tanh":
+                np.tanh(view, out=view)
+            h = out
+        return self._views[-1]
 
     def act(self, features: NDArray[np.float64] | list[float], position: float) -> int:
-        self.scores(features, position)
-        return int(self._bufs[-1].argmax())
+        return int(self._forward(features, position).argmax())
 
     def target(self, features: NDArray[np.float64] | list[float], position: float) -> float:
         """The target position (from the action map) the policy picks."""
