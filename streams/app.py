@@ -105,7 +105,7 @@ class StreamsWorkerApp:
                                  logger=log)
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="trades-reader")  # every call on self.consumer
         # Outputs go through librdkafka (idempotent, acks=all): far cheaper per record than Faust's producer.
-        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 1,
+        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 0,
                                   "client.id": f"{settings.app_id}-out"}, logger=log)
         self.delivery_errors: list[str] = []
         self.lock = asyncio.Lock()
