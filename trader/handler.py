@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import operator
 from collections import deque
 from dataclasses import dataclass, field
 from typing import cast
@@ -55,6 +56,9 @@ class PolicyTrader:
             raise ValueError(f"notional per unit of position must be positive, got {self.notional}")
         self.version = self.bundle.version
         self.names = self.bundle.feature_names
+        self._needed = frozenset(self.names)
+        self._values = operator.itemgetter(*self.names) if len(self.names) > 1 else (
+            lambda d: (d[self.names[0]],))
         self.runtime = self.bundle.runtime
         self.book = Book(self.capital)
         self.risk = RiskGate(self.risk_settings)
@@ -73,8 +77,8 @@ class PolicyTrader:
         if fv.feature_schema != self.bundle.feature_schema:
             return (f"feature schema {fv.feature_schema!r} does not match the bundle's "
                     f"{self.bundle.feature_schema!r}")
-        missing = [n for n in self.names if n not in fv.features]
-        if missing:
+        if not self._needed <= fv.features.keys():
+            missing = [n for n in self.names if n not in fv.features]
             return f"features lack {', '.join(missing)} that the policy needs"
         return None
 
@@ -92,14 +96,13 @@ class PolicyTrader:
         key = (fv.exchange, fv.symbol)
         st = self.symbols.setdefault(key, SymbolState())
         st.price = fv.close
-        self.book.mark(fv.symbol, fv.close)
+        drawdown = self.book.mark(fv.symbol, fv.close)
         decision_bar = (fv.ts // (fv.interval_s * 1000)) % self.every == 0
-        drawdown = self.book.drawdown
         breach = not self.risk.halted and drawdown >= self.risk.s.max_drawdown
         if not decision_bar and not breach:
             return Decision([], "no decision at this bar")
-        got = [fv.features.get(n) for n in self.names]
-        values = cast(list[float], got)  # when None is not in it
+        got = self._values(fv.features)  # every name is there (refuse_reason)
+        values = cast(tuple[float, ...], got)  # when None is not in it
         # a sum is finite only when every term is (inf - inf is nan)
         if not breach and (not fv.ready or None in got or not math.isfinite(sum(values))):
             self.held += 1

@@ -50,9 +50,12 @@ class Book:
         self.fills += 1
         self._update_peak()
 
-    def mark(self, symbol: str, price: float) -> None:
+    def mark(self, symbol: str, price: float) -> float:
+        """Mark ``symbol`` at ``price``; return the drawdown after it."""
         self.marks[symbol] = price
-        self._update_peak()
+        eq = self.equity
+        self.peak = max(self.peak, eq)
+        return self._drawdown(eq)
 
     @property
     def equity(self) -> float:
@@ -64,8 +67,10 @@ class Book:
 
     @property
     def drawdown(self) -> float:
-        eq = self.equity
-        return min(1.0, max(0.0, 1.0 - eq / self.peak)) if self.peak > 0 else 0.0
+        return self._drawdown(self.equity)
+
+    def _drawdown(self, equity: float) -> float:
+        return min(1.0, max(0.0, 1.0 - equity / self.peak)) if self.peak > 0 else 0.0
 
     def _update_peak(self) -> None:
         self.peak = max(self.peak, self.equity)

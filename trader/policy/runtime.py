@@ -20,11 +20,13 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+Features = NDArray[np.float64] | Sequence[float]  # raw values in the bundle's feature order
 ACTIVATIONS = ("relu", "tanh", "identity")
 OBS_CLIP = 5.0  # the environment's clip (trader.env.OBS_CLIP)
 
@@ -79,11 +81,11 @@ class PolicyRuntime:
         self._views = [buf[:lay.weight.shape[0]] for buf, lay in zip(self._out, self.layers, strict=True)]
         self._acts = [lay.activation for lay in self.layers]
 
-    def scores(self, features: NDArray[np.float64] | list[float], position: float) -> NDArray[np.float64]:
+    def scores(self, features: Features, position: float) -> NDArray[np.float64]:
         """Q-values (DQN) or action logits (PPO) for one observation."""
         return self._forward(features, position).copy()
 
-    def _forward(self, features: NDArray[np.float64] | list[float], position: float) -> NDArray[np.float64]:
+    def _forward(self, features: Features, position: float) -> NDArray[np.float64]:
         """The last layer's output, in a buffer the next call overwrites."""
         x = self._x
         head = x[:self.n_features]
@@ -92,7 +94,7 @@ class PolicyRuntime:
         x[self.n_features] = position
         h = x
         for w, out, view, act in zip(self._w, self._out, self._views, self._acts, strict=True):
-            np.matmul(w, h, out=view)
+            w.dot(h, out=view)  # half the overhead of np.matmul for a matrix-vector product this small
             if act == "relu":
                 np.maximum(view, 0.0, out=view)
             elif act == "tanh":
@@ -100,10 +102,10 @@ class PolicyRuntime:
             h = out
         return self._views[-1]
 
-    def act(self, features: NDArray[np.float64] | list[float], position: float) -> int:
+    def act(self, features: Features, position: float) -> int:
         return int(self._forward(features, position).argmax())
 
-    def target(self, features: NDArray[np.float64] | list[float], position: float) -> float:
+    def target(self, features: Features, position: float) -> float:
         """The target position (from the action map) the policy picks."""
         return self.actions[self.act(features, position)]
 
