@@ -29,6 +29,7 @@ symbol's bar is not held open.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import threading
@@ -50,6 +51,7 @@ from streams.spec import StreamsSettings, load_settings
 log = logging.getLogger(__name__)
 
 _TRADES = MARKET_TRADES.name
+_COMMIT_CLEARANCE_MS = 100  # no commit this close to a live bar's close
 
 
 class AssignOnlyConsumer(faust_aiokafka.Consumer):
@@ -175,6 +177,11 @@ class StreamsWorkerApp:
     async def _read_loop(self) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
+        await self.assigned.wait()
+        # Faust and its start-up leave a few hundred thousand long-lived objects; a full collection that
+        # walks them takes about 20 ms, long enough to hold up a live bar. Frozen, collections skip them.
+        gc.collect()
+        gc.freeze()
         while True:
             await self.assigned.wait()
             generation = self.generation
@@ -236,8 +243,13 @@ class StreamsWorkerApp:
             self.table.send_changelog(partition, key, state)
 
     async def _commit(self, force: bool = False) -> None:
-        """Commit the offsets after the applied trades, about once a second (at once when forced)."""
-        if not self.positions or not (force or time.monotonic() - self.last_commit >= self.settings.commit_interval_s):
+        """Commit the offsets after the applied trades, about once a second (at once when forced), but not
+        just before a live bar is due: a commit takes a few milliseconds that the bar would wait."""
+        s = self.settings
+        if not self.positions or not (force or time.monotonic() - self.last_commit >= s.commit_interval_s):
+            return
+        due = self.processor.next_live_deadline(s.live_lag_ms)
+        if not force and due is not None and due - time.time() * 1000 < _COMMIT_CLEARANCE_MS:
             return
         offsets = {TP(_TRADES, p): off for p, off in self.positions.items()}
         # Faust's own commit path: flushes its producer (the state's changelog), then commits for the group.
