@@ -42,7 +42,7 @@ def end_to_end_latency(ctx: BenchContext, records: int = 5_000, size: int = 200)
 def client_end_to_end_ms(ctx: BenchContext, records: int = 3_000, warm_up: int = 200) -> list[float]:
     """The same loop with confluent-kafka, the client the project uses: produce one 200-byte record
     (idempotent, acks=all, no linger), read it back, then the next."""
-    from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
+    from confluent_kafka import Consumer, Producer, TopicPartition
 
     topic = "bench.end-to-end-client"
     producer = Producer({"bootstrap.servers": ctx.bootstrap, "linger.ms": 0, "enable.idempotence": True})
@@ -50,17 +50,20 @@ def client_end_to_end_ms(ctx: BenchContext, records: int = 3_000, warm_up: int =
     producer.flush(30)
     consumer = Consumer({"bootstrap.servers": ctx.bootstrap, "group.id": "bench-end-to-end",
                          "fetch.wait.max.ms": 1})
-    consumer.assign([TopicPartition(topic, 0, OFFSET_END)])
+    end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
+    consumer.assign([TopicPartition(topic, 0, end)])
     lat: list[float] = []
     value = b"x" * 200
     try:
-        for _ in range(records):
+        for i in range(records):
             t0 = time.perf_counter()
             producer.produce(topic, value, partition=0)
             producer.poll(0)
             m = None
             while m is None or m.error():
-                m = consumer.poll(5.0)
+                m = consumer.poll(1.0)
+                if m is None and time.perf_counter() - t0 > 30:
+                    raise TimeoutError(f"record {i} of the end-to-end loop did not come back within 30 s")
             lat.append((time.perf_counter() - t0) * 1_000)
     finally:
         consumer.close()
