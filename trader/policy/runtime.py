@@ -58,12 +58,11 @@ class PolicyRuntime:
                 raise ValueError(f"unknown activation {layer.activation!r}")
         self.layers = [Layer(np.ascontiguousarray(lay.weight, np.float32), np.ascontiguousarray(lay.bias, np.float32),
                              lay.activation) for lay in layers]
-        self.mean = np.asarray(mean, np.float32)
-        self.inv_std = (1.0 / np.asarray(std, np.float64)).astype(np.float32)
         self.actions = tuple(actions)
         self.n_features = n = len(mean)
-        # the folded network (see the module's text)
-        mean64, inv64 = self.mean.astype(np.float64), self.inv_std.astype(np.float64)
+        # the folded network (see the module's text), from the statistics as the float32 bundle holds them
+        mean64 = np.asarray(mean, np.float32).astype(np.float64)
+        inv64 = (1.0 / np.asarray(std, np.float64)).astype(np.float32).astype(np.float64)
         self._lo = mean64 - OBS_CLIP / inv64
         self._hi = mean64 + OBS_CLIP / inv64
         self._x = np.ones(n + 2, np.float64)  # raw features (clipped in place), position, 1
