@@ -23,7 +23,9 @@ expire on wall-clock time and lose windows during a replay.
 
 Live mode: the batch read waits no longer than the next due bar of a live key (trades arriving within
 STREAMS__LIVE_LAG_MS of their event time), which is closed at end + grace on the wall clock, so a quiet
-symbol's bar is not held open.
+symbol's bar is not held open. The close itself is done STREAMS__CLOSE_AHEAD_MS earlier and its records
+held back until end + grace (``Processor.close_ahead``); held keys' state is stored, and offsets are
+committed, only once those records are out.
 """
 
 from __future__ import annotations
@@ -44,13 +46,14 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from contracts.settings import kafka_bootstrap, tickflow_home
-from contracts.topics import MARKET_TRADES
+from contracts.topics import MARKET_TRADES, SIGNALS_FEATURES
 from streams.processor import Output, Processor
 from streams.spec import StreamsSettings, load_settings
 
 log = logging.getLogger(__name__)
 
 _TRADES = MARKET_TRADES.name
+_FEATURES = SIGNALS_FEATURES.name
 _COMMIT_CLEARANCE_MS = 100  # no commit this close to a live bar's close
 
 
@@ -151,6 +154,7 @@ class StreamsWorkerApp:
         # Another worker may take these keys: commit what is applied, stop reading, drop the cached state
         # (the table holds the latest). Under the lock, so that a batch in flight first writes its state.
         async with self.lock:
+            await self._publish(self.processor.release_held())
             await self._commit(force=True)
             self.assigned.clear()
             await asyncio.get_running_loop().run_in_executor(self.reader, self.consumer.unassign)
@@ -160,19 +164,37 @@ class StreamsWorkerApp:
 
     async def _on_shutdown(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         async with self.lock:
+            await self._publish(self.processor.release_held())
             await self._commit(force=True)
             self.assigned.clear()
             self.generation += 1
             await asyncio.get_running_loop().run_in_executor(self.reader, self.consumer.close)
 
     # -- the batch loop --------------------------------------------------------------------------
-    def _read_timeout_s(self) -> float:
-        """Wait for trades no longer than the next due bar of a live key, and at most a wall tick."""
+    def _read_until(self) -> float:
+        """Wall-clock seconds to wait for trades until: the next due bar of a live key (less the close-ahead
+        time while nothing is held), at most a wall tick from now."""
         s = self.settings
-        deadline = self.processor.next_live_deadline(s.live_lag_ms)
-        wait_ms = s.wall_tick_ms if deadline is None else min(max(deadline - time.time() * 1000, 0.0),
-                                                              s.wall_tick_ms)
-        return wait_ms / 1000
+        now_ms = time.time() * 1000
+        due = self.processor.next_live_deadline(s.live_lag_ms)
+        if due is None:
+            return (now_ms + s.wall_tick_ms) / 1000
+        ahead = 0 if self.processor.held else s.close_ahead_ms
+        return min(due - ahead, now_ms + s.wall_tick_ms) / 1000
+
+    def _read(self, n: int, until: float) -> list[Message]:
+        """Up to ``n`` trades, waiting for the first no later than ``until`` (wall-clock s); in the reader thread.
+
+        librdkafka waits in whole milliseconds, rounded down: the rest is slept here and the queue read once
+        more, so a due bar is closed on time and not after spins through the event loop.
+        """
+        msgs: list[Message] = self.consumer.consume(n, max(until - time.time(), 0.0))
+        if not msgs:
+            rest = until - time.time()
+            if rest > 0:
+                time.sleep(rest)
+                msgs = self.consumer.consume(n, 0)
+        return msgs
 
     async def _read_loop(self) -> None:
         s = self.settings
@@ -185,14 +207,19 @@ class StreamsWorkerApp:
         while True:
             await self.assigned.wait()
             generation = self.generation
-            msgs = await loop.run_in_executor(self.reader, self.consumer.consume, s.batch_max, self._read_timeout_s())
+            msgs = await loop.run_in_executor(self.reader, self._read, s.batch_max, self._read_until())
             async with self.lock:
                 if generation != self.generation:
                     continue  # the assignment changed meanwhile: these are read again from the committed offsets
                 records, last = self._records(msgs)
                 now = int(time.time() * 1000)
-                out = self.processor.apply(records, now) if records else []
-                out += self.processor.advance_live(now, s.live_lag_ms)
+                proc = self.processor
+                out = proc.apply(records, now) if records else []
+                if s.close_ahead_ms and not proc.held:
+                    due = proc.next_live_deadline(s.live_lag_ms)
+                    if due is not None and due - s.close_ahead_ms <= now < due:
+                        proc.close_ahead(due, s.live_lag_ms)
+                out += proc.advance_live(now, s.live_lag_ms)
                 await self._publish(out)
                 for p, off in last.items():
                     self.positions[p] = off + 1
@@ -222,7 +249,10 @@ class StreamsWorkerApp:
             self.delivery_errors.append(f"{msg.topic()}: {err}")
 
     async def _publish(self, out: list[Output]) -> None:
+        """Send the records, feature vectors first (what a trader waits for), then store the changed state."""
         produce, poll = self.producer.produce, self.producer.poll
+        if len(out) > 1:
+            out.sort(key=lambda o: o.topic != _FEATURES)  # stable: each topic keeps its order per key
         for o in out:
             while True:
                 try:
@@ -248,6 +278,8 @@ class StreamsWorkerApp:
         s = self.settings
         if not self.positions or not (force or time.monotonic() - self.last_commit >= s.commit_interval_s):
             return
+        if self.processor.held:  # their keys' state is not stored yet; forced commits release them first
+            return
         due = self.processor.next_live_deadline(s.live_lag_ms)
         if not force and due is not None and due - time.time() * 1000 < _COMMIT_CLEARANCE_MS:
             return
@@ -265,8 +297,9 @@ class StreamsWorkerApp:
             if self.applied != last:
                 p = self.processor
                 log.info("Applied %d trades (%.0f/s over the last 30 s), published %d records; %d keys, %d late "
-                         "trades dropped, %d re-delivered trades skipped.", self.applied, (self.applied - last) / 30,
-                         self.emitted, len(p.keys), p.late, p.skipped)
+                         "trades dropped, %d re-delivered trades skipped, %d closes ahead of time undone.",
+                         self.applied, (self.applied - last) / 30, self.emitted, len(p.keys), p.late, p.skipped,
+                         p.undone)
                 last = self.applied
 
 
@@ -320,7 +353,8 @@ def run_worker() -> int:
         worker.execute_from_commandline()
     except SystemExit as err:
         code = err.code if isinstance(err.code, int) else 0
-        log.info("Streams worker stopped after applying %d trades (%d late, %d re-delivered skipped).",
-                 built.applied, built.processor.late, built.processor.skipped)
+        p = built.processor
+        log.info("Streams worker stopped after applying %d trades (%d late, %d re-delivered skipped, %d closes "
+                 "ahead of time undone).", built.applied, p.late, p.skipped, p.undone)
         return code
     return 0

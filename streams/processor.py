@@ -5,7 +5,11 @@ computes features for every closed bar and returns the records to publish: bars,
 ``late`` market events and dead letters. Each key's state remembers the offset of the last trade it
 applied, so a trade re-delivered after a crash is skipped: at-least-once delivery plus this check and
 deterministic outputs make the published records idempotent (the same key and window always give the
-same record). ``dump_state``/``load_state`` give the bytes kept in the Faust table.
+same record). ``take_dirty`` hands out, and ``load_state`` takes back, the bytes kept in the Faust table.
+
+Live keys' bars close on the wall clock (``advance_live``); ``close_ahead`` does that work a few
+milliseconds before they are due and holds the records back, undoing it for a key if a trade that still
+counts in them arrives meanwhile, so what is published equals closing on time.
 """
 
 from __future__ import annotations
@@ -72,6 +76,19 @@ class KeyState:
                    {int(i): FeatureEngine.from_builtins(e) for i, e in s["e"]}, s["p"], s["o"], s["l"])
 
 
+@dataclass(slots=True)
+class _Held:
+    """A key whose bars were closed ahead of their due time: the watermark they were closed at, the key's state
+    before, the records held back, the trades applied since (partition, offset, trade, wall ms) and the latest
+    wall-clock watermark that reached the key meanwhile."""
+
+    watermark: int
+    before: bytes
+    outputs: list[Output]
+    since: list[tuple[int, int, Trade, int]] = field(default_factory=list)
+    live_watermark: int | None = None
+
+
 @dataclass
 class Processor:
     """Bars and features for every key seen; the state of each key is independent of the others."""
@@ -83,6 +100,8 @@ class Processor:
     skipped: int = 0
     late: int = 0
     loader: Callable[[bytes], bytes | None] | None = None  # the stored state of a key not in memory
+    held: dict[bytes, _Held] = field(default_factory=dict)  # keys whose bars were closed ahead of time
+    undone: int = 0  # closes ahead of time undone by a trade that still counted in them
 
     def state(self, exchange: str, symbol: str) -> tuple[bytes, KeyState]:
         key = market_key(exchange, symbol)
@@ -111,7 +130,6 @@ class Processor:
         """Apply ``(partition, offset, raw value)`` trade records in order; return what to publish."""
         out: list[Output] = []
         touched: set[bytes] = set()
-        closed: list[ClosedBar] = []
         for partition, offset, raw in records:
             try:
                 t = decode(raw, Trade)
@@ -121,20 +139,7 @@ class Processor:
                                   reason=str(err), ts=now_ms, partition=partition, offset=offset)
                 out.append(Output(_DLQ, None, encode(dead), None))
                 continue
-            key, ks = self.state(t.exchange, t.symbol)
-            if ks.partition == partition and offset <= ks.last_offset:
-                self.skipped += 1  # re-delivered after a restart: already applied
-                continue
-            ks.partition, ks.last_offset = partition, offset
-            if t.ts_event > ks.bars.max_ts:
-                ks.lag_ms = now_ms - t.ts_event
-            closed.clear()
-            _, dropped = ks.bars.add(t.ts_event, t.price, t.size, t.side == "buy", partition, offset, closed)
-            if dropped:
-                ks.late_pending += 1
-            if closed:
-                self._emit(key, ks, closed, out)
-            touched.add(key)
+            self._apply_trade(partition, offset, t, now_ms, out, touched)
         for key in touched:
             ks = self.keys[key]
             if ks.late_pending:
@@ -142,28 +147,111 @@ class Processor:
         self.dirty |= touched
         return out
 
+    def _apply_trade(self, partition: int, offset: int, t: Trade, now_ms: int, out: list[Output],
+                     touched: set[bytes]) -> None:
+        key, ks = self.state(t.exchange, t.symbol)
+        if ks.partition == partition and offset <= ks.last_offset:
+            self.skipped += 1  # re-delivered after a restart: already applied
+            return
+        held = self.held.get(key)
+        if held is not None:
+            if t.ts_event < held.watermark:  # it still counts in a bar closed ahead of time: undo the close
+                ks = self._undo_close_ahead(key, held, out, touched)
+                held = None
+            elif t.ts_event - self.grace_ms >= held.watermark:  # its event time closes them now anyway
+                out.extend(self.held.pop(key).outputs)
+                held = None
+        ks.partition, ks.last_offset = partition, offset
+        if t.ts_event > ks.bars.max_ts:
+            ks.lag_ms = now_ms - t.ts_event
+        closed: list[ClosedBar] = []
+        _, dropped = ks.bars.add(t.ts_event, t.price, t.size, t.side == "buy", partition, offset, closed)
+        if dropped:
+            ks.late_pending += 1
+        if closed:
+            self._emit(key, ks, closed, out)
+        if held is not None:
+            held.since.append((partition, offset, t, now_ms))
+        touched.add(key)
+
     def advance_live(self, now_ms: int, live_lag_ms: int) -> list[Output]:
-        """Close, on the wall clock, the due bars of live keys (newest trade within live_lag_ms of now)."""
+        """Close, on the wall clock, the due bars of live keys (newest trade within live_lag_ms of now),
+        releasing first those closed ahead of time (``close_ahead``) that are now due."""
         out: list[Output] = []
+        watermark = now_ms - self.grace_ms
+        for key in [k for k, h in self.held.items() if h.watermark <= watermark]:
+            out.extend(self.held.pop(key).outputs)
+            self.dirty.add(key)
         for key, ks in self.keys.items():
             if ks.lag_ms > live_lag_ms:
                 continue
-            closed = ks.bars.advance(now_ms - self.grace_ms)
+            held = self.held.get(key)
+            if held is not None:
+                held.live_watermark = watermark  # for the state from before, should the close be undone
+                continue
+            closed = ks.bars.advance(watermark)
             if closed:
                 self._emit(key, ks, closed, out)
                 self.dirty.add(key)
         return out
 
+    def close_ahead(self, due_ms: int, live_lag_ms: int) -> int:
+        """Close now the bars of live keys that are due at ``due_ms`` on the wall clock, and hold their records
+        back until ``advance_live`` reaches ``due_ms``: the work is done before the bars are due, not after.
+
+        Until then a held key's state is not handed out by ``take_dirty``. A trade for a held key that would
+        still count in one of those bars (event time before their end) undoes the close: the key's state
+        from before is restored and the trades applied since are applied again, so what is published equals
+        what closing at ``due_ms`` gives. A trade whose event time closes them anyway releases them at once.
+        Returns how many keys are held.
+        """
+        watermark = due_ms - self.grace_ms
+        for key, ks in self.keys.items():
+            if ks.lag_ms > live_lag_ms or key in self.held:
+                continue
+            end = ks.bars.next_close_at()
+            if end is None or end > watermark:
+                continue
+            before = ks.to_bytes()
+            outputs: list[Output] = []
+            self._emit(key, ks, ks.bars.advance(watermark), outputs)
+            self.held[key] = _Held(watermark, before, outputs)
+        return len(self.held)
+
+    def release_held(self) -> list[Output]:
+        """Undo every close made ahead of time (on a revoke or a stop); returns what re-applying gives."""
+        out: list[Output] = []
+        touched: set[bytes] = set()
+        for key in list(self.held):
+            self._undo_close_ahead(key, self.held[key], out, touched)
+        self.dirty |= touched
+        return out
+
+    def _undo_close_ahead(self, key: bytes, held: _Held, out: list[Output], touched: set[bytes]) -> KeyState:
+        del self.held[key]
+        self.undone += 1
+        ks = self.keys[key] = KeyState.from_bytes(held.before)
+        for partition, offset, t, then_ms in held.since:
+            self._apply_trade(partition, offset, t, then_ms, out, touched)
+        if held.live_watermark is not None:  # the wall clock moved on meanwhile (short of the held bars)
+            closed = ks.bars.advance(held.live_watermark)
+            if closed:
+                self._emit(key, ks, closed, out)
+        return ks
+
     def next_live_deadline(self, live_lag_ms: int) -> int | None:
         """The wall-clock ms at which the next bar of a live key is due (its end plus grace)."""
         ends = [e for ks in self.keys.values() if ks.lag_ms <= live_lag_ms
                 for e in (ks.bars.next_close_at(),) if e is not None]
+        ends += [h.watermark for h in self.held.values()]
         return min(ends) + self.grace_ms if ends else None
 
     def take_dirty(self) -> list[tuple[bytes, int, bytes]]:
-        """(key, partition, state bytes) of every key changed since the last call."""
-        rows = [(k, self.keys[k].partition, self.keys[k].to_bytes()) for k in sorted(self.dirty)]
-        self.dirty.clear()
+        """(key, partition, state bytes) of every key changed since the last call, except held keys: their
+        state must not be stored before their held records are published."""
+        held = self.dirty & self.held.keys()
+        rows = [(k, self.keys[k].partition, self.keys[k].to_bytes()) for k in sorted(self.dirty - held)]
+        self.dirty = held
         return rows
 
     def _late_event(self, key: bytes, ks: KeyState) -> Output:

@@ -29,6 +29,9 @@ class StreamsSettings(msgspec.Struct, frozen=True, kw_only=True):
     # The longest a read waits for trades: live trades are applied as they come, so little is left to
     # do when a bar is due (about 2% of a core when idle).
     wall_tick_ms: int = 20
+    # Live bars are closed this long before they are due and their records held back until then (undone if a
+    # trade still counting in them arrives meanwhile): the work is done before the due time, not after it.
+    close_ahead_ms: int = 10
     batch_max: int = 5000  # trades read at once
     commit_interval_s: float = 1.0  # how often the offsets after the applied trades are committed
     stop_timeout_s: float = 20.0  # a stop (SIGTERM/SIGINT) that takes longer ends the process
@@ -51,6 +54,8 @@ class StreamsSettings(msgspec.Struct, frozen=True, kw_only=True):
                                 "comma-separated (for example 1,60,300)")
         if self.grace_ms < 0:
             raise SettingsError(f"STREAMS__GRACE_MS={self.grace_ms} must be zero or more")
+        if not 0 <= self.close_ahead_ms < 1000:
+            raise SettingsError(f"STREAMS__CLOSE_AHEAD_MS={self.close_ahead_ms} must be at least 0 and under 1000")
         if self.batch_max <= 0:
             raise SettingsError(f"STREAMS__BATCH_MAX={self.batch_max} must be positive")
         return self

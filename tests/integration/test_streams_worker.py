@@ -177,3 +177,80 @@ def test_two_workers_on_four_partitions_produce_what_one_produces(
             g = dict(got[topic][ident])
             g.pop("source", None)
             assert g == w, f"{topic} {ident}"
+
+
+def _expected(trades: list[Trade], intervals: tuple[int, ...]) -> dict[str, dict[Record, dict]]:
+    """Bars and features of every window the trades close in event time, computed offline."""
+    bars: dict[Record, dict] = {}
+    features: dict[Record, dict] = {}
+    for (exchange, symbol), closed in closed_bars(trades, intervals).items():
+        key = f"{exchange}:{symbol}"
+        engines = {i: FeatureEngine() for i in intervals}
+        for b in closed:
+            bars[(key, b.interval_s, b.window_end)] = _bar_dict(exchange, symbol, b)
+            values = engines[b.interval_s].update(b)
+            feats = {n: None if math.isnan(v) else v for n, v in zip(FEATURE_NAMES, values, strict=True)}
+            features[(key, b.interval_s, b.window_end)] = {
+                "schema_version": 1, "exchange": exchange, "symbol": symbol, "interval_s": b.interval_s,
+                "ts": b.window_end, "feature_schema": FEATURE_SCHEMA,
+                "ready": all(v is not None for v in feats.values()), "features": feats, "close": b.close}
+    return {"signals.bars": bars, "signals.features": features}
+
+
+def test_live_bars_close_ahead_of_time_on_the_wall_clock_and_equal_offline(
+        make_broker: Callable[[], BrokerInfo], tmp_path: Path) -> None:
+    """Live mode on a real broker: three symbols trade now for 6 s; one in ten trades arrives 1.70-1.79 s after
+    its event time (within the 2 s grace, sometimes just as its bar has been closed ahead of time, which must be
+    undone). Bars are closed 300 ms ahead here so that undoing is common. Every window the trades close in event
+    time equals the offline computation; the last window of each symbol, which no later trade closes, is closed
+    on the wall clock; each window is published once."""
+    from confluent_kafka import Producer
+
+    from contracts import encode, market_key
+
+    b = make_broker().bootstrap
+    worker = Worker(b, tmp_path / "live", intervals_s="1", close_ahead_ms="300")
+    deadline = time.monotonic() + 90
+    while "Reading market.trades partitions [0, 1, 2, 3]" not in worker.log.read_text(errors="replace"):
+        assert time.monotonic() < deadline and worker.proc.poll() is None, worker.tail()
+        time.sleep(0.2)
+    producer = Producer({"bootstrap.servers": b, "enable.idempotence": True, "linger.ms": 0})
+    sent: list[Trade] = []
+    started = time.time()
+    i = 0
+    while time.time() - started < 6:
+        now = int(time.time() * 1000)
+        for k in range(3):
+            lag = 1700 + (i * 7) % 100 if i % 10 == 9 else 0
+            t = Trade(schema_version=V1, exchange="live", symbol=f"L{k}-USD", venue_symbol=f"L{k}USD",
+                      trade_id=str(i), price=100.0 + (i * 13 % 17) / 10, size=0.5 + k, side="buy" if i % 3 else "sell",
+                      ts_event=now - lag, ts_ingest=now)
+            producer.produce("market.trades", encode(t), market_key(t.exchange, t.symbol))
+            sent.append(t)
+            i += 1
+        producer.poll(0)
+        time.sleep(0.02)
+    assert producer.flush(30) == 0
+    time.sleep(4)  # the last windows close on the wall clock: end + 2 s grace
+    try:
+        got = collect(b)
+    finally:
+        assert worker.stop() == 0, worker.tail()
+    want = _expected(sent, (1,))
+    for topic in want:
+        assert set(want[topic]) <= set(got[topic]), f"{topic}: windows missing"
+        for ident, w in want[topic].items():
+            g = dict(got[topic][ident])
+            g.pop("source", None)
+            assert g == w, f"{topic} {ident}"
+        # beyond the event-time closes: each symbol's windows of its last 2 s (no later trade closes them), closed
+        # on the wall clock
+        newest = {t.symbol: t.ts_event for t in sorted(sent, key=lambda t: t.ts_event)}
+        tail = {(f"live:{t.symbol}", 1, end) for t in sent
+                for end in (t.ts_event // 1000 * 1000 + 1000,) if end > newest[t.symbol] - 2000}
+        assert set(got[topic]) - set(want[topic]) == tail and len(tail) >= 6
+    assert count_records(b, "signals.bars") == len(got["signals.bars"])  # no window published twice
+    stopped = worker.log.read_text(errors="replace")
+    undone = int(stopped.split(" closes ahead of time undone")[0].rsplit(" ", 1)[1])
+    print(f"live: {len(sent)} trades, {len(got['signals.bars'])} bars, {undone} closes ahead of time undone")
+    assert "late" not in [v["kind"] for _, v in read_all(b, "market.events", idle_s=1.0)]
