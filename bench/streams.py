@@ -9,10 +9,14 @@
   each feature vector's append to ``signals.features`` (the broker's LogAppendTime, which this bench sets on
   its own broker's topic) minus its bar's end plus grace; beside it, the arrival at a consumer with the
   trader's fetch settings. The first two seconds of bars (new keys, the consumer's first fetches) are left out.
+  Reference, same run (streams.burst_append_floor_p99_ms): the worker stopped, the same trade load, and a bare
+  producer with the worker's settings sending a live close's burst at each whole second: what the broker
+  alone gives.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -22,14 +26,15 @@ import threading
 import time
 from pathlib import Path
 
-from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+from confluent_kafka import OFFSET_END, Consumer, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 from bench.context import BenchContext
 from bench.results import Result
 from contracts import V1, Trade, decode, encode, market_key
 from contracts.messages import FeatureVector
-from streams.processor import Processor
+from contracts.topics import SIGNALS_BARS, SIGNALS_FEATURES
+from streams.processor import Output, Processor
 
 FRESH_BROKER = True  # reads market.trades / signals.features: only its own records there
 
@@ -106,10 +111,7 @@ def _live_latency(bootstrap: str, seconds: float, warm_up_bars: int = 2) -> tupl
     end plus grace to (a) its append to signals.features (the broker's LogAppendTime, set on this bench broker's
     topic; whole ms) and (b) its arrival at a consumer with the trader's fetch settings; the first
     ``warm_up_bars`` seconds (new keys, a new consumer's first fetches) are left out."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    res = ConfigResource("topic", "signals.features", incremental_configs=[
-        ConfigEntry("message.timestamp.type", "LogAppendTime", incremental_operation=AlterConfigOpType.SET)])
-    admin.incremental_alter_configs([res])[res].result(30)
+    _log_append_time(AdminClient({"bootstrap.servers": bootstrap}), SIGNALS_FEATURES.name)
     on_topic: list[int] = []
     at_consumer: list[float] = []
     first_end: list[int] = []
@@ -140,6 +142,15 @@ def _live_latency(bootstrap: str, seconds: float, warm_up_bars: int = 2) -> tupl
     thread = threading.Thread(target=consume, daemon=True)
     thread.start()
     ready.wait(10)
+    _trade_load(bootstrap, "market.trades", seconds)
+    time.sleep(GRACE_MS / 1000 + 1.5)  # let the last bars close on the wall clock
+    stop.set()
+    thread.join(10)
+    return on_topic, at_consumer
+
+
+def _trade_load(bootstrap: str, topic: str, seconds: float) -> None:
+    """Trades stamped now for 20 symbols (5 of them quiet), every 10 ms."""
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
     rnd = random.Random(3)
     start = time.monotonic()
@@ -151,15 +162,48 @@ def _live_latency(bootstrap: str, seconds: float, warm_up_bars: int = 2) -> tupl
                 continue
             t = Trade(schema_version=V1, exchange="live", symbol=f"L{k:02d}-USDT", venue_symbol=f"L{k:02d}USDT",
                       trade_id=str(i), price=100.0 + rnd.random(), size=0.1, side="buy", ts_event=now, ts_ingest=now)
-            p.produce("market.trades", encode(t), market_key(t.exchange, t.symbol))
+            p.produce(topic, encode(t), market_key(t.exchange, t.symbol))
             i += 1
         p.poll(0)
         time.sleep(0.01)
     p.flush(10)
-    time.sleep(GRACE_MS / 1000 + 1.5)  # let the last bars close on the wall clock
-    stop.set()
-    thread.join(10)
-    return on_topic, at_consumer
+
+
+def _log_append_time(admin: AdminClient, topic: str) -> None:
+    res = ConfigResource("topic", topic, incremental_configs=[
+        ConfigEntry("message.timestamp.type", "LogAppendTime", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res])[res].result(30)
+
+
+def _burst_floor(bootstrap: str, seconds: float, burst: list[Output]) -> list[int]:
+    """The floor of bar_to_feature without the worker: under the same trade load (to a topic nobody reads), at
+    every whole second a bare producer with the worker's settings sends a burst like a live close (20 feature
+    vectors, then 20 bars, on the same partitions); each vector's append (LogAppendTime) minus the second."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = {SIGNALS_FEATURES.name: "bench.burst.features", SIGNALS_BARS.name: "bench.burst.bars"}
+    for f in admin.create_topics([NewTopic(t, 4, 1) for t in [*topics.values(), "bench.load"]]).values():
+        f.result(30)
+    for t in topics.values():
+        _log_append_time(admin, t)
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 0})
+    load = threading.Thread(target=_trade_load, args=(bootstrap, "bench.load", seconds), daemon=True)
+    load.start()
+    lat: list[int] = []
+    due = 0
+
+    def delivered(err: object, msg: Message) -> None:
+        if err is None and msg.topic() == topics[SIGNALS_FEATURES.name]:
+            lat.append(msg.timestamp()[1] - due)
+
+    end = time.time() + seconds
+    while time.time() + 1 < end:
+        due = (int(time.time()) + 1) * 1000
+        time.sleep(max(due / 1000 - time.time(), 0))
+        for o in burst:
+            p.produce(topics[o.topic], o.value, o.key, o.partition, on_delivery=delivered)
+        p.flush(10)
+    load.join(seconds + 10)
+    return lat[len(burst) // 2:]  # the first burst (new connections, the producer id) left out
 
 
 def _pct(xs: list[float] | list[int], q: float) -> float:
@@ -174,8 +218,9 @@ def run(ctx: BenchContext) -> list[Result]:
     proc_ref = Processor((1, 60, 300), GRACE_MS)
     raw = [encode(t) for t in trades]
     started = time.perf_counter()
+    last: list[Output] = []
     for i in range(0, len(raw), 5000):
-        proc_ref.apply(((0, i + j, r) for j, r in enumerate(raw[i:i + 5000])), 0)
+        last = proc_ref.apply(((0, i + j, r) for j, r in enumerate(raw[i:i + 5000])), 0) or last
     ref_rate = len(raw) / (time.perf_counter() - started)
 
     _produce(ctx.bootstrap, trades)
@@ -198,6 +243,12 @@ def run(ctx: BenchContext) -> list[Result]:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
         log.close()
+    # 20 feature vectors and 20 bars of 1 s from the reference run, spread over 4 partitions as live keys are
+    one_s = [o for o in last if json.loads(o.value)["interval_s"] == 1]
+    burst = [Output(o.topic, o.key, o.value, i % 4) for t in (SIGNALS_FEATURES.name, SIGNALS_BARS.name)
+             for i, o in enumerate([o for o in one_s if o.topic == t][:20])]
+    assert len(burst) == 40, f"the reference run's last outputs hold {len(burst)} 1 s records, not 40"
+    floor = _burst_floor(ctx.bootstrap, 30.0, burst)
     return [
         Result("streams.processor_trades_per_s", ref_rate, "trades/s",
                note="Processor.apply alone (decode, 3 intervals, features): the work without Kafka or Faust"),
@@ -205,7 +256,12 @@ def run(ctx: BenchContext) -> list[Result]:
                note=f"one Faust worker, {SYMBOLS} symbols x 3 intervals, {got} bars; goal >= 100,000",
                extra={"bars": float(got)}),
         Result("streams.peak_rss_mb", rss, "MB", note=f"worker VmHWM, {SYMBOLS} symbols x 3 intervals; goal < 400"),
-        Result("streams.bar_to_feature_p99_ms", _pct(on_topic, 0.99), "ms", reference="kafka.end_to_end_p99_ms",
+        Result("streams.burst_append_floor_p99_ms", _pct(floor, 0.99), "ms",
+               note=f"reference: no worker; a bare idempotent producer sends a live close's burst (20 feature "
+                    f"vectors, 20 bars) at each whole second under the same trade load; vector appended minus the "
+                    f"second (whole ms), {len(floor)} vectors", extra={"p50_ms": _pct(floor, 0.5)}),
+        Result("streams.bar_to_feature_p99_ms", _pct(on_topic, 0.99), "ms",
+               reference="streams.burst_append_floor_p99_ms",
                note=f"live, 1 s bars of 20 symbols (5 quiet), bar end + grace -> feature appended to the topic "
                     f"(broker LogAppendTime, whole ms), {len(on_topic)} vectors after 2 s of warm-up; goal <= 5",
                extra={"p50_ms": _pct(on_topic, 0.5), "at_consumer_p99_ms": _pct(at_consumer, 0.99),
