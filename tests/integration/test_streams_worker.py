@@ -59,20 +59,7 @@ def _trades(tmp: Path) -> list[Trade]:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Trade], dict[str, dict[Record, dict]]]:
     trades = _trades(tmp_path_factory.mktemp("streams-data"))
-    bars: dict[Record, dict] = {}
-    features: dict[Record, dict] = {}
-    for (exchange, symbol), closed in closed_bars(trades, INTERVALS).items():
-        key = f"{exchange}:{symbol}"
-        engines = {i: FeatureEngine() for i in INTERVALS}
-        for b in closed:
-            bars[(key, b.interval_s, b.window_end)] = _bar_dict(exchange, symbol, b)
-            values = engines[b.interval_s].update(b)
-            feats = {n: None if math.isnan(v) else v for n, v in zip(FEATURE_NAMES, values, strict=True)}
-            features[(key, b.interval_s, b.window_end)] = {
-                "schema_version": 1, "exchange": exchange, "symbol": symbol, "interval_s": b.interval_s,
-                "ts": b.window_end, "feature_schema": FEATURE_SCHEMA,
-                "ready": all(v is not None for v in feats.values()), "features": feats, "close": b.close}
-    return trades, {"signals.bars": bars, "signals.features": features}
+    return trades, _expected(trades, INTERVALS)
 
 
 def _bar_dict(exchange: str, symbol: str, b: ClosedBar) -> dict:
