@@ -146,6 +146,6 @@ def _trade(args: argparse.Namespace) -> int:
 
 
 def _paper(args: argparse.Namespace) -> int:
-    from trader.execution.paper import PaperBroker
+    from paper.broker import PaperBroker
 
     return PaperBroker().run(args.max_seconds)

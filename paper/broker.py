@@ -19,8 +19,8 @@ from contracts import Fill, Order, Trade, decode, encode, market_key
 from contracts.errors import ContractError
 from contracts.settings import kafka_bootstrap, load
 from contracts.topics import FILLS, MARKET_TRADES, ORDERS
+from paper.matching import Matcher, PaperSettings
 from trader import kafka_io
-from trader.execution.matching import Matcher, PaperSettings
 
 log = logging.getLogger(__name__)
 GROUP = "tickflow-paper"
