@@ -121,7 +121,7 @@ def _transaction_floor(ctx: BenchContext, n: int = 600) -> list[float]:
     from confluent_kafka import Consumer, Producer, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from trader import kafka_io
+    from contracts import kafka_io
 
     topics = ("bench.txn.in", "bench.txn.out")
     admin = AdminClient({"bootstrap.servers": ctx.bootstrap})

@@ -1,4 +1,6 @@
-"""tickflow's shared contracts: message types, the topic registry, serialisation, settings, time.
+"""tickflow's shared contracts: message types, the topic registry, serialisation, settings, time,
+the feature schema a bundle pins (feature_schema), the one cost model (costs) and the Kafka plumbing
+more than one service uses (kafka_io: transactional loops, rebuild reads, the DLQ writer).
 
 This package is the only code the services share.
 """

@@ -15,12 +15,11 @@ from collections import defaultdict
 
 from confluent_kafka import Consumer, Message, Producer
 
-from contracts import Fill, Order, Trade, decode, encode, market_key
+from contracts import Fill, Order, Trade, decode, encode, kafka_io, market_key
 from contracts.errors import ContractError
 from contracts.settings import kafka_bootstrap, load
 from contracts.topics import FILLS, MARKET_TRADES, ORDERS
 from paper.matching import Matcher, PaperSettings
-from trader import kafka_io
 
 log = logging.getLogger(__name__)
 GROUP = "tickflow-paper"

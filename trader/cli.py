@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from trader.costs import CostSettings
+    from contracts.costs import CostSettings
     from trader.policy.dataset import load
     from trader.policy.train import TrainConfig, train
 

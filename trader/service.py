@@ -30,13 +30,13 @@ from contracts import (
     PortfolioSnapshot,
     decode,
     encode,
+    kafka_io,
     market_key,
 )
 from contracts.errors import ContractError
 from contracts.settings import kafka_bootstrap, load
 from contracts.timeutil import now_ms
 from contracts.topics import FILLS, MARKET_EVENTS, ORDERS, PORTFOLIO, SIGNALS_FEATURES
-from trader import kafka_io
 from trader.handler import PolicyTrader
 from trader.policy import bundle as bundle_mod
 from trader.risk import RiskSettings

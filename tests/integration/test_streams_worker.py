@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from contracts import V1, Bar, Trade, to_dict
+from contracts.feature_schema import FEATURE_NAMES, FEATURE_SCHEMA
 from contracts.history import binance_dump_trades, candle_trades
 from infra.kafka.broker import BrokerInfo
 from streams.bars import ClosedBar
 from streams.features.engine import FeatureEngine
-from streams.features.schema import FEATURE_NAMES, FEATURE_SCHEMA
 from streams.offline import closed_bars
 from tests.helpers import DATA
 from tests.integration.streams_support import (

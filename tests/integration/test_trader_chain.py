@@ -21,11 +21,11 @@ from confluent_kafka import Producer
 
 from contracts import DeadLetter, FeatureVector, Fill, Order, PortfolioSnapshot, Trade, decode, encode, market_key
 from contracts.history import candle_trades
+from contracts.kafka_io import read_to_end
 from contracts.topics import FILLS, MARKET_TRADES, ORDERS, PORTFOLIO, SIGNALS_FEATURES
 from infra.kafka.broker import BrokerInfo
 from paper.matching import Matcher, PaperSettings
 from tests.helpers import DATA, REPO, cli_env, tickflow_cmd
-from trader.kafka_io import read_to_end
 from trader.policy.dataset import feature_vectors, load
 from trader.policy.train import TrainConfig, train
 

@@ -83,8 +83,8 @@ def load(path: Path, feature_names: tuple[str, ...] | None = None, interval_s: i
     frame already built (``.parquet``). ``feature_names`` defaults to CANDLE_SAFE for candle files and
     to every feature otherwise.
     """
+    from contracts import feature_schema as schema
     from contracts.history import is_candle_file
-    from streams.features import schema
 
     path = Path(path)
     if not path.exists():
@@ -127,7 +127,7 @@ def feature_vectors(frame: pd.DataFrame, symbol: str, exchange: str = "binance",
     from contracts import V1, FeatureVector
 
     if names is None:
-        from streams.features.schema import FEATURE_NAMES
+        from contracts.feature_schema import FEATURE_NAMES
 
         names = tuple(FEATURE_NAMES)
     cols = {n: frame[n].to_numpy(dtype=np.float64) for n in names}
