@@ -1,4 +1,4 @@
-"""Kafka plumbing shared by the trader and the paper broker: transactional loops, rebuild reads, DLQ."""
+"""Kafka plumbing more than one service uses: transactional loops, the rebuild read (read_to_end), the DLQ writer."""
 
 from __future__ import annotations
 
@@ -36,36 +36,35 @@ def transactional_producer(bootstrap: str, transactional_id: str) -> Producer:
     return producer
 
 
-def partitions(c: Consumer, topic: Topic) -> list[TopicPartition]:
-    md = c.list_topics(topic.name, timeout=10)
-    meta = md.topics.get(topic.name)
+def partitions(c: Consumer, topic: Topic | str) -> list[TopicPartition]:
+    name = topic if isinstance(topic, str) else topic.name
+    md = c.list_topics(name, timeout=10)
+    meta = md.topics.get(name)
     if meta is None or meta.error is not None:
-        raise KafkaException(f"topic {topic.name} is not available: {meta.error if meta else 'missing'}")
-    return [TopicPartition(topic.name, p) for p in sorted(meta.partitions)]
+        raise KafkaException(f"topic {name} is not available: {meta.error if meta else 'missing'}")
+    return [TopicPartition(name, p) for p in sorted(meta.partitions)]
 
 
-def read_to_end(bootstrap: str, topic: Topic, start: dict[int, int] | None = None,
-                stop: dict[int, int] | None = None) -> Iterator[Message]:
+def read_to_end(bootstrap: str, topic: Topic | str, start: dict[int, int] | None = None,
+                stop: dict[int, int] | None = None, idle_s: float = 120.0) -> Iterator[Message]:
     """Every committed record of ``topic`` from ``start`` (default: the beginning) to ``stop`` (default:
-    the end right now), partition by partition order preserved."""
-    c = consumer(bootstrap, f"tickflow-rebuild-{topic.name}")
+    the end right now), partition by partition order preserved. The one "read a topic to its end" of
+    tickflow: the services' rebuilds, `tickflow topic dump`, the demo's report and the tests use it.
+
+    Raises KafkaException when the topic does not exist, TimeoutError when the broker delivers nothing
+    for ``idle_s`` seconds before the end is reached.
+    """
+    name = topic if isinstance(topic, str) else topic.name
+    c = consumer(bootstrap, f"tickflow-read-{name}")
     try:
-        tps = partitions(c, topic)
-        ends: dict[int, int] = {}
-        assign = []
-        for tp in tps:
-            low, high = c.get_watermark_offsets(tp, timeout=10)
-            end = high if stop is None else min(high, stop.get(tp.partition, high))
-            begin = OFFSET_BEGINNING if start is None else max(low, start.get(tp.partition, low))
-            if (start is None and low < end) or (start is not None and begin < end):
-                ends[tp.partition] = end
-                assign.append(TopicPartition(topic.name, tp.partition, begin))
+        ends, assign = _bounds(c, partitions(c, name), start, stop)
         if not assign:
             return
         c.assign(assign)
-        deadline = time.monotonic() + 120
-        while ends and time.monotonic() < deadline:
+        last = time.monotonic()
+        while ends and time.monotonic() - last < idle_s:
             for m in c.consume(1000, timeout=0.5):
+                last = time.monotonic()
                 if not usable(m):
                     continue
                 p, off = m.partition() or 0, m.offset() or 0
@@ -76,13 +75,28 @@ def read_to_end(bootstrap: str, topic: Topic, start: dict[int, int] | None = Non
                 if off >= ends[p] - 1:
                     ends.pop(p, None)
             # read_committed: aborted records and markers leave holes; position tells where we are
-            for tp in c.position([TopicPartition(topic.name, p) for p in list(ends)]):
+            for tp in c.position([TopicPartition(name, p) for p in list(ends)]):
                 if tp.offset >= ends.get(tp.partition, 0):
                     ends.pop(tp.partition, None)
         if ends:
-            raise TimeoutError(f"reading {topic.name} to its end did not finish: partitions {sorted(ends)} left")
+            raise TimeoutError(f"reading {name} to its end stalled for {idle_s:g} s: partitions {sorted(ends)} left")
     finally:
         c.close()
+
+
+def _bounds(c: Consumer, tps: list[TopicPartition], start: dict[int, int] | None,
+            stop: dict[int, int] | None) -> tuple[dict[int, int], list[TopicPartition]]:
+    """The end offset of each partition with records to read, and the assignment at their first offsets."""
+    ends: dict[int, int] = {}
+    assign = []
+    for tp in tps:
+        low, high = c.get_watermark_offsets(tp, timeout=10)
+        end = high if stop is None else min(high, stop.get(tp.partition, high))
+        begin = OFFSET_BEGINNING if start is None else max(low, start.get(tp.partition, low))
+        if (start is None and low < end) or (start is not None and begin < end):
+            ends[tp.partition] = end
+            assign.append(TopicPartition(tp.topic, tp.partition, begin))
+    return ends, assign
 
 
 def usable(m: Message) -> bool:
