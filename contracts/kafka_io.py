@@ -7,14 +7,19 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from contracts import V1, DeadLetter, Topic
+from contracts.errors import ContractError
+from contracts.messages import Message as ContractMessage
+from contracts.serde import decode, encode
 from contracts.timeutil import now_ms
+from contracts.topics import DLQ_BY_SOURCE
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=ContractMessage)
 _COORDINATOR_WAIT = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
                      KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT, KafkaError._TRANSPORT}
 
@@ -116,9 +121,55 @@ def dead_letter(m: Message, source: Topic, reason: str) -> tuple[str, bytes]:
     log.warning("Refused %s[%d]@%d: %s.", m.topic(), m.partition(), m.offset(), reason)
     dl = DeadLetter(schema_version=V1, source=source.name, raw=raw.decode("utf-8", "replace")[:10_000],
                     reason=reason, ts=now_ms(), partition=m.partition(), offset=m.offset())
-    from contracts import encode
-
     return source.dlq.name, encode(dl)
+
+
+class RebuildRead:
+    """The reads of a service's start-up rebuild, with one error policy: a record that fails its
+    contract is logged with topic[partition]@offset and kept for its topic's dead-letter topic;
+    ``send_dead_letters`` produces those the DLQ does not hold yet (a restart reads the same records
+    again, and a record refused while the service ran is there already) in one transaction.
+    """
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.refused: dict[Topic, list[tuple[int, int, bytes]]] = {}  # source -> (partition, offset, dead letter)
+
+    def records(self, topic: Topic, kind: type[M], start: dict[int, int] | None = None,
+                stop: dict[int, int] | None = None) -> Iterator[tuple[Message, M | None]]:
+        """(record, its value) from ``read_to_end``; the value is None when the record was refused."""
+        for m in read_to_end(self.bootstrap, topic, start, stop):
+            try:
+                yield m, decode(m.value() or b"", kind)
+            except ContractError as err:
+                if topic.name not in DLQ_BY_SOURCE:
+                    log.warning("Refused %s[%d]@%d while rebuilding: %s (the topic has no dead-letter topic).",
+                                m.topic(), m.partition(), m.offset(), err)
+                else:
+                    _, value = dead_letter(m, topic, f"{err} (read while rebuilding)")
+                    self.refused.setdefault(topic, []).append((m.partition() or 0, m.offset() or 0, value))
+                yield m, None
+
+    def send_dead_letters(self, producer: Producer) -> int:
+        """Produce the refused records that their DLQ lacks, in one transaction; returns how many."""
+        fresh: list[tuple[str, bytes]] = []
+        for source, refused in self.refused.items():
+            held = set()
+            for m in read_to_end(self.bootstrap, source.dlq):
+                try:
+                    d = decode(m.value() or b"", DeadLetter)
+                except ContractError as err:
+                    log.warning("Skipped %s[%d]@%d, not a dead letter: %s.", m.topic(), m.partition(), m.offset(), err)
+                    continue
+                held.add((d.source, d.partition, d.offset))
+            fresh += [(source.dlq.name, value) for p, off, value in refused if (source.name, p, off) not in held]
+        if fresh:
+            producer.begin_transaction()
+            for dlq, value in fresh:
+                producer.produce(dlq, value)
+            producer.commit_transaction()
+        self.refused.clear()
+        return len(fresh)
 
 
 class Stopper:
