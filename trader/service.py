@@ -109,7 +109,8 @@ class TraderService:
                     + [TopicPartition(MARKET_EVENTS.name, tp.partition, -2)
                        for tp in kafka_io.partitions(side, MARKET_EVENTS)])
         if self.settings.http_port >= 0:
-            self.status = StatusServer(self, self.settings.http_host, self.settings.http_port)
+            self.status = StatusServer(self.trader, self.latencies_us, self.settings.http_host,
+                                       self.settings.http_port)
             log.info("Trader %s serves its status at http://%s:%d/health.", self.policy_id, self.settings.http_host,
                      self.status.port)
         log.info("Trader %s consumes %s as group %s with bundle %s (%s, %d features).", self.policy_id,
