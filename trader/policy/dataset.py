@@ -62,14 +62,6 @@ class Normaliser:
         return ((features - self.mean) / self.std).astype(np.float32)
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def symbol_of(path: Path) -> str | None:
     match = _CANDLE_NAME.match(path.name)
     return match.group(1) if match else None
@@ -102,7 +94,9 @@ def load(path: Path, feature_names: tuple[str, ...] | None = None, interval_s: i
     if unknown:
         raise ValueError(f"{path}: the feature frame has no column(s) {', '.join(unknown)}; "
                          f"schema {schema.FEATURE_SCHEMA} has {', '.join(schema.FEATURE_NAMES)}")
-    return from_frame(frame, names, schema.FEATURE_SCHEMA, source=str(path), sha256=file_sha256(path),
+    with path.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    return from_frame(frame, names, schema.FEATURE_SCHEMA, source=str(path), sha256=digest,
                       symbol=symbol or symbol_of(path) or "", interval_s=interval_s,
                       candles=candles)
 
