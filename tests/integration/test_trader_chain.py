@@ -19,7 +19,18 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from contracts import DeadLetter, FeatureVector, Fill, Order, PortfolioSnapshot, Trade, decode, encode, market_key
+from contracts import (
+    DeadLetter,
+    FeatureVector,
+    Fill,
+    Order,
+    PortfolioSnapshot,
+    Topic,
+    Trade,
+    decode,
+    encode,
+    market_key,
+)
 from contracts.history import candle_trades
 from contracts.kafka_io import read_to_end
 from contracts.topics import FILLS, MARKET_TRADES, ORDERS, PORTFOLIO, SIGNALS_FEATURES
@@ -104,8 +115,8 @@ def _wait_log(path: Path, text: str, count: int, timeout: float = 60) -> None:
     raise AssertionError(f"{path.name} did not log {text!r} {count} times within {timeout:.0f} s")
 
 
-def _read(bootstrap: str, topic: object, kind: type) -> list:  # type: ignore[type-arg]
-    return [decode(m.value() or b"", kind) for m in read_to_end(bootstrap, topic)]  # type: ignore[arg-type]
+def _read(bootstrap: str, topic: Topic, kind: type) -> list:
+    return [decode(m.value() or b"", kind) for m in read_to_end(bootstrap, topic)]
 
 
 def test_features_to_orders_to_fills_exactly_once_across_sigkill(make_broker: object, setup: dict[str, object],

@@ -245,7 +245,7 @@ def test_page_in_headless_chromium_shows_what_the_topics_hold(view_url: tuple[st
     with Image.open(shot) as img:
         assert img.size == (WIDTH, HEIGHT)
         rgb = img.convert("RGB")
-        colours = rgb.getcolors(maxcolors=1 << 20) or []
+        colours = [(n, c) for n, c in rgb.getcolors(maxcolors=1 << 20) or [] if isinstance(c, tuple)]  # RGB: all
         background = max(colours)[1] if colours else None
         painted = sum(n for n, c in colours if c != background)
     assert len(colours) > 50, f"the screenshot has only {len(colours)} colours: blank page?"
