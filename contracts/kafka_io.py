@@ -89,6 +89,32 @@ def read_to_end(bootstrap: str, topic: Topic | str, start: dict[int, int] | None
         c.close()
 
 
+def end_offsets(bootstrap: str, topic: Topic | str) -> dict[int, int]:
+    """The end offset (high watermark) of every partition of ``topic`` now."""
+    c = consumer(bootstrap, "tickflow-end-offsets")
+    try:
+        return {tp.partition: c.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions(c, topic)}
+    finally:
+        c.close()
+
+
+def follow(bootstrap: str, topic: Topic | str, start: dict[int, int], idle_s: float) -> Iterator[Message]:
+    """The records of ``topic`` from ``start`` (partition -> offset) on, as they arrive, until none has
+    arrived for ``idle_s`` seconds (after a ``read_to_end`` with ``stop=start``: what came since)."""
+    name = topic if isinstance(topic, str) else topic.name
+    c = consumer(bootstrap, f"tickflow-follow-{name}")
+    try:
+        c.assign([TopicPartition(name, p, off) for p, off in sorted(start.items())])
+        last = time.monotonic()
+        while time.monotonic() - last < idle_s:
+            for m in c.consume(1000, timeout=0.2):
+                last = time.monotonic()
+                if usable(m):
+                    yield m
+    finally:
+        c.close()
+
+
 def _bounds(c: Consumer, tps: list[TopicPartition], start: dict[int, int] | None,
             stop: dict[int, int] | None) -> tuple[dict[int, int], list[TopicPartition]]:
     """The end offset of each partition with records to read, and the assignment at their first offsets."""

@@ -42,11 +42,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ts = topic.add_subparsers(dest="topic_command", required=True, metavar="ACTION")
     dump = ts.add_parser(
         "dump", help="print a topic's values as JSON lines from the beginning",
-        description="Print the topic's values as JSON lines, from the first offset of every partition to "
-        "its end offset when the command starts (or until --max records were printed).",
+        description="Print the topic's values as JSON lines, from the first offset of every partition, "
+        "until no record arrives for --timeout seconds (or --max records were printed).",
     )
     dump.add_argument("topic", help="topic name, e.g. market.trades")
-    dump.add_argument("--timeout", type=float, default=5.0, help="fail when no record arrives for this many seconds")
+    dump.add_argument("--timeout", type=float, default=5.0, help="stop after this many idle seconds")
     dump.add_argument("--max", type=int, default=None, help="stop after this many records")
     dump.add_argument("--meta", action="store_true", help="wrap each value with partition, offset and key")
     dump.set_defaults(func=_dump)

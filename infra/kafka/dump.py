@@ -1,4 +1,4 @@
-"""Read a topic from the beginning to its end: `tickflow topic dump`."""
+"""Read a topic from the beginning, to its end and on until it is idle: `tickflow topic dump`."""
 
 from __future__ import annotations
 
@@ -7,16 +7,19 @@ import json
 import sys
 from typing import TextIO
 
-from contracts.kafka_io import read_to_end
+from contracts.kafka_io import end_offsets, follow, read_to_end
 
 
 def dump(bootstrap: str, name: str, idle_timeout: float, limit: int | None, with_meta: bool,
          out: TextIO = sys.stdout) -> int:
-    """Print values as JSON lines (or with topic/partition/offset/key when ``with_meta``), from the
-    beginning to the end offsets at the call, at most ``limit``; fails after ``idle_timeout`` s without
-    a record."""
+    """Print values as JSON lines (or with topic/partition/offset/key when ``with_meta``): every record
+    up to the end offsets at the call, then those that arrive until none has for ``idle_timeout`` s;
+    at most ``limit``."""
+    ends = end_offsets(bootstrap, name)
+    records = itertools.chain(read_to_end(bootstrap, name, stop=ends, idle_s=idle_timeout),
+                              follow(bootstrap, name, ends, idle_timeout))
     count = 0
-    for msg in itertools.islice(read_to_end(bootstrap, name, idle_s=idle_timeout), limit):
+    for msg in itertools.islice(records, limit):
         value = (msg.value() or b"").decode("utf-8", errors="replace")
         if with_meta:
             key = (msg.key() or b"").decode("utf-8", errors="replace")
