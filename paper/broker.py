@@ -15,7 +15,7 @@ from collections import defaultdict
 
 from confluent_kafka import Consumer, Message, Producer
 
-from contracts import Fill, Order, Trade, decode, encode, kafka_io, market_key
+from contracts import Fill, Order, Trade, decode, encode, kafka_io, market_key, topic_reader
 from contracts.errors import ContractError
 from contracts.settings import kafka_bootstrap, load
 from contracts.topics import FILLS, MARKET_TRADES, ORDERS
@@ -38,7 +38,7 @@ class PaperBroker:
     def _rebuild(self, c: Consumer, producer: Producer) -> None:
         orders_at = kafka_io.committed(c, ORDERS)
         trades_at = kafka_io.committed(c, MARKET_TRADES)
-        rebuild = kafka_io.RebuildRead(self.bootstrap)
+        rebuild = topic_reader.RebuildRead(self.bootstrap)
         filled: dict[str, float] = defaultdict(float)
         counts: dict[str, int] = defaultdict(int)
         finished: set[str] = set()

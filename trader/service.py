@@ -32,6 +32,7 @@ from contracts import (
     encode,
     kafka_io,
     market_key,
+    topic_reader,
 )
 from contracts.errors import ContractError
 from contracts.settings import kafka_bootstrap, load
@@ -75,7 +76,7 @@ class TraderService:
     def _rebuild(self, producer: Producer) -> None:
         """The intended positions from this policy's orders, the halt from its last portfolio snapshot, the
         book from every fill; records that fail their contract go to their topic's DLQ."""
-        rebuild = kafka_io.RebuildRead(self.bootstrap)
+        rebuild = topic_reader.RebuildRead(self.bootstrap)
         orders = fills = 0
         for _, order in rebuild.records(ORDERS, Order):
             if order is not None and order.policy_id == self.policy_id:

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TextIO
 
-from contracts.kafka_io import end_offsets, follow, read_to_end
+from contracts.topic_reader import end_offsets, follow, read_to_end
 
 
 def dump(bootstrap: str, name: str, idle_timeout: float, limit: int | None, with_meta: bool,

@@ -14,7 +14,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from contracts import Trade, encode, market_key
-from contracts.kafka_io import read_to_end
+from contracts.topic_reader import read_to_end
 from tests.helpers import REPO
 
 

@@ -32,7 +32,7 @@ from contracts import (
     market_key,
 )
 from contracts.history import candle_trades
-from contracts.kafka_io import read_to_end
+from contracts.topic_reader import read_to_end
 from contracts.topics import FILLS, MARKET_TRADES, ORDERS, PORTFOLIO, SIGNALS_FEATURES
 from infra.kafka.broker import BrokerInfo
 from paper.matching import Matcher, PaperSettings

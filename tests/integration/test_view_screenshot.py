@@ -36,7 +36,7 @@ from contracts import (
     topic,
 )
 from contracts.history import binance_dump_trades, candle_trades
-from contracts.kafka_io import read_to_end
+from contracts.topic_reader import read_to_end
 from infra.kafka.broker import free_port
 from tests.helpers import DATA, REPO, cli_env, tickflow_cmd
 from tickflow.view.state import VIEW_TOPICS

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from contracts.errors import ContractError
-from contracts.kafka_io import read_to_end
 from contracts.messages import Bar, FeatureVector, Fill, Message, Order, PortfolioSnapshot
 from contracts.serde import decode
 from contracts.timeutil import iso
+from contracts.topic_reader import read_to_end
 from contracts.topics import MAIN_TOPICS, REGISTRY, topic
 
 
