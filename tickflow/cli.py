@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "ingestor.cli",
     "streams.cli",
     "trader.cli",
+    "paper.cli",
     "tickflow.view.cli",
     "tickflow.demo.cli",
 )

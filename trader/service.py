@@ -30,13 +30,14 @@ from contracts import (
     PortfolioSnapshot,
     decode,
     encode,
+    kafka_io,
     market_key,
+    topic_reader,
 )
 from contracts.errors import ContractError
 from contracts.settings import kafka_bootstrap, load
 from contracts.timeutil import now_ms
 from contracts.topics import FILLS, MARKET_EVENTS, ORDERS, PORTFOLIO, SIGNALS_FEATURES
-from trader import kafka_io
 from trader.handler import PolicyTrader
 from trader.policy import bundle as bundle_mod
 from trader.risk import RiskSettings
@@ -72,39 +73,35 @@ class TraderService:
         self._marked = False  # the book was marked since the last snapshot
         self._last_snapshot = 0.0
 
-    def _rebuild(self) -> None:
+    def _rebuild(self, producer: Producer) -> None:
+        """The intended positions from this policy's orders, the halt from its last portfolio snapshot, the
+        book from every fill; records that fail their contract go to their topic's DLQ."""
+        rebuild = topic_reader.RebuildRead(self.bootstrap)
         orders = fills = 0
-        for m in kafka_io.read_to_end(self.bootstrap, ORDERS):
-            try:
-                order = decode(m.value() or b"", Order)
-            except ContractError:
-                continue
-            if order.policy_id == self.policy_id:
+        for _, order in rebuild.records(ORDERS, Order):
+            if order is not None and order.policy_id == self.policy_id:
                 self.trader.restore_order(order)
                 orders += 1
-        for m in kafka_io.read_to_end(self.bootstrap, PORTFOLIO):
-            try:
-                snap = decode(m.value() or b"", PortfolioSnapshot)
-            except ContractError:
-                continue
-            if snap.policy_id == self.policy_id and snap.halted:
-                self.trader.risk.halted = True
-                self.trader.risk.halt_reason = self.trader.risk.halt_reason or "halted before the restart"
+        last: PortfolioSnapshot | None = None
+        for _, snap in rebuild.records(PORTFOLIO, PortfolioSnapshot):
+            if snap is not None and snap.policy_id == self.policy_id:
+                last = snap
+        if last is not None:
+            self.trader.restore_halt(last)
         self._fill_offsets.clear()
-        for m in kafka_io.read_to_end(self.bootstrap, FILLS):
+        for m, fill in rebuild.records(FILLS, Fill):
             self._fill_offsets[m.partition() or 0] = (m.offset() or 0) + 1
-            try:
-                fills += self.trader.on_fill(decode(m.value() or b"", Fill))
-            except ContractError:
-                continue
-        log.info("Policy %s (version %s) rebuilt from %d orders and %d fills; halted: %s.", self.policy_id,
-                 self.bundle.version, orders, fills, self.trader.risk.halted)
+            if fill is not None:
+                fills += self.trader.on_fill(fill)
+        dead = rebuild.send_dead_letters(producer)
+        log.info("Policy %s (version %s) rebuilt from %d orders and %d fills (%d records newly dead-lettered); "
+                 "halted: %s.", self.policy_id, self.bundle.version, orders, fills, dead, self.trader.halted)
 
     def run(self, max_seconds: float | None = None) -> int:
         kafka_io.Stopper.install(self.stopper)
         group = f"tickflow-trader-{self.policy_id}"
         producer = kafka_io.transactional_producer(self.bootstrap, group)  # fences a previous instance
-        self._rebuild()
+        self._rebuild(producer)
         features = kafka_io.consumer(self.bootstrap, group)
         kafka_io.assign_at_committed(features, [SIGNALS_FEATURES])
         side = kafka_io.consumer(self.bootstrap, f"{group}-side")
@@ -113,7 +110,8 @@ class TraderService:
                     + [TopicPartition(MARKET_EVENTS.name, tp.partition, -2)
                        for tp in kafka_io.partitions(side, MARKET_EVENTS)])
         if self.settings.http_port >= 0:
-            self.status = StatusServer(self, self.settings.http_host, self.settings.http_port)
+            self.status = StatusServer(self.trader, self.latencies_us, self.settings.http_host,
+                                       self.settings.http_port)
             log.info("Trader %s serves its status at http://%s:%d/health.", self.policy_id, self.settings.http_host,
                      self.status.port)
         log.info("Trader %s consumes %s as group %s with bundle %s (%s, %d features).", self.policy_id,
@@ -171,7 +169,7 @@ class TraderService:
 
     def _snapshot(self) -> tuple[str, bytes, bytes | None]:
         ts = self.trader.last_feature_ts or now_ms()
-        snap = self.trader.book.snapshot(self.policy_id, ts, self.trader.risk.halted)
+        snap = self.trader.book.snapshot(self.policy_id, ts, self.trader.halted)
         return PORTFOLIO.name, encode(snap), self.policy_id.encode()
 
     def _transact(self, producer: Producer, features: Consumer, out: list[tuple[str, bytes, bytes | None]]) -> None:

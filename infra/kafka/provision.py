@@ -36,11 +36,8 @@ def jar_dir(lock: Lock | None = None) -> Path:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _fetch(artifact: Artifact, target: Path, mirror: str, progress: Progress | None, task: TaskID | None) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from contracts import Trade, encode, market_key
+from contracts.topic_reader import read_to_end
 from tests.helpers import REPO
 
 
@@ -43,23 +44,9 @@ def produce_raw(bootstrap: str, values: list[tuple[bytes, bytes]], topic: str = 
     assert producer.flush(30) == 0
 
 
-def read_all(bootstrap: str, topic: str, idle_s: float = 3.0, timeout_s: float = 60.0) -> list[tuple[bytes, dict]]:
-    """Every record of ``topic`` from the beginning, until no new record arrives for ``idle_s``."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{time.time_ns()}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    md = consumer.list_topics(topic, timeout=10)
-    consumer.assign([TopicPartition(topic, p, 0) for p in md.topics[topic].partitions])
-    out: list[tuple[bytes, dict]] = []
-    deadline = time.monotonic() + timeout_s
-    last = time.monotonic()
-    while time.monotonic() < deadline and time.monotonic() - last < idle_s:
-        for m in consumer.consume(5000, 0.5):
-            if m.error():
-                continue
-            out.append((m.key(), json.loads(m.value())))
-            last = time.monotonic()
-    consumer.close()
-    return out
+def read_all(bootstrap: str, topic: str) -> list[tuple[bytes, dict]]:
+    """Every record of ``topic``, from the beginning to its end offsets now, as (key, JSON value)."""
+    return [(m.key() or b"", json.loads(m.value() or b"")) for m in read_to_end(bootstrap, topic)]
 
 
 def count_records(bootstrap: str, topic: str) -> int:

@@ -76,6 +76,28 @@ def test_topic_dump_prints_values_until_idle(bootstrap: str, tmp_path: Path) -> 
     assert len(rows) == 2 and rows[0]["partition"] == 0 and rows[0]["offset"] == 0
 
 
+def test_topic_dump_also_prints_what_arrives_until_it_is_idle(bootstrap: str, tmp_path: Path) -> None:
+    """A record produced after the dump printed what was there is printed too, as it comes within --timeout."""
+    marker = time.time_ns()
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce("signals.bars.dlq", json.dumps({"early": marker}).encode())
+    producer.flush(10)
+    env = {**cli_env(bootstrap, tmp_path), "PYTHONUNBUFFERED": "1"}
+    dump = subprocess.Popen(tickflow_cmd("topic", "dump", "signals.bars.dlq", "--timeout", "5"), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    assert dump.stdout is not None
+    lines: list[str] = []
+    while not lines or json.loads(lines[-1]) != {"early": marker}:  # it has read up to its end offsets
+        line = dump.stdout.readline()
+        assert line, f"the dump ended before printing the first record: {dump.communicate()[1]}"
+        lines.append(line)
+    producer.produce("signals.bars.dlq", json.dumps({"late": marker}).encode())
+    producer.flush(10)
+    out, err = dump.communicate(timeout=60)
+    assert dump.returncode == 0, err
+    assert [json.loads(line) for line in out.splitlines()] == [{"late": marker}]
+
+
 def test_dump_of_a_missing_topic_fails_with_its_name(bootstrap: str, tmp_path: Path) -> None:
     result = run(["topic", "dump", "no.such.topic", "--timeout", "1"], cli_env(bootstrap, tmp_path))
     assert result.returncode != 0

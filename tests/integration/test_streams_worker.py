@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from contracts import V1, Bar, Trade, to_dict
+from contracts.feature_schema import FEATURE_NAMES, FEATURE_SCHEMA
 from contracts.history import binance_dump_trades, candle_trades
 from infra.kafka.broker import BrokerInfo
 from streams.bars import ClosedBar
 from streams.features.engine import FeatureEngine
-from streams.features.schema import FEATURE_NAMES, FEATURE_SCHEMA
 from streams.offline import closed_bars
 from tests.helpers import DATA
 from tests.integration.streams_support import (
@@ -78,7 +78,7 @@ def collect(bootstrap: str) -> dict[str, dict[Record, dict]]:
     out: dict[str, dict[Record, dict]] = {}
     for topic in ("signals.bars", "signals.features"):
         seen: dict[Record, dict] = {}
-        for key, v in read_all(bootstrap, topic, idle_s=2.0):
+        for key, v in read_all(bootstrap, topic):
             ident = _ident(topic, key, v)
             assert seen.setdefault(ident, v) == v, f"{topic} {ident}: two different records for one window"
             seen[ident] = v
@@ -131,9 +131,9 @@ def test_one_worker_equals_offline_and_reports_late_and_bad_records(
                 assert source[0]["topic"] == "market.trades" and source[0]["offset"] <= source[1]["offset"]
     # repeats would have been caught by collect(); count equality means none at all in an uninterrupted run
     assert count_records(info.bootstrap, "signals.bars") == len(want["signals.bars"])
-    late = [v for _, v in read_all(info.bootstrap, "market.events", idle_s=1.0) if v["kind"] == "late"]
+    late = [v for _, v in read_all(info.bootstrap, "market.events") if v["kind"] == "late"]
     assert [(v["symbol"], v["count"]) for v in late] == [("BTC-USDT", 1)]
-    dead = [v for _, v in read_all(info.bootstrap, "market.trades.dlq", idle_s=1.0)]
+    dead = [v for _, v in read_all(info.bootstrap, "market.trades.dlq")]
     assert len(dead) == 1 and "Trade" in dead[0]["reason"] and dead[0]["source"] == "market.trades"
     ready = [v for k, v in got["signals.features"].items() if k[1] == 60 and v["ready"]]
     assert len(ready) >= 2800 - 61 and json.dumps(ready[-1]["features"])
@@ -240,4 +240,4 @@ def test_live_bars_close_ahead_of_time_on_the_wall_clock_and_equal_offline(
     stopped = worker.log.read_text(errors="replace")
     undone = int(stopped.split(" closes ahead of time undone")[0].rsplit(" ", 1)[1])
     print(f"live: {len(sent)} trades, {len(got['signals.bars'])} bars, {undone} closes ahead of time undone")
-    assert "late" not in [v["kind"] for _, v in read_all(b, "market.events", idle_s=1.0)]
+    assert "late" not in [v["kind"] for _, v in read_all(b, "market.events")]

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, TopicPartition
 
 from contracts.errors import ContractError
 from contracts.messages import Bar, FeatureVector, Fill, Message, Order, PortfolioSnapshot
 from contracts.serde import decode
 from contracts.timeutil import iso
+from contracts.topic_reader import read_to_end
 from contracts.topics import MAIN_TOPICS, REGISTRY, topic
 
 
@@ -28,39 +28,18 @@ class Record:
 
 
 def read_topics(bootstrap: str, names: tuple[str, ...] | None = None) -> dict[str, list[Record]]:
-    """Every record of each topic, partition by partition, up to the end offsets at the time of the call."""
+    """Every record of each topic (in each partition's order), up to the end offsets at the time of the call."""
     names = names or tuple(t.name for t in MAIN_TOPICS) + tuple(n for n in REGISTRY if n.endswith(".dlq"))
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tickflow-demo-report",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
     out: dict[str, list[Record]] = {}
-    try:
-        meta = consumer.list_topics(timeout=10).topics
-        for name in names:
-            records: list[Record] = []
-            for p in sorted(meta[name].partitions) if name in meta else []:
-                low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
-                if high <= low:
-                    continue
-                consumer.assign([TopicPartition(name, p, low)])
-                while True:
-                    msg = consumer.poll(10)
-                    if msg is None:
-                        raise TimeoutError(f"{name}[{p}] stopped answering before offset {high}")
-                    offset = msg.offset() or 0
-                    if msg.error() is not None:
-                        if offset >= high - 1:
-                            break
-                        continue
-                    try:
-                        value: Message | None = decode(msg.value() or b"", topic(name).value_type)
-                    except ContractError:
-                        value = None
-                    records.append(Record(msg.timestamp()[1], value))
-                    if offset >= high - 1:
-                        break
-            out[name] = records
-    finally:
-        consumer.close()
+    for name in names:
+        records: list[Record] = []
+        for msg in read_to_end(bootstrap, name):
+            try:
+                value: Message | None = decode(msg.value() or b"", topic(name).value_type)
+            except ContractError:
+                value = None
+            records.append(Record(msg.timestamp()[1], value))
+        out[name] = records
     return out
 
 

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts import V1, DeadLetter, FeatureVector, MarketEvent, Trade, decode, encode
+from contracts.feature_schema import FEATURE_NAMES, FEATURE_SCHEMA
 from contracts.history import candle_trades
 from streams.features.engine import FeatureEngine
-from streams.features.schema import FEATURE_NAMES, FEATURE_SCHEMA
 from streams.offline import closed_bars, features_frame
 from streams.processor import Output, Processor
 from tests.helpers import DATA
