@@ -35,7 +35,7 @@ from contracts import (
 from contracts.errors import ContractError
 from contracts.settings import kafka_bootstrap, load
 from contracts.timeutil import now_ms
-from contracts.topics import FILLS, MARKET_EVENTS, ORDERS, PORTFOLIO, SIGNALS_FEATURES
+from contracts.topics import FILLS, MARKET_EVENTS, ORDERS, PORTFOLIO, SIGNALS_FEATURES, prefixed
 from trader import kafka_io
 from trader.handler import PolicyTrader
 from trader.policy import bundle as bundle_mod
@@ -102,7 +102,7 @@ class TraderService:
 
     def run(self, max_seconds: float | None = None) -> int:
         kafka_io.Stopper.install(self.stopper)
-        group = f"tickflow-trader-{self.policy_id}"
+        group = prefixed(f"tickflow-trader-{self.policy_id}")  # one group and transactional id per environment
         producer = kafka_io.transactional_producer(self.bootstrap, group)  # fences a previous instance
         self._rebuild()
         features = kafka_io.consumer(self.bootstrap, group)

@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, Message, Producer
 from contracts import Fill, Order, Trade, decode, encode, market_key
 from contracts.errors import ContractError
 from contracts.settings import kafka_bootstrap, load
-from contracts.topics import FILLS, MARKET_TRADES, ORDERS
+from contracts.topics import FILLS, MARKET_TRADES, ORDERS, prefixed
 from trader import kafka_io
 from trader.execution.matching import Matcher, PaperSettings
 
@@ -28,10 +28,10 @@ GROUP = "tickflow-paper"
 
 class PaperBroker:
     def __init__(self, settings: PaperSettings | None = None, bootstrap: str | None = None,
-                 group: str = GROUP) -> None:
+                 group: str | None = None) -> None:
         self.settings = settings or load(PaperSettings, "PAPER")
         self.bootstrap = bootstrap or kafka_bootstrap()
-        self.group = group
+        self.group = group or prefixed(GROUP)  # one group and transactional id per environment
         self.matcher = Matcher(self.settings)
         self.stopper = kafka_io.Stopper()
         self.fills_out = 0
