@@ -8,17 +8,16 @@ import gzip
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from websockets.asyncio.server import ServerConnection
 
 from contracts import DeadLetter, MarketEvent, Trade, decode
 from contracts.topics import MARKET_EVENTS, MARKET_TRADES
+from tests.helpers import DATA
 from tests.ws_loopback import LoopbackWebsocketServer
 
-REPO = Path(__file__).resolve().parents[2]
-TICKS = REPO / "data" / "ticks"
+TICKS = DATA / "ticks"
 TRADES_CSV = next(TICKS.glob("BTCUSDT-trades-*.csv"))
 FRAMES = next(TICKS.glob("binance_spot_btcusdt_*_timed.jsonl.gz"))
 N_TRADES = 19_904

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from contracts import Trade, encode, market_key
 from contracts.topics import MARKET_TRADES
-from tests.helpers import REPO
+from tests.helpers import REPO, cli_env
 
 
 def produce_trades(bootstrap: str, trades: Iterable[Trade], topic: str | None = None) -> int:
@@ -90,8 +89,7 @@ class Worker:
     """`tickflow streams worker` as a subprocess with its own TICKFLOW_HOME."""
 
     def __init__(self, bootstrap: str, home: Path, **settings: str) -> None:
-        env = dict(os.environ)
-        env.update({"KAFKA_BOOTSTRAP": bootstrap, "TICKFLOW_HOME": str(home), "PYTHONPATH": str(REPO)})
+        env = cli_env(bootstrap, home)
         env.update({f"STREAMS__{k.upper()}": v for k, v in settings.items()})
         home.mkdir(parents=True, exist_ok=True)
         self.log = home / "worker.log"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from contracts.topics import PREFIX_ENV, REGISTRY
 from infra.kafka.broker import BrokerInfo, LocalBroker
 from tests.helpers import DATA, cli_env, tickflow_cmd
 from tests.integration.ingest_kafka_support import FRAMES, N_TRADES, TRADES_CSV, Marks, csv_trades, minute_bars
@@ -38,6 +39,30 @@ def test_trade_dump_replays_every_trade_once_exactly(shared_broker: BrokerInfo, 
     assert {(t.exchange, t.symbol, t.venue_symbol) for t in got} == {("binance", "BTC-USDT", "BTCUSDT")}
     assert {int(t.trade_id): (t.price, t.size, t.ts_event, t.side) for t in got} == {
         r[0]: r[1:] for r in csv_trades()}
+
+
+def test_a_topic_prefix_puts_every_trade_of_a_replay_on_its_topics_and_none_elsewhere(
+        broker: BrokerInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TICKFLOW_TOPIC_PREFIX=bar.: `kafka create-topics`, `ingest replay`, `kafka topics` and `topic dump` all
+    work under it (another environment on the same broker), and the unprefixed topics get nothing."""
+    unprefixed = Marks(broker.bootstrap)
+    monkeypatch.setenv(PREFIX_ENV, "bar.")
+    env = cli_env(broker.bootstrap, tmp_path)
+    created = subprocess.run(tickflow_cmd("kafka", "create-topics"), env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert created.returncode == 0 and "bar.market.trades " in created.stdout, created.stdout + created.stderr
+    replay(broker, tmp_path, str(TRADES_CSV), "--speed", "max")
+    listed = subprocess.run(tickflow_cmd("kafka", "topics"), env=env, capture_output=True, text=True, timeout=60)
+    names = {line.split("\t")[0] for line in listed.stdout.splitlines()}
+    assert set(REGISTRY) <= names and all(n.startswith("bar.") for n in names), listed.stdout
+    assert "bar.market.trades" in REGISTRY and "bar.orders.dlq" in REGISTRY
+    dumped = subprocess.run(tickflow_cmd("topic", "dump", "bar.market.trades", "--timeout", "3"), env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert dumped.returncode == 0, dumped.stderr
+    trades = [json.loads(line) for line in dumped.stdout.splitlines()]
+    assert sorted(int(t["trade_id"]) for t in trades) == sorted(r[0] for r in csv_trades())
+    monkeypatch.delenv(PREFIX_ENV)
+    assert unprefixed.trades(idle_s=1.0) == []
 
 
 def test_recorded_frames_go_through_the_live_parser_and_bad_ones_to_the_dlq(shared_broker: BrokerInfo,

@@ -7,10 +7,10 @@ import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ingest_parse_support import pipeline
 
 from ingestor.connection import Backoff
 from ingestor.replay import Recorded, _recv_ms, detect, venue_from_name
+from tests.unit.ingestor.ingest_parse_support import pipeline
 
 
 def binance(tid: int) -> str:
