@@ -35,6 +35,7 @@ class PaperBroker:
         self.matcher = Matcher(self.settings)
         self.stopper = kafka_io.Stopper()
         self.fills_out = 0
+        self._orders, self._fills = ORDERS.name, FILLS.name  # under the topic prefix at start, read once
 
     def _rebuild(self, c: Consumer) -> None:
         orders_at = kafka_io.committed(c, ORDERS)
@@ -103,13 +104,13 @@ class PaperBroker:
             if not kafka_io.usable(m):
                 continue
             for fill in self._handle(producer, m):
-                producer.produce(FILLS.name, encode(fill), key=market_key(fill.exchange, fill.symbol))
+                producer.produce(self._fills, encode(fill), key=market_key(fill.exchange, fill.symbol))
                 self.fills_out += 1
         producer.send_offsets_to_transaction(c.position(c.assignment()), c.consumer_group_metadata())
         producer.commit_transaction()
 
     def _handle(self, producer: Producer, m: Message) -> list[Fill]:
-        if m.topic() == ORDERS.name:
+        if m.topic() == self._orders:
             try:
                 order = decode(m.value() or b"", Order)
             except ContractError as err:
