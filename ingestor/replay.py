@@ -31,7 +31,7 @@ from contracts.serde import encode
 from contracts.timeutil import now_ms
 from ingestor.metrics import Counts
 from ingestor.pipeline import Pipeline
-from ingestor.publisher import TRADES, Publisher
+from ingestor.publisher import Publisher
 from ingestor.venues import VENUES, venue
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def produce_trades(trades: Iterator[Trade], publisher: Publisher, pacer: Pacer |
     """The hot loop: about 4 microseconds a trade, so nothing here that is not needed."""
     producer = publisher.producer
     produce = producer.produce
-    topic = TRADES
+    topic = publisher.trades_topic
     key = b""
     key_symbol = ""
     n = 0

@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, Message, Producer
 from contracts import Fill, Order, Trade, decode, encode, kafka_io, market_key, topic_reader
 from contracts.errors import ContractError
 from contracts.settings import kafka_bootstrap, load
-from contracts.topics import FILLS, MARKET_TRADES, ORDERS
+from contracts.topics import FILLS, MARKET_TRADES, ORDERS, prefixed
 from paper.matching import Matcher, PaperSettings
 
 log = logging.getLogger(__name__)
@@ -27,13 +27,14 @@ GROUP = "tickflow-paper"
 
 class PaperBroker:
     def __init__(self, settings: PaperSettings | None = None, bootstrap: str | None = None,
-                 group: str = GROUP) -> None:
+                 group: str | None = None) -> None:
         self.settings = settings or load(PaperSettings, "PAPER")
         self.bootstrap = bootstrap or kafka_bootstrap()
-        self.group = group
+        self.group = group or prefixed(GROUP)  # one group and transactional id per environment
         self.matcher = Matcher(self.settings)
         self.stopper = kafka_io.Stopper()
         self.fills_out = 0
+        self._orders, self._fills = ORDERS.name, FILLS.name  # under the topic prefix at start, read once
 
     def _rebuild(self, c: Consumer, producer: Producer) -> None:
         orders_at = kafka_io.committed(c, ORDERS)
@@ -96,13 +97,13 @@ class PaperBroker:
             if not kafka_io.usable(m):
                 continue
             for fill in self._handle(producer, m):
-                producer.produce(FILLS.name, encode(fill), key=market_key(fill.exchange, fill.symbol))
+                producer.produce(self._fills, encode(fill), key=market_key(fill.exchange, fill.symbol))
                 self.fills_out += 1
         producer.send_offsets_to_transaction(c.position(c.assignment()), c.consumer_group_metadata())
         producer.commit_transaction()
 
     def _handle(self, producer: Producer, m: Message) -> list[Fill]:
-        if m.topic() == ORDERS.name:
+        if m.topic() == self._orders:
             try:
                 order = decode(m.value() or b"", Order)
             except ContractError as err:

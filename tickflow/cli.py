@@ -13,6 +13,7 @@ import sys
 
 from contracts.errors import ContractError, SettingsError
 from contracts.logs import setup_logging
+from contracts.topics import topic_prefix
 
 # The services' command modules, in the order their groups appear in --help.
 COMMAND_MODULES = (
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from infra.kafka.java import PrerequisiteError
 
     try:
+        topic_prefix()  # a bad TICKFLOW_TOPIC_PREFIX stops every command here, named
         use_local_broker_address()
         code: int = args.func(args)
         return code

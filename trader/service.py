@@ -37,7 +37,7 @@ from contracts import (
 from contracts.errors import ContractError
 from contracts.settings import kafka_bootstrap, load
 from contracts.timeutil import now_ms
-from contracts.topics import FILLS, MARKET_EVENTS, ORDERS, PORTFOLIO, SIGNALS_FEATURES
+from contracts.topics import FILLS, MARKET_EVENTS, ORDERS, PORTFOLIO, SIGNALS_FEATURES, prefixed
 from trader.handler import PolicyTrader
 from trader.policy import bundle as bundle_mod
 from trader.risk import RiskSettings
@@ -72,6 +72,8 @@ class TraderService:
         self._offsets_pending = False  # features consumed since the last transaction
         self._marked = False  # the book was marked since the last snapshot
         self._last_snapshot = 0.0
+        # the names under the topic prefix at start, read once: an environment lookup a message costs microseconds
+        self._orders, self._fills, self._portfolio = ORDERS.name, FILLS.name, PORTFOLIO.name
 
     def _rebuild(self, producer: Producer) -> None:
         """The intended positions from this policy's orders, the halt from its last portfolio snapshot, the
@@ -99,7 +101,7 @@ class TraderService:
 
     def run(self, max_seconds: float | None = None) -> int:
         kafka_io.Stopper.install(self.stopper)
-        group = f"tickflow-trader-{self.policy_id}"
+        group = prefixed(f"tickflow-trader-{self.policy_id}")  # one group and transactional id per environment
         producer = kafka_io.transactional_producer(self.bootstrap, group)  # fences a previous instance
         self._rebuild(producer)
         features = kafka_io.consumer(self.bootstrap, group)
@@ -159,7 +161,7 @@ class TraderService:
             if kafka_io.usable(m):
                 self._marked |= self._feature(out, m)
         self._offsets_pending |= bool(msgs)
-        booked |= any(topic == ORDERS.name for topic, _, _ in out)
+        booked |= any(topic == self._orders for topic, _, _ in out)
         now = time.monotonic()
         if booked or (self._marked and now - self._last_snapshot >= self.settings.snapshot_interval_s):
             out.append(self._snapshot())
@@ -170,7 +172,7 @@ class TraderService:
     def _snapshot(self) -> tuple[str, bytes, bytes | None]:
         ts = self.trader.last_feature_ts or now_ms()
         snap = self.trader.book.snapshot(self.policy_id, ts, self.trader.halted)
-        return PORTFOLIO.name, encode(snap), self.policy_id.encode()
+        return self._portfolio, encode(snap), self.policy_id.encode()
 
     def _transact(self, producer: Producer, features: Consumer, out: list[tuple[str, bytes, bytes | None]]) -> None:
         producer.begin_transaction()
@@ -204,7 +206,7 @@ class TraderService:
             return False
         decision = self.trader.on_feature(fv, now_ms())
         for order in decision.orders:
-            out.append((ORDERS.name, encode(order), market_key(order.exchange, order.symbol)))
+            out.append((self._orders, encode(order), market_key(order.exchange, order.symbol)))
             log.info("Order %s: %s %.8g %s (target %+g) at feature ts %d from %s[%d]@%d; %s.", order.order_id,
                      order.side, order.qty, order.symbol, order.target_position, order.feature_ts, m.topic(),
                      m.partition(), m.offset(), order.reason)
@@ -215,7 +217,7 @@ class TraderService:
 
     def _side(self, out: list[tuple[str, bytes, bytes | None]], m: Message) -> bool:
         """Apply one fill or market event; True when a fill of this policy was booked."""
-        if m.topic() == FILLS.name:
+        if m.topic() == self._fills:
             try:
                 fill = decode(m.value() or b"", Fill)
             except ContractError as err:

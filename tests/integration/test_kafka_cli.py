@@ -9,13 +9,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 
-from contracts.topics import REGISTRY
+from contracts.topics import ORDERS, REGISTRY, topic
 from infra.kafka.admin import admin, describe_topics
 from infra.kafka.broker import BrokerInfo, LocalBroker, free_port, port_in_use
 from tests.helpers import REPO, cli_env, tickflow_cmd
@@ -61,10 +60,12 @@ def test_start_on_a_taken_port_says_so(tmp_path: Path) -> None:
     assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
 
 
-def test_topic_dump_prints_values_until_idle(bootstrap: str, tmp_path: Path) -> None:
+def test_topic_dump_prints_values_until_idle(shared_broker: BrokerInfo, tmp_path: Path) -> None:
+    """Under a topic prefix, `topic dump` takes the registry's base name."""
+    bootstrap = shared_broker.bootstrap
     producer = Producer({"bootstrap.servers": bootstrap})
     for i in range(5):
-        producer.produce("market.events.dlq", json.dumps({"n": i}).encode())
+        producer.produce(topic("market.events.dlq").name, json.dumps({"n": i}).encode())
     producer.flush(10)
     result = run(["topic", "dump", "market.events.dlq", "--timeout", "2"], cli_env(bootstrap, tmp_path))
     assert result.returncode == 0, result.stderr
@@ -131,14 +132,14 @@ def test_a_killed_test_run_leaves_no_broker_behind(tmp_path: Path) -> None:
     again.stop()
 
 
-def test_create_topics_restores_a_missing_registry_topic(make_broker: Callable[[], BrokerInfo], tmp_path: Path) -> None:
-    info = make_broker()
+def test_create_topics_restores_a_missing_registry_topic(shared_broker: BrokerInfo, tmp_path: Path) -> None:
+    info, orders = shared_broker, ORDERS.name
     client = admin(info.bootstrap)
-    client.delete_topics(["orders"])["orders"].result(timeout=30)
+    client.delete_topics([orders])[orders].result(timeout=30)
     deadline = time.monotonic() + 30
-    while "orders" in describe_topics(info.bootstrap) and time.monotonic() < deadline:
+    while orders in describe_topics(info.bootstrap) and time.monotonic() < deadline:
         time.sleep(0.2)
     result = run(["kafka", "create-topics"], cli_env(info.bootstrap, tmp_path), timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "created 1 topics" in result.stdout and "orders" in result.stdout
-    assert describe_topics(info.bootstrap)["orders"] == 4
+    assert "created 1 topics" in result.stdout and orders in result.stdout
+    assert describe_topics(info.bootstrap)[orders] == 4

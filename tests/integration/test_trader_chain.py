@@ -119,9 +119,10 @@ def _read(bootstrap: str, topic: Topic, kind: type) -> list:
     return [decode(m.value() or b"", kind) for m in read_to_end(bootstrap, topic)]
 
 
-def test_features_to_orders_to_fills_exactly_once_across_sigkill(make_broker: object, setup: dict[str, object],
+def test_features_to_orders_to_fills_exactly_once_across_sigkill(shared_broker: BrokerInfo, setup: dict[str, object],
                                                                   procs: list[Proc]) -> None:
-    info: BrokerInfo = make_broker()  # type: ignore[operator]
+    """The services are killed, not the broker: the session broker serves, under a prefix of the test's own."""
+    info = shared_broker
     root: Path = setup["root"]  # type: ignore[assignment]
     fvs: list[FeatureVector] = setup["fvs"]  # type: ignore[assignment]
     trades: list[Trade] = setup["trades"]  # type: ignore[assignment]
@@ -197,9 +198,9 @@ def test_features_to_orders_to_fills_exactly_once_across_sigkill(make_broker: ob
 
     # the records that failed their contract went to the dead-letter topics, with the reason
     dead = _read(info.bootstrap, SIGNALS_FEATURES.dlq, DeadLetter)
-    assert {d.source for d in dead} == {"signals.features"} and len(dead) == 2  # once per policy
+    assert {d.source for d in dead} == {SIGNALS_FEATURES.name} and len(dead) == 2  # once per policy
     assert all("FeatureVector" in d.reason for d in dead)
-    _wait_log(root / "b.log", "consumes signals.features", 2)
+    _wait_log(root / "b.log", f"consumes {SIGNALS_FEATURES.name}", 2)
     producer.produce(FILLS.name, b"not json", b"binance:ETH-USDT")  # a bad fill while both traders run
     producer.flush(10)
     deadline = time.monotonic() + 20

@@ -18,7 +18,7 @@ from contracts.messages import Bar, FeatureVector, Fill, Message, Order, Portfol
 from contracts.serde import decode
 from contracts.timeutil import iso
 from contracts.topic_reader import read_to_end
-from contracts.topics import MAIN_TOPICS, REGISTRY, topic
+from contracts.topics import FILLS, MAIN_TOPICS, ORDERS, PORTFOLIO, REGISTRY, SIGNALS_BARS, SIGNALS_FEATURES, topic
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,10 @@ def summarise(held: dict[str, list[Record]], since_ts: int = 0) -> dict[str, Any
     Equity and buy-and-hold are compared from ``since_ts`` (event time; the candle replay's start) on.
     """
     counts = {name: len(recs) for name, recs in held.items()}
-    features = [r for r in held.get("signals.features", []) if isinstance(r.value, FeatureVector)]
-    orders = [r for r in held.get("orders", []) if isinstance(r.value, Order)]
-    fills = [r for r in held.get("fills", []) if isinstance(r.value, Fill)]
-    books = sorted((r.value for r in held.get("portfolio", []) if isinstance(r.value, PortfolioSnapshot)),
+    features = [r for r in held.get(SIGNALS_FEATURES.name, []) if isinstance(r.value, FeatureVector)]
+    orders = [r for r in held.get(ORDERS.name, []) if isinstance(r.value, Order)]
+    fills = [r for r in held.get(FILLS.name, []) if isinstance(r.value, Fill)]
+    books = sorted((r.value for r in held.get(PORTFOLIO.name, []) if isinstance(r.value, PortfolioSnapshot)),
                    key=lambda b: b.ts)
     feature_at = {(f.value.exchange, f.value.symbol, f.value.ts): f.ts_ms for f in features}  # type: ignore[union-attr]
     decide = [float(o.ts_ms - feature_at[k]) for o in orders
@@ -77,7 +77,7 @@ def summarise(held: dict[str, list[Record]], since_ts: int = 0) -> dict[str, Any
         series = [(b.ts, b.equity) for b in books if b.policy_id == p]
         equity[p] = [x for x in series if x[0] >= since_ts] or series
     latest = {p: next(b for b in reversed(books) if b.policy_id == p) for p in policies}
-    bars = sorted((r.value for r in held.get("signals.bars", [])
+    bars = sorted((r.value for r in held.get(SIGNALS_BARS.name, [])
                    if isinstance(r.value, Bar) and r.value.interval_s == 60), key=lambda b: b.window_end)
     bar_closes = [(b.symbol, b.window_end, b.close) for b in bars]
     hold = {}

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from trader_support import feature, linear_bundle
 
 from contracts import V1, Fill, MarketEvent
+from tests.unit.trader.trader_support import feature, linear_bundle
 from trader.handler import PolicyTrader, order_id
 from trader.risk import RiskGate, RiskSettings, VerdictKind
 
