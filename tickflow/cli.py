@@ -18,6 +18,7 @@ from contracts.logs import setup_logging
 COMMAND_MODULES = (
     "infra.kafka.cli",
     "ingestor.cli",
+    "ingestor.books.cli",
     "streams.cli",
     "trader.cli",
     "tickflow.view.cli",
