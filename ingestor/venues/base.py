@@ -209,3 +209,7 @@ class VenueSpec:
     #: (raw frame, receive time ms, recorded kind: ws or rest_depth_snapshot) -> book data, or None for
     #: a frame that carries none; raises ParseError for a book frame that does not parse
     parse_book: Callable[[str | bytes, int, str], BookMessage | None] | None = None
+    #: a fresh book snapshot of one venue symbol: fetched from this REST address (Binance) ...
+    book_snapshot_url: Callable[[str], str] | None = None
+    #: ... or by sending these frames on the websocket (unsubscribe and subscribe the symbol's book)
+    book_resubscribe: Callable[[str], list[str]] | None = None

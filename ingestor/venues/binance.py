@@ -179,4 +179,5 @@ SPEC = VenueSpec(
     max_connection_s=23.5 * 3600,  # the server cuts at 24 h: rotate first
     venue_symbol=venue_symbol,
     parse_book=parse_book,
+    book_snapshot_url=lambda venue_symbol: REST_DEPTH.format(symbol=venue_symbol),
 )

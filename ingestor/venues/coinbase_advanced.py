@@ -147,6 +147,11 @@ def _subscribe(symbols: list[str]) -> list[str]:
     return [msgspec.json.encode(s).decode() for s in sub]
 
 
+def _resubscribe_book(product_id: str) -> list[str]:
+    return [msgspec.json.encode({"type": t, "product_ids": [product_id], "channel": "level2"}).decode()
+            for t in ("unsubscribe", "subscribe")]
+
+
 SPEC = VenueSpec(
     name=NAME,
     url=lambda _symbols: URL,
@@ -156,4 +161,5 @@ SPEC = VenueSpec(
     keepalive_after_s=30.0,
     venue_symbol=lambda s: s.upper(),
     parse_book=parse_book,
+    book_resubscribe=_resubscribe_book,
 )

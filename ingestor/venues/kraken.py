@@ -129,6 +129,13 @@ def _subscribe(symbols: list[str]) -> list[str]:
                                             "snapshot": True}}).decode()]
 
 
+def _resubscribe_book(symbol: str) -> list[str]:
+    unsub = {"method": "unsubscribe", "params": {"channel": "book", "symbol": [symbol], "depth": BOOK_DEPTH}}
+    sub = {"method": "subscribe", "params": {"channel": "book", "symbol": [symbol], "depth": BOOK_DEPTH,
+                                             "snapshot": True}}
+    return [msgspec.json.encode(unsub).decode(), msgspec.json.encode(sub).decode()]
+
+
 SPEC = VenueSpec(
     name=NAME,
     url=lambda _symbols: URL,
@@ -138,4 +145,5 @@ SPEC = VenueSpec(
     keepalive_after_s=20.0,
     venue_symbol=lambda s: s.replace("-", "/").upper(),
     parse_book=parse_book,
+    book_resubscribe=_resubscribe_book,
 )

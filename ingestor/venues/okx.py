@@ -147,6 +147,11 @@ def _subscribe(symbols: list[str]) -> list[str]:
                                           for s in symbols]}).decode()]
 
 
+def _resubscribe_book(inst_id: str) -> list[str]:
+    args = [{"channel": "books", "instId": inst_id}]
+    return [msgspec.json.encode({"op": op, "args": args}).decode() for op in ("unsubscribe", "subscribe")]
+
+
 SPEC = VenueSpec(
     name=NAME,
     url=lambda _symbols: URL,
@@ -156,4 +161,5 @@ SPEC = VenueSpec(
     keepalive_after_s=20.0,
     venue_symbol=lambda s: s.upper(),
     parse_book=parse_book,
+    book_resubscribe=_resubscribe_book,
 )
