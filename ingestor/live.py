@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from contracts.messages import EventKind
 from contracts.settings import kafka_bootstrap
 from ingestor.books.feed import BookFeed, PublisherSink, has_books
-from ingestor.books.snapshots import SnapshotRequests
+from ingestor.books.snapshots import SnapshotRequests, with_snapshot_address
 from ingestor.connection import Backoff, LiveClient
 from ingestor.metrics import PRODUCE_LATENCY, Counts, Reporter, serve
 from ingestor.pipeline import Pipeline
@@ -42,8 +42,8 @@ class LiveIngest:
 
     def __init__(self, venue_name: str, symbols: list[str], bootstrap: str, *, url: str | None = None,
                  backoff: Backoff | None = None, watchdog_s: float = 60.0, queue_size: int = 100_000,
-                 log_every_s: float = 10.0) -> None:
-        self.spec = venue(venue_name)
+                 log_every_s: float = 10.0, rest_url: str | None = None) -> None:
+        self.spec = with_snapshot_address(venue(venue_name), url, rest_url)
         self.stop = threading.Event()
         self.queue: queue.Queue[Item] = queue.Queue(maxsize=queue_size)
         self.counts = Counts()
@@ -111,8 +111,8 @@ class LiveIngest:
 
 
 def run_live(venue_name: str, symbols: list[str], *, url: str | None, metrics_port: int, log_every_s: float,
-             stop: threading.Event, metrics_host: str = "127.0.0.1") -> int:
-    ingest = LiveIngest(venue_name, symbols, kafka_bootstrap(), url=url, log_every_s=log_every_s)
+             stop: threading.Event, metrics_host: str = "127.0.0.1", rest_url: str | None = None) -> int:
+    ingest = LiveIngest(venue_name, symbols, kafka_bootstrap(), url=url, log_every_s=log_every_s, rest_url=rest_url)
     serve(metrics_port, metrics_host)
     ingest.start()
     while not stop.wait(0.5):

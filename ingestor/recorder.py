@@ -21,7 +21,7 @@ import msgspec
 from contracts.books import BookUpdate
 from contracts.messages import DeadLetter, EventKind, MarketEvent
 from ingestor.books.feed import BookFeed, has_books
-from ingestor.books.snapshots import REST_KIND, SnapshotRequests
+from ingestor.books.snapshots import REST_KIND, SnapshotRequests, with_snapshot_address
 from ingestor.connection import LiveClient
 from ingestor.venues import venue
 
@@ -98,8 +98,8 @@ class RotatingWriter:
 
 
 def run_record(venue_name: str, symbols: list[str], out: Path, *, url: str | None, rotate_bytes: int,
-               rotate_s: float, duration_s: float, stop: threading.Event) -> int:
-    spec = venue(venue_name)
+               rotate_s: float, duration_s: float, stop: threading.Event, rest_url: str | None = None) -> int:
+    spec = with_snapshot_address(venue(venue_name), url, rest_url)
     writer = RotatingWriter(out, spec.name, rotate_bytes, rotate_s)
     lock = threading.Lock()
 

@@ -9,18 +9,35 @@ symbol's book unsubscribed and subscribed again.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 
+from contracts.errors import SettingsError
 from contracts.timeutil import now_ms
 from ingestor.venues.base import VenueSpec
 
 log = logging.getLogger(__name__)
 
 REST_KIND = "rest_depth_snapshot"
+
+
+def with_snapshot_address(spec: VenueSpec, url: str | None, rest_url: str | None) -> VenueSpec:
+    """The venue with its REST snapshot address replaced by ``rest_url`` (``{symbol}`` filled in), or, when
+    the websocket was moved elsewhere (``url``) without one, with none: a book is never started from
+    the real venue's snapshot and another server's diffs."""
+    if rest_url is not None:
+        if "{symbol}" not in rest_url:
+            raise SettingsError(f"--rest-url {rest_url!r} has no {{symbol}} to put the venue's symbol in")
+        return dataclasses.replace(spec, book_snapshot_url=lambda s: rest_url.format(symbol=s))
+    if url is not None and spec.book_snapshot_url is not None:
+        log.warning("%s: --url without --rest-url, so no REST depth snapshot is fetched and no book published.",
+                    spec.name)
+        return dataclasses.replace(spec, book_snapshot_url=None)
+    return spec
 
 
 class SnapshotRequests:
@@ -40,7 +57,9 @@ class SnapshotRequests:
             url = self.spec.book_snapshot_url(venue_symbol)
             threading.Thread(target=self._fetch, args=(url, venue_symbol), name=f"{exchange}-snapshot-{venue_symbol}",
                              daemon=True).start()
-        elif self.spec.book_resubscribe is not None:
+        elif self.spec.book_resubscribe is None:
+            log.warning("%s %s needs a REST snapshot and has no address to fetch it from.", exchange, venue_symbol)
+        else:
             log.info("%s %s: resubscribing its book for a fresh snapshot.", exchange, venue_symbol)
             for text in self.spec.book_resubscribe(venue_symbol):
                 if not self.send(text):

@@ -9,17 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from books_support import expected_dump, read_all
 from ingest_kafka_support import FRAMES, private_broker
 
-from contracts.books import BookUpdate
 from contracts.messages import DeadLetter, MarketEvent
 from contracts.serde import decode
 from contracts.topics import MARKET_BOOKS, MARKET_EVENTS, MARKET_TRADES
 from infra.kafka.broker import BrokerInfo
-from ingestor.books.feed import BookFeed
-from ingestor.books.reader import BookReader
-from ingestor.venues import venue
 from tests.helpers import cli_env, tickflow_cmd
 
 pytestmark = pytest.mark.integration
@@ -37,55 +33,15 @@ def tf(kafka: BrokerInfo, home: Path, *args: str) -> str:
     return done.stdout
 
 
-def read_all(bootstrap: str, topic: str) -> list[tuple[int, bytes, bytes]]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "books-tests", "enable.auto.commit": False,
-                  "log_level": 3})
-    out = []
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        idle = 0
-        while idle < 10:
-            batch = c.consume(1000, timeout=0.3)
-            idle = 0 if batch else idle + 1
-            for m in batch:
-                assert m.error() is None, m.error()
-                out.append((m.partition(), m.key() or b"", m.value() or b""))
-    finally:
-        c.close()
-    return out
-
-
-class _Keep:
-    def __init__(self) -> None:
-        self.books: list[BookUpdate] = []
-
-    def book(self, u: BookUpdate) -> None:
-        self.books.append(u)
-
-    def event(self, e: MarketEvent) -> None: ...
-    def dead_letter(self, d: DeadLetter) -> None: ...
-    def resync(self, exchange: str, venue_symbol: str) -> None: ...
-
-
 def test_replayed_books_dump_as_the_book_code_builds_them_keyed_and_co_partitioned(kafka: BrokerInfo,
                                                                                    tmp_path: Path) -> None:
     tf(kafka, tmp_path, "ingest", "replay", str(FRAMES), "--venue", "binance", "--speed", "max", "--no-progress")
     out = tf(kafka, tmp_path, "book", "dump", "--symbol", "BTC-USDT", "--depth", "5", "--timeout", "5")
     rows = [json.loads(line) for line in out.splitlines()]
     # The same frames through the same code without Kafka: what the dump must show, line for line.
-    keep = _Keep()
-    feed = BookFeed(venue("binance"), keep)
     with gzip.open(FRAMES, "rt") as f:
-        for line in f:
-            rec = json.loads(line)
-            feed.on_frame(rec["raw"], rec["recv_ts_ns"] // 1_000_000, rec["kind"])
-    reader, want = BookReader(), []
-    for u in keep.books:
-        book = reader.apply(u)
-        if book is not None:
-            want.append({"exchange": "binance", "symbol": "BTC-USDT", "seq": u.seq, "ts_event": u.ts_event,
-                         "bids": [list(x) for x in book.bids.top(5)], "asks": [list(x) for x in book.asks.top(5)]})
+        recs = [json.loads(line) for line in f]
+    want, feed = expected_dump("binance", ((r["raw"], r["recv_ts_ns"] // 1_000_000, r["kind"], None) for r in recs), 5)
     assert len(rows) == len(want) == feed.counts.deltas + 1 and rows == want
     books = read_all(kafka.bootstrap, MARKET_BOOKS.name)
     assert {k for _, k, _ in books} == {b"binance:BTC-USDT"} and len(books) == feed.counts.updates
