@@ -145,7 +145,8 @@ def parse_book(raw: str | bytes, recv_ms: int, kind: str = "ws") -> BookMessage 
     head = raw[:64]
     if isinstance(head, bytes):
         head = head.decode("utf-8", "replace")
-    if "@depth" in head:
+    at = head.find("@depth")
+    if at >= 0 and head[at + 6:at + 7] in ('"', "@"):  # @depth or @depth@100ms, not the partial @depth5
         ev = decode_as(raw, DepthEnvelope, _depth_envelope).data
     elif '"depthUpdate"' in head:
         ev = decode_as(raw, DepthEvent, _depth)

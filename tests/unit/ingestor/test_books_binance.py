@@ -151,6 +151,7 @@ def test_bad_depth_frames_go_to_the_dead_letters_with_the_reason(raw: str, reaso
     assert len(sink.dead) == 1 and reason in sink.dead[0].reason and sink.books == []
 
 
-def test_a_trade_frame_is_not_a_book_frame() -> None:
-    _, sink = run("binance", [f for f in FRAMES[:500] if "@trade" in f.raw[:40]])
+def test_trade_and_partial_depth_frames_are_not_book_frames() -> None:
+    partial = '{"stream":"btcusdt@depth5@100ms","data":{"lastUpdateId":160,"bids":[["0.1","1"]],"asks":[]}}'
+    _, sink = run("binance", [f for f in FRAMES[:500] if "@trade" in f.raw[:40]] + [Frame("ws", partial, 1)])
     assert sink == Sink()
