@@ -155,3 +155,16 @@ def test_trade_and_partial_depth_frames_are_not_book_frames() -> None:
     partial = '{"stream":"btcusdt@depth5@100ms","data":{"lastUpdateId":160,"bids":[["0.1","1"]],"asks":[]}}'
     _, sink = run("binance", [f for f in FRAMES[:500] if "@trade" in f.raw[:40]] + [Frame("ws", partial, 1)])
     assert sink == Sink()
+
+
+def test_a_diff_that_crosses_the_book_is_a_crossed_book_event_and_a_resync() -> None:
+    head = FRAMES[:200]
+    feed, sink = run("binance", head)
+    last = sink.books[-1].seq
+    ask = feed.sync.symbols["BTCUSDT"].book.asks.best()
+    assert ask is not None
+    cross = json.dumps({"stream": "btcusdt@depth@100ms", "data": {
+        "e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": last + 1, "u": last + 1, "b": [[str(ask + 1), "1"]], "a": []}})
+    feed.on_frame(cross, 2)
+    assert [e.kind for e in sink.events] == ["crossed_book"] and str(ask + 1) in sink.events[0].detail
+    assert sink.books[-1].seq == last and sink.resyncs[-1] == ("binance", "BTCUSDT")

@@ -69,3 +69,11 @@ def test_the_documented_seq_chain_is_followed_and_a_break_is_a_gap() -> None:
 def test_updates_before_the_snapshot_are_not_applied() -> None:
     feed, sink = run("okx", [DOC[3], DOC[2]])
     assert [u.kind for u in sink.books] == ["snapshot"] and feed.counts.unsynced == 1
+
+
+def test_after_a_mismatch_the_next_snapshot_resyncs_the_symbol() -> None:
+    bad = json.loads(DOC[3].raw)
+    bad["data"][0]["checksum"] = 12345  # not the book's
+    _, sink = run("okx", [*DOC[:3], Frame("ws", json.dumps(bad), 4), DOC[2], DOC[3]])
+    assert [e.kind for e in sink.events] == ["checksum_mismatch", "resync"]
+    assert [(u.kind, u.seq) for u in sink.books] == [("snapshot", 123456), ("snapshot", 123456), ("delta", 123457)]
