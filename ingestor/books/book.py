@@ -46,6 +46,23 @@ class BookSide:
         if self.text is not None and text is not None:
             self.text[price] = text
 
+    def update(self, levels: Iterable[tuple[float, float]]) -> None:
+        """``set`` for many levels (without text), with the loop's lookups hoisted: the hot path."""
+        if self.text is not None:
+            for price, size in levels:
+                self.set(price, size)
+            return
+        sizes, keys, desc = self.sizes, self._keys, self.descending
+        pop = sizes.pop
+        for price, size in levels:
+            if size == 0.0:
+                if pop(price, None) is not None:
+                    del keys[bisect_left(keys, -price if desc else price)]
+            else:
+                if price not in sizes:
+                    insort(keys, -price if desc else price)
+                sizes[price] = size
+
     def clear(self) -> None:
         self.sizes.clear()
         self._keys.clear()
@@ -97,10 +114,8 @@ class Book:
         self.seq: int | None = None
 
     def apply(self, bids: Iterable[tuple[float, float]], asks: Iterable[tuple[float, float]]) -> None:
-        for price, size in bids:
-            self.bids.set(price, size)
-        for price, size in asks:
-            self.asks.set(price, size)
+        self.bids.update(bids)
+        self.asks.update(asks)
 
     def clear(self) -> None:
         self.bids.clear()

@@ -9,7 +9,7 @@ reason; the pipeline dead-letters it. Parsers never let any other exception out 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, TypeVar
@@ -82,6 +82,23 @@ def level(price: str | float, size: str | float, what: str) -> tuple[float, floa
     if not (s >= 0.0) or math.isinf(s):
         raise ParseError(f"{what} size {size!r} at {price} is not a finite number >= 0")
     return p, s
+
+
+_INF = float("inf")
+
+
+def levels(rows: Sequence[Sequence[str]], what: str) -> list[tuple[float, float]]:
+    """Book levels from ``[price, size]`` rows, each checked as ``level`` does (fast when all are good)."""
+    try:
+        out = [(float(r[0]), float(r[1])) for r in rows]
+    except (TypeError, ValueError, IndexError):
+        out = []
+    if len(out) == len(rows) and all(0.0 < p < _INF and 0.0 <= q < _INF for p, q in out):
+        return out
+    for r in rows:
+        if len(r) < 2:
+            raise ParseError(f"{what} level {r!r} has no price and size")
+    return [level(r[0], r[1], what) for r in rows]
 
 
 def skip(what: str, seq: int | None = None) -> Frame:

@@ -21,7 +21,7 @@ from ingestor.venues.base import (
     control,
     decode_as,
     epoch_ms,
-    level,
+    levels,
     make_trade,
     positive,
     skip,
@@ -140,7 +140,7 @@ def parse_book(raw: str | bytes, recv_ms: int, kind: str = "ws") -> BookMessage 
     (told by its first bytes)."""
     if kind == "rest_depth_snapshot":
         snap = decode_as(raw, RestDepth, _rest_depth)
-        return BookMessage([BookFrame(None, "snapshot", _levels(snap.bids, "bid"), _levels(snap.asks, "ask"),
+        return BookMessage([BookFrame(None, "snapshot", levels(snap.bids, "bid"), levels(snap.asks, "ask"),
                                       recv_ms, seq=snap.lastUpdateId)])
     head = raw[:64]
     if isinstance(head, bytes):
@@ -156,12 +156,8 @@ def parse_book(raw: str | bytes, recv_ms: int, kind: str = "ws") -> BookMessage 
         raise ParseError(f"depth stream carried event {ev.e!r}")
     if not 0 < ev.U <= ev.u:
         raise ParseError(f"depth update ids U={ev.U} u={ev.u} are not 0 < U <= u")
-    return BookMessage([BookFrame(ev.s, "delta", _levels(ev.b, "bid"), _levels(ev.a, "ask"),
+    return BookMessage([BookFrame(ev.s, "delta", levels(ev.b, "bid"), levels(ev.a, "ask"),
                                   epoch_ms(ev.E, "event time"), seq=ev.u, first_seq=ev.U)])
-
-
-def _levels(rows: list[tuple[str, str]], what: str) -> list[tuple[float, float]]:
-    return [level(p, q, what) for p, q in rows]
 
 
 def venue_symbol(symbol: str) -> str:

@@ -24,7 +24,7 @@ from ingestor.venues.base import (
     control,
     decode_as,
     iso_ms,
-    level,
+    levels,
     make_trade,
     positive,
     skip,
@@ -115,8 +115,7 @@ def parse_book(raw: str | bytes, recv_ms: int, kind: str = "ws") -> BookMessage 
             raise ParseError(f"book data without symbol, checksum, price or qty ({err!r})") from None
         ts = iso_ms(d["timestamp"], "timestamp") if d.get("timestamp") else recv_ms
         out.books.append(BookFrame(symbol, "snapshot" if msg["type"] == "snapshot" else "delta",
-                                   [level(p, q, "bid") for p, q in bids_text],
-                                   [level(p, q, "ask") for p, q in asks_text], ts, checksum=checksum,
+                                   levels(bids_text, "bid"), levels(asks_text, "ask"), ts, checksum=checksum,
                                    bids_text=bids_text, asks_text=asks_text))
     return out
 

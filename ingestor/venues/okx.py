@@ -25,7 +25,7 @@ from ingestor.venues.base import (
     control,
     decode_as,
     epoch_ms,
-    level,
+    levels,
     make_trade,
     positive,
     skip,
@@ -128,8 +128,8 @@ def parse_book(raw: str | bytes, recv_ms: int, kind: str = "ws") -> BookMessage 
     for w in decode_as(msg.data, list[WireBook], _books):
         bids_text, asks_text = _text(w.bids, "bid"), _text(w.asks, "ask")
         out.books.append(BookFrame(
-            msg.arg.instId, kind_, [level(p, s, "bid") for p, s in bids_text],
-            [level(p, s, "ask") for p, s in asks_text], epoch_ms(w.ts, "ts"), seq=w.seqId, prev_seq=w.prevSeqId,
+            msg.arg.instId, kind_, levels(bids_text, "bid"), levels(asks_text, "ask"), epoch_ms(w.ts, "ts"),
+            seq=w.seqId, prev_seq=w.prevSeqId,
             checksum=w.checksum, bids_text=bids_text, asks_text=asks_text))
     return out
 
