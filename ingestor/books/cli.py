@@ -26,6 +26,8 @@ def register(sub: Any) -> None:
 
 
 def _dump(args: argparse.Namespace) -> int:
+    from confluent_kafka import KafkaException
+
     from contracts.settings import kafka_bootstrap
     from ingestor.books.dump import dump_books
 
@@ -33,7 +35,13 @@ def _dump(args: argparse.Namespace) -> int:
         raise SettingsError(f"--depth {args.depth} must be at least 1")
     if not args.timeout > 0:
         raise SettingsError(f"--timeout {args.timeout} must be a positive number of seconds")
-    printed, bad = dump_books(kafka_bootstrap(), args.symbol, args.depth, args.timeout)
+    bootstrap = kafka_bootstrap()
+    try:
+        printed, bad = dump_books(bootstrap, args.symbol, args.depth, args.timeout)
+    except KafkaException as err:
+        print(f"tickflow: could not read market.books at {bootstrap} (KAFKA_BOOTSTRAP): {err.args[0]}",
+              file=sys.stderr)
+        return 1
     print(f"book dump: {printed:,} books printed", file=sys.stderr)
     if bad:
         print(f"tickflow: {bad:,} records on market.books failed their contract (see the log)", file=sys.stderr)
