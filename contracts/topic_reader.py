@@ -85,6 +85,14 @@ def follow(bootstrap: str, topic: Topic | str, start: dict[int, int], idle_s: fl
         c.close()
 
 
+def read_then_follow(bootstrap: str, topic: Topic | str, idle_s: float) -> Iterator[Message]:
+    """Every record up to the end offsets now, then those that arrive until none has for ``idle_s`` s
+    (what `tickflow topic dump` and `tickflow book dump` print)."""
+    ends = end_offsets(bootstrap, topic)
+    yield from read_to_end(bootstrap, topic, stop=ends, idle_s=idle_s)
+    yield from follow(bootstrap, topic, ends, idle_s)
+
+
 def _bounds(c: Consumer, tps: list[TopicPartition], start: dict[int, int] | None,
             stop: dict[int, int] | None) -> tuple[dict[int, int], list[TopicPartition]]:
     """The end offset of each partition with records to read, and the assignment at their first offsets."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
+from contracts.books import BookUpdate
 from contracts.errors import SettingsError
 from contracts.messages import (
     Bar,
@@ -99,14 +100,21 @@ FILLS = Topic("fills", "exchange:symbol", Fill, 4, description="fills from the p
 PORTFOLIO = Topic("portfolio", "policy_id", PortfolioSnapshot, 1, "compact",
                   description="latest book per policy")
 
+# Order books: same key and partition count as market.trades, so a symbol's trades and book sit in
+# partitions of the same number (co-partitioned) and a consumer of both joins them without a shuffle.
+MARKET_BOOKS = Topic("market.books", "exchange:symbol", BookUpdate, MARKET_TRADES.partitions,
+                     description="L2 book snapshots and deltas")
+
 MAIN_TOPICS: tuple[Topic, ...] = (
-    MARKET_TRADES, MARKET_EVENTS, SIGNALS_BARS, SIGNALS_FEATURES, ORDERS, FILLS, PORTFOLIO,
+    MARKET_TRADES, MARKET_EVENTS, SIGNALS_BARS, SIGNALS_FEATURES, ORDERS, FILLS, PORTFOLIO, MARKET_BOOKS,
 )
 
 # Dead-letter topics: the ingestor's (raw venue frames) and one per consumed topic, by source base name.
 MARKET_TRADES_DLQ = Topic("market.trades.dlq", "none", DeadLetter, 1,
                           description="frames and records that failed to parse")
 DLQ_BY_SOURCE: dict[str, Topic] = {"market.trades": MARKET_TRADES_DLQ}
+DLQ_BY_SOURCE["market.books"] = Topic("market.books.dlq", "none", DeadLetter, 1,
+                                      description="book frames that failed to parse, and bad book records")
 for _t in (SIGNALS_BARS, SIGNALS_FEATURES, ORDERS, FILLS, MARKET_EVENTS):
     DLQ_BY_SOURCE[_t.base] = Topic(f"{_t.base}.dlq", "none", DeadLetter, 1,
                                    description=f"records of {_t.base} that failed their contract")

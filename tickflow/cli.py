@@ -19,6 +19,7 @@ from contracts.topics import topic_prefix
 COMMAND_MODULES = (
     "infra.kafka.cli",
     "ingestor.cli",
+    "ingestor.books.cli",
     "streams.cli",
     "trader.cli",
     "paper.cli",

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TextIO
 
-from contracts.topic_reader import end_offsets, follow, read_to_end
+from contracts.topic_reader import read_then_follow
 
 
 def dump(bootstrap: str, name: str, idle_timeout: float, limit: int | None, with_meta: bool,
@@ -15,11 +15,8 @@ def dump(bootstrap: str, name: str, idle_timeout: float, limit: int | None, with
     """Print values as JSON lines (or with topic/partition/offset/key when ``with_meta``): every record
     up to the end offsets at the call, then those that arrive until none has for ``idle_timeout`` s;
     at most ``limit``."""
-    ends = end_offsets(bootstrap, name)
-    records = itertools.chain(read_to_end(bootstrap, name, stop=ends, idle_s=idle_timeout),
-                              follow(bootstrap, name, ends, idle_timeout))
     count = 0
-    for msg in itertools.islice(records, limit):
+    for msg in itertools.islice(read_then_follow(bootstrap, name, idle_timeout), limit):
         value = (msg.value() or b"").decode("utf-8", errors="replace")
         if with_meta:
             key = (msg.key() or b"").decode("utf-8", errors="replace")
