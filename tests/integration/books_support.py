@@ -5,33 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
 from contracts.books import BookUpdate
 from contracts.messages import DeadLetter, MarketEvent
+from contracts.topic_reader import read_to_end
 from ingestor.books.feed import BookFeed
 from ingestor.books.reader import BookReader
 from ingestor.venues import venue
 
 
 def read_all(bootstrap: str, topic: str) -> list[tuple[int, bytes, bytes]]:
-    """(partition, key, value) of every record of a topic, once none came for 3 s."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "books-tests", "enable.auto.commit": False,
-                  "log_level": 3})
-    out = []
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        idle = 0
-        while idle < 10:
-            batch = c.consume(1000, timeout=0.3)
-            idle = 0 if batch else idle + 1
-            for m in batch:
-                assert m.error() is None, m.error()
-                out.append((m.partition() or 0, m.key() or b"", m.value() or b""))
-    finally:
-        c.close()
-    return out
+    """(partition, key, value) of every record of a topic, to its end now."""
+    return [(m.partition() or 0, m.key() or b"", m.value() or b"") for m in read_to_end(bootstrap, topic)]
 
 
 class Keep:

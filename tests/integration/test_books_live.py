@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from books_support import expected_dump
-from ingest_kafka_support import FRAMES, LoopbackServer, private_broker
 
 from infra.kafka.broker import BrokerInfo
 from ingestor.live import LiveIngest
 from ingestor.recorder import run_record
 from tests.helpers import cli_env, tickflow_cmd
+from tests.integration.books_support import expected_dump
+from tests.integration.ingest_kafka_support import FRAMES, LoopbackServer
 
 pytestmark = pytest.mark.integration
 
@@ -29,9 +29,10 @@ WS = [r["raw"] for r in RECS if r["kind"] == "ws"]
 REST = next(r["raw"] for r in RECS if r["kind"] == "rest_depth_snapshot")
 
 
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerInfo]:
-    yield from private_broker(tmp_path_factory)
+@pytest.fixture
+def kafka(shared_broker: BrokerInfo) -> BrokerInfo:
+    """The session broker under a topic prefix of this test's own."""
+    return shared_broker
 
 
 @pytest.fixture

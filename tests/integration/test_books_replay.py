@@ -5,25 +5,25 @@ from __future__ import annotations
 import gzip
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from books_support import expected_dump, read_all
-from ingest_kafka_support import FRAMES, private_broker
 
 from contracts.messages import DeadLetter, MarketEvent
 from contracts.serde import decode
 from contracts.topics import MARKET_BOOKS, MARKET_EVENTS, MARKET_TRADES
 from infra.kafka.broker import BrokerInfo
 from tests.helpers import cli_env, tickflow_cmd
+from tests.integration.books_support import expected_dump, read_all
+from tests.integration.ingest_kafka_support import FRAMES
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerInfo]:
-    yield from private_broker(tmp_path_factory)
+@pytest.fixture
+def kafka(shared_broker: BrokerInfo) -> BrokerInfo:
+    """The session broker under a topic prefix of this test's own."""
+    return shared_broker
 
 
 def tf(kafka: BrokerInfo, home: Path, *args: str) -> str:
