@@ -18,9 +18,11 @@ import gc
 import logging
 import time
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from msgspec import Meta
 
 from contracts import (
     FeatureVector,
@@ -46,12 +48,12 @@ log = logging.getLogger(__name__)
 
 
 class TraderSettings(msgspec.Struct, frozen=True, kw_only=True):
-    notional: float = 1_000.0  # quote currency per unit of target position
-    capital: float = 10_000.0  # the book's starting cash
-    http_port: int = 0  # status endpoint; 0 picks a free port (logged), -1 turns it off
-    http_host: str = "127.0.0.1"
-    batch: int = 500
-    snapshot_interval_s: float = 1.0  # marks alone publish a portfolio snapshot at most this often
+    notional: Annotated[float, Meta(gt=0)] = 1_000.0  # quote currency per unit of target position
+    capital: Annotated[float, Meta(gt=0)] = 10_000.0  # the book's starting cash
+    http_port: Annotated[int, Meta(ge=-1, le=65535)] = 0  # status endpoint; 0 picks a free port, -1 turns it off
+    http_host: Annotated[str, Meta(min_length=1)] = "127.0.0.1"
+    batch: Annotated[int, Meta(ge=1, le=100_000)] = 500
+    snapshot_interval_s: Annotated[float, Meta(ge=0)] = 1.0  # marks alone publish a snapshot at most this often
     risk: RiskSettings = msgspec.field(default_factory=RiskSettings)
 
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from typing import Annotated
 
 import msgspec
+from msgspec import Meta
 
 from contracts import V1, Fill, Order, Trade
 from trader.costs import CostModel, CostSettings
@@ -25,13 +27,13 @@ log = logging.getLogger(__name__)
 
 
 class PaperSettings(msgspec.Struct, frozen=True, kw_only=True):
-    latency_ms: int = 0
-    participation: float = 1.0  # the largest share of one market trade an order may take
+    latency_ms: Annotated[int, Meta(ge=0, le=3_600_000)] = 0
+    participation: Annotated[float, Meta(gt=0, le=1)] = 1.0  # the largest share of one market trade an order may take
     costs: CostSettings = msgspec.field(default_factory=CostSettings)
-    trade_buffer: int = 200_000  # recent trades kept per symbol
-    max_open_orders: int = 10_000
-    remember_done: int = 200_000  # finished order ids kept to refuse duplicates
-    batch: int = 2_000
+    trade_buffer: Annotated[int, Meta(ge=1)] = 200_000  # recent trades kept per symbol
+    max_open_orders: Annotated[int, Meta(ge=1)] = 10_000
+    remember_done: Annotated[int, Meta(ge=1)] = 200_000  # finished order ids kept to refuse duplicates
+    batch: Annotated[int, Meta(ge=1, le=100_000)] = 2_000
 
 
 @dataclass
