@@ -16,6 +16,9 @@ from msgspec import Meta
 
 # a limit that the documented word ``off`` (or ``inf``) switches off; it is stored as infinity
 _LIMIT = Meta(gt=0, extra={"off": True})
+# a policy's target position, in units of TRADER__NOTIONAL, lies within +-this: bundles whose action map
+# leaves it are refused (trader.policy.bundle)
+MAX_TARGET_POSITION = 1.0
 
 
 class RiskSettings(msgspec.Struct, frozen=True, kw_only=True):

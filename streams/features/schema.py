@@ -24,25 +24,12 @@ every feature has a value.
 
 from __future__ import annotations
 
+from contracts.feature_schema import SCHEMAS
+
 FEATURE_SCHEMA: str = "v1"
 
-FEATURE_NAMES: tuple[str, ...] = (
-    "ret_1",
-    "ret_5",
-    "ret_15",
-    "ret_60",
-    "rv_20",
-    "rv_60",
-    "rsi_14",
-    "macd",
-    "macd_signal",
-    "bb_z_20",
-    "close_vwap",
-    "volume_z_20",
-    "flow_imb",
-    "flow_imb_ema_10",
-    "trades_z_20",
-)
+# the names and their order are shared with every service (contracts.feature_schema)
+FEATURE_NAMES: tuple[str, ...] = SCHEMAS[FEATURE_SCHEMA]
 
 # VWAP, taker flow and trade counts of candle-derived trades come from the expansion
 # (contracts.history.candle_trades), not from the market: leave these out of a policy trained on candles.
