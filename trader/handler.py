@@ -17,11 +17,22 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from contracts import V1, FeatureVector, Fill, MarketEvent, Order
+from contracts.feature_schema import SCHEMAS
 from trader.policy.bundle import Bundle
 from trader.portfolio import Book
 from trader.risk import RiskGate, RiskSettings
 
 log = logging.getLogger(__name__)
+
+# a v1 vector is about 600 bytes; a record far beyond that is refused before it is decoded
+MAX_FEATURE_RECORD_BYTES = 16_384
+
+
+def record_problem(raw: bytes) -> str | None:
+    """Why a raw feature record is refused before decoding (a DLQ reason), or None."""
+    if len(raw) > MAX_FEATURE_RECORD_BYTES:
+        return f"the record has {len(raw):,} bytes, more than a feature vector may ({MAX_FEATURE_RECORD_BYTES:,})"
+    return None
 
 
 def order_id(policy_id: str, version: str, exchange: str, symbol: str, bar_end: int) -> str:
@@ -56,7 +67,6 @@ class PolicyTrader:
             raise ValueError(f"notional per unit of position must be positive, got {self.notional}")
         self.version = self.bundle.version
         self.names = self.bundle.feature_names
-        self._needed = frozenset(self.names)
         self._values = operator.itemgetter(*self.names) if len(self.names) > 1 else (
             lambda d: (d[self.names[0]],))
         self.runtime = self.bundle.runtime
@@ -77,9 +87,17 @@ class PolicyTrader:
         if fv.feature_schema != self.bundle.feature_schema:
             return (f"feature schema {fv.feature_schema!r} does not match the bundle's "
                     f"{self.bundle.feature_schema!r}")
-        if not self._needed <= fv.features.keys():
-            missing = [n for n in self.names if n not in fv.features]
-            return f"features lack {', '.join(missing)} that the policy needs"
+        names = tuple(fv.features)
+        schema = SCHEMAS[fv.feature_schema]  # the bundle's schema is a known one (bundle.load)
+        if names != schema:
+            missing = [n for n in schema if n not in fv.features]
+            extra = [n for n in names if n not in schema]
+            if extra:
+                return (f"features {', '.join(extra[:3])}{' ...' if len(extra) > 3 else ''} ({len(extra):,} "
+                        f"names) are not feature schema {fv.feature_schema!r}'s")
+            if missing:
+                return f"features lack {', '.join(missing)} of feature schema {fv.feature_schema!r}"
+            return f"features are not in feature schema {fv.feature_schema!r}'s order"
         return None
 
     def mine(self, fv: FeatureVector) -> bool:

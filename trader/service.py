@@ -39,7 +39,7 @@ from contracts.settings import kafka_bootstrap, load
 from contracts.timeutil import now_ms
 from contracts.topics import FILLS, MARKET_EVENTS, ORDERS, PORTFOLIO, SIGNALS_FEATURES
 from trader import kafka_io
-from trader.handler import PolicyTrader
+from trader.handler import PolicyTrader, record_problem
 from trader.policy import bundle as bundle_mod
 from trader.risk import RiskSettings
 from trader.status import StatusServer
@@ -195,6 +195,10 @@ class TraderService:
     def _feature(self, out: list[tuple[str, bytes, bytes | None]], m: Message) -> bool:
         """Decide on one feature record; True when it was for this policy (its book was marked)."""
         t0 = time.perf_counter()
+        too_big = record_problem(m.value() or b"")
+        if too_big is not None:
+            out.append((*kafka_io.dead_letter(m, SIGNALS_FEATURES, too_big), None))
+            return False
         try:
             fv = decode(m.value() or b"", FeatureVector)
         except ContractError as err:
