@@ -12,7 +12,7 @@ import hashlib
 import logging
 import math
 import operator
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 # a v1 vector is about 600 bytes; a record far beyond that is refused before it is decoded
 MAX_FEATURE_RECORD_BYTES = 16_384
+REMEMBER_ORDERS = 100_000  # sent order ids whose fills are accepted (one order per decision bar at most)
 
 
 def record_problem(raw: bytes) -> str | None:
@@ -77,6 +78,7 @@ class PolicyTrader:
         self.interval_s = int(self.bundle.manifest.get("interval_s", 60))
         self.other_intervals = 0
         self.recent: deque[Order] = deque(maxlen=50)
+        self.unfilled: OrderedDict[str, float] = OrderedDict()  # sent order id -> qty not yet filled (capped)
         self.decisions = 0
         self.held = 0
         self.last_feature_ts = 0
@@ -163,14 +165,37 @@ class PolicyTrader:
                       side="buy" if qty > 0 else "sell", qty=abs(qty), target_position=position, ts=ts,
                       feature_ts=ts, reason=reason[:200])
         st.units = target_units
+        self._sent(order)
         self.risk.order_sent(ts)
         self.recent.append(order)
         return order
 
+    def _sent(self, order: Order) -> None:
+        self.unfilled[order.order_id] = order.qty
+        while len(self.unfilled) > REMEMBER_ORDERS:
+            self.unfilled.popitem(last=False)
+
+    def fill_problem(self, fill: Fill) -> str | None:
+        """Why a fill of this policy is refused (a DLQ reason): not an order it sent, or more than it asked."""
+        if fill.policy_id != self.policy_id:
+            return None
+        remaining = self.unfilled.get(fill.order_id)
+        if remaining is None:
+            return f"fill {fill.fill_id} is for order {fill.order_id}, which policy {self.policy_id} never sent"
+        if fill.qty > remaining * (1 + 1e-9) + 1e-12:
+            return (f"fill {fill.fill_id} of {fill.qty:g} is more than the {remaining:g} left of order "
+                    f"{fill.order_id}")
+        return None
+
     def on_fill(self, fill: Fill) -> bool:
-        """Book a fill of this policy; False when it belongs to another policy."""
+        """Book a fill of this policy; False when it belongs to another policy or is refused (fill_problem)."""
         if fill.policy_id != self.policy_id:
             return False
+        problem = self.fill_problem(fill)
+        if problem is not None:
+            log.warning("Not booked: %s.", problem)
+            return False
+        self.unfilled[fill.order_id] -= fill.qty
         self.book.apply(fill)
         return True
 
@@ -187,6 +212,7 @@ class PolicyTrader:
         st = self.symbols.setdefault((order.exchange, order.symbol), SymbolState())
         st.units += order.qty if order.side == "buy" else -order.qty
         st.position = order.target_position
+        self._sent(order)
         self.risk.order_sent(order.ts)
         self.risk.observe_time(order.ts)
         if order.reason.startswith("halt"):

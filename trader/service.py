@@ -230,6 +230,10 @@ class TraderService:
                 # fills.dlq is shared by consumers of fills; the trader reports what it refused
                 out.append((*kafka_io.dead_letter(m, FILLS, str(err)), None))
                 return False
+            problem = self.trader.fill_problem(fill)
+            if problem is not None:
+                out.append((*kafka_io.dead_letter(m, FILLS, problem), None))
+                return False
             return self.trader.on_fill(fill)
         try:
             self.trader.on_event(decode(m.value() or b"", MarketEvent))

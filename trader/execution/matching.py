@@ -34,6 +34,10 @@ class PaperSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_open_orders: Annotated[int, Meta(ge=1)] = 10_000
     remember_done: Annotated[int, Meta(ge=1)] = 200_000  # finished order ids kept to refuse duplicates
     batch: Annotated[int, Meta(ge=1, le=100_000)] = 2_000
+    # what the broker refuses (trader.execution.order_checks); off switches a limit off
+    max_qty: Annotated[float, Meta(gt=0, extra={"off": True})] = 1e9
+    max_notional: Annotated[float, Meta(gt=0, extra={"off": True})] = 1_000_000.0  # quote per order
+    policies: Annotated[str, Meta(min_length=1)] = "*"  # comma-separated policy ids served; * = every policy
 
 
 @dataclass
@@ -82,6 +86,10 @@ class Matcher:
         if ring is None:
             ring = self.trades[(trade.exchange, trade.symbol)] = deque(maxlen=self.s.trade_buffer)
         ring.append(BufferedTrade(trade.ts_event, trade.price, trade.size, trade.trade_id))
+
+    def last_price(self, exchange: str, symbol: str) -> float | None:
+        ring = self.trades.get((exchange, symbol))
+        return ring[-1].price if ring else None
 
     def on_order(self, order: Order) -> list[Fill]:
         """Accept a new order and fill it against the trades already seen after it; duplicates give nothing."""

@@ -21,6 +21,7 @@ from contracts.settings import kafka_bootstrap, load
 from contracts.topics import FILLS, MARKET_TRADES, ORDERS
 from trader import kafka_io
 from trader.execution.matching import Matcher, PaperSettings
+from trader.execution.order_checks import order_problem, served_policies
 
 log = logging.getLogger(__name__)
 GROUP = "tickflow-paper"
@@ -33,6 +34,7 @@ class PaperBroker:
         self.bootstrap = bootstrap or kafka_bootstrap()
         self.group = group
         self.matcher = Matcher(self.settings)
+        self.served = served_policies(self.settings.policies)
         self.stopper = kafka_io.Stopper()
         self.fills_out = 0
 
@@ -114,6 +116,11 @@ class PaperBroker:
                 order = decode(m.value() or b"", Order)
             except ContractError as err:
                 producer.produce(*kafka_io.dead_letter(m, ORDERS, str(err)))
+                return []
+            problem = order_problem(order, self.settings, self.served,
+                                    self.matcher.last_price(order.exchange, order.symbol))
+            if problem is not None:
+                producer.produce(*kafka_io.dead_letter(m, ORDERS, problem))
                 return []
             fills = self.matcher.on_order(order)
             log.info("Order %s (%s %.8g %s) from %s[%d]@%d: %d fills at once.", order.order_id, order.side,
