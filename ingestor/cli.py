@@ -46,6 +46,8 @@ def register(sub: Any) -> None:
     replay.add_argument("--speed", default="max", help="'max' (as fast as possible) or N: original timing x N")
     replay.add_argument("--from-candles", action="store_true",
                         help="the file holds candles (open_time_ms,open,high,low,close,volume): expand them")
+    replay.add_argument("--resume", action="store_true", help="skip the trades market.trades already holds for "
+                        "each key: those up to the key's last (event time, trade id) there (dumps and candles)")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar")
     replay.set_defaults(func=_replay)
 
@@ -102,7 +104,10 @@ def _replay(args: argparse.Namespace) -> int:
     from ingestor.replay import replay_file
 
     speed = _speed(args.speed)
+    from ingestor.resume import ResumePoint
+
     publisher = Publisher(kafka_bootstrap(), reports="errors")
+    resume = ResumePoint(kafka_bootstrap()) if args.resume else None
     stop = _stop_on_signals()
     started = time.perf_counter()
     total = 0
@@ -112,7 +117,7 @@ def _replay(args: argparse.Namespace) -> int:
             break
         report = replay_file(path, publisher, venue_name=args.venue, symbol=args.symbol, speed=speed,
                              from_candles=args.from_candles, stop=stop,
-                             progress=not args.no_progress and sys.stderr.isatty())
+                             progress=not args.no_progress and sys.stderr.isatty(), resume=resume)
         c = report.counts
         total += c.trades
         extra = f", duplicates {c.duplicates:,}, gaps {c.gaps:,}" if report.mode == "frames" else ""

@@ -39,6 +39,7 @@ from contracts.timeutil import now_ms
 from ingestor.metrics import Counts
 from ingestor.pipeline import MAX_RAW, Pipeline
 from ingestor.publisher import TRADES, Publisher
+from ingestor.resume import ResumePoint
 from ingestor.venues import VENUES, venue
 
 log = logging.getLogger(__name__)
@@ -129,8 +130,9 @@ def _recorded_venue(path: Path) -> str | None:
 
 def replay_file(path: Path, publisher: Publisher, *, venue_name: str | None, symbol: str | None,
                 speed: float | None, from_candles: bool = False, stop: threading.Event | None = None,
-                progress: bool = True) -> Report:
-    """Replay one file into ``publisher``; the caller flushes."""
+                progress: bool = True, resume: ResumePoint | None = None) -> Report:
+    """Replay one file into ``publisher``; the caller flushes. With ``resume``, the trades market.trades
+    already holds are skipped (``ingestor.resume``)."""
     if not path.is_file():
         raise SettingsError(f"{path} is not a file")
     stop = stop or threading.Event()
@@ -138,25 +140,27 @@ def replay_file(path: Path, publisher: Publisher, *, venue_name: str | None, sym
     report = Report(path, "?")
     try:
         report.mode = detect(path, from_candles)
-        _replay(path, report, publisher, venue_name, symbol, speed, stop, progress)
+        _replay(path, report, publisher, venue_name, symbol, speed, stop, progress, resume)
     except _UNREADABLE as err:
         report.problem = f"is truncated or not valid gzip ({err})"
     except UnicodeDecodeError as err:
         report.problem = f"is not a text file (byte {err.object[err.start]:#04x} is not UTF-8)"
-    if report.problem is None and not report.counts.trades and not report.counts.dead_lettered \
-            and not report.counts.frames:
+    c = report.counts
+    if report.problem is None and not (c.trades or c.dead_lettered or c.frames or c.skipped):
         report.problem = "is empty: it holds no trades"
     report.seconds = time.perf_counter() - start
     return report
 
 
 def _replay(path: Path, report: Report, publisher: Publisher, venue_name: str | None, symbol: str | None,
-            speed: float | None, stop: threading.Event, progress: bool) -> None:
+            speed: float | None, stop: threading.Event, progress: bool, resume: ResumePoint | None) -> None:
     mode = report.mode
     pacer = Pacer(speed) if speed else None
     with tqdm(desc=path.name[:40], unit=" trades", unit_scale=True, disable=not progress, mininterval=1.0,
               leave=False) as bar:
         if mode == "frames":
+            if resume is not None:
+                raise SettingsError(f"--resume replays trade dumps and candle files; {path.name} holds frames")
             name = venue_name or venue_from_name(path) or _recorded_venue(path)
             if name is None:
                 raise SettingsError(f"say which venue recorded {path.name} with --venue ({', '.join(VENUES)})")
@@ -177,11 +181,15 @@ def _replay(path: Path, report: Report, publisher: Publisher, venue_name: str | 
                 trades = candle_trades(path, venue_symbol, _interval_s(path), exchange=exchange, bad_row=bad_row)
             else:
                 trades = binance_dump_trades(path, venue_symbol, exchange=exchange, bad_row=bad_row)
-            produce_trades(trades, publisher, pacer, stop, bar, report.counts)
+            before = resume.skipped if resume else 0
+            produce_trades(trades, publisher, pacer, stop, bar, report.counts, resume)
+            if resume is not None and resume.skipped > before:
+                report.counts.skipped += resume.skipped - before
+                report.counts.skipped_by["already on market.trades"] = resume.skipped - before
 
 
 def produce_trades(trades: Iterator[Trade], publisher: Publisher, pacer: Pacer | None,
-                   stop: threading.Event, bar: tqdm, counts: Counts) -> None:
+                   stop: threading.Event, bar: tqdm, counts: Counts, resume: ResumePoint | None = None) -> None:
     """The hot loop: about 4 microseconds a trade, so nothing here that is not needed. ``counts`` holds
     what was produced even when reading the file fails part way."""
     producer = publisher.producer
@@ -194,6 +202,8 @@ def produce_trades(trades: Iterator[Trade], publisher: Publisher, pacer: Pacer |
         for t in trades:
             if t.symbol != key_symbol:
                 key_symbol, key = t.symbol, publisher.key(t.exchange, t.symbol)
+            if resume is not None and resume.held(key, t):
+                continue
             if pacer is not None:
                 pacer.wait(t.ts_event)
             value = encode(t)

@@ -75,3 +75,31 @@ def test_a_binary_or_empty_file_is_one_line_and_exit_1(kafka: BrokerInfo, tmp_pa
     done = _replay(kafka, tmp_path, path)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 1 and len(lines) == 1 and name in lines[0] and says in lines[0], done.stderr
+
+
+def test_resume_skips_what_the_topic_holds_and_a_rerun_without_it_adds_everything(kafka: BrokerInfo,
+                                                                                    tmp_path: Path) -> None:
+    rows = TRADES_CSV.read_text().splitlines()[:5_000]
+    part = tmp_path / "part" / "ETHUSDT-trades-resume.csv"  # a key of its own on this module's broker
+    whole = tmp_path / "ETHUSDT-trades-resume.csv"
+    part.parent.mkdir()
+    part.write_text("\n".join(rows[:3_000]) + "\n")
+    whole.write_text("\n".join(rows) + "\n")
+    marks = Marks(kafka.bootstrap)
+
+    def eth_ids() -> list[str]:
+        return [t.trade_id for t in marks.trades(limit=20_000, idle_s=2.0) if t.symbol == "ETH-USDT"]
+
+    assert _replay(kafka, tmp_path, part).returncode == 0  # a replay that stopped part way
+    resumed = subprocess.run(tickflow_cmd("ingest", "replay", str(whole), "--resume", "--no-progress"),
+                             env=cli_env(kafka.bootstrap, tmp_path), capture_output=True, text=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "2,000 trades" in resumed.stdout and "already on market.trades 3,000" in resumed.stdout, resumed.stdout
+    ids = eth_ids()
+    assert len(ids) == len(set(ids)) == 5_000
+    again = subprocess.run(tickflow_cmd("ingest", "replay", str(whole), "--resume", "--no-progress"),
+                           env=cli_env(kafka.bootstrap, tmp_path), capture_output=True, text=True, timeout=180)
+    assert again.returncode == 0 and "0 trades" in again.stdout, again.stdout + again.stderr[-2000:]
+    assert len(eth_ids()) == 5_000
+    assert _replay(kafka, tmp_path, whole).returncode == 0  # without --resume: every trade again (README)
+    assert len(eth_ids()) == 10_000
