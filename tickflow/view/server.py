@@ -64,8 +64,8 @@ class _Handler(BaseHTTPRequestHandler):
     server: ViewServer
 
     def setup(self) -> None:
-        self.timeout = self.server.request_timeout_s
         super().setup()
+        self.connection.settimeout(self.server.request_timeout_s)
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
