@@ -72,13 +72,15 @@ class Setting:
     def shown_default(self) -> str:
         if isinstance(self.default, float) and math.isinf(self.default):
             return "off"
-        if isinstance(self.default, float):
+        if isinstance(self.default, int | float) and not isinstance(self.default, bool):
             return _num(self.default)
         return str(self.default)
 
 
 def _num(v: float) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
+    if v == int(v) and abs(v) < 1e15:
+        return f"{int(v):,}" if abs(v) >= 100_000 else str(int(v))
+    return f"{v:g}"
 
 
 def settings_of(kind: type[msgspec.Struct], prefix: str) -> list[Setting]:

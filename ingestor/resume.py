@@ -6,7 +6,7 @@ holds any (ids compare as integers when numeric, as text otherwise). A replayed 
 its (event time, trade id) is at most that; the rest is produced. A dump or candle file runs in
 event-time and id order, so a replay that stopped part way, or ran to its end, resumes after the
 last trade that landed and adds nothing twice. Without ``--resume`` a re-run produces every trade
-again (the streams worker drops the repeats of a key it already applied; other consumers see them).
+again (README, Ingestor: what each consumer then does with the repeats).
 """
 
 from __future__ import annotations

@@ -56,17 +56,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "orders exactly once (Kafka transactions); books fills and publishes portfolio snapshots. "
                         "Settings: TRADER__NOTIONAL, TRADER__CAPITAL, TRADER__HTTP_PORT, TRADER__RISK__MAX_DRAWDOWN, "
                         "TRADER__RISK__MAX_NOTIONAL, TRADER__RISK__MAX_POSITION, TRADER__RISK__MAX_ORDERS_PER_MINUTE, "
-                        "TRADER__RISK__STALE_AFTER_S, TRADER__RISK__CLOCK (event|wall), TRADER__RISK__GAP_HOLD_S.")
+                        "TRADER__RISK__STALE_AFTER_S, TRADER__RISK__CLOCK (event|wall), TRADER__RISK__GAP_HOLD_S; "
+                        "'off' switches a limit off (README: Configuration has every setting and its range).")
     td.add_argument("--bundle", type=Path, required=True)
     td.add_argument("--policy-id", default=None, help="default: <algo>-<version>; one consumer group per policy")
-    td.add_argument("--check", action="store_true", help="verify checksums, schema and golden outputs, then exit")
+    td.add_argument("--check", action="store_true", help="verify the signature, files, schema, action map and golden "
+                    "outputs, then exit")
     td.add_argument("--max-seconds", type=float, default=None, help="stop after this long (tests, demos)")
     td.set_defaults(func=_trade)
 
     pp = sub.add_parser("paper", help="the paper broker: fill orders at the market trades that follow them",
                         description="Consumes orders and market.trades, produces fills exactly once. Settings: "
                         "PAPER__LATENCY_MS, PAPER__PARTICIPATION, PAPER__COSTS__FEE_BPS, PAPER__COSTS__SLIPPAGE_BPS, "
-                        "PAPER__COSTS__IMPACT_BPS_PER_10K, PAPER__TRADE_BUFFER.")
+                        "PAPER__COSTS__IMPACT_BPS_PER_10K, PAPER__TRADE_BUFFER; refused to orders.dlq: orders beyond "
+                        "PAPER__MAX_QTY or PAPER__MAX_NOTIONAL, or of a policy not in PAPER__POLICIES (* = every one).")
     pp.add_argument("--max-seconds", type=float, default=None, help="stop after this long (tests, demos)")
     pp.set_defaults(func=_paper)
 
