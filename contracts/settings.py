@@ -3,7 +3,8 @@
 Each service declares a frozen msgspec Struct of its settings; ``load(Settings, "TRADER")`` fills it
 from variables such as ``TRADER__RISK__MAX_DRAWDOWN`` (nested structs are separated by ``__``).
 Ranges are declared on the fields (``Annotated[float, msgspec.Meta(gt=0, le=1)]``); a field whose
-``Meta`` carries ``extra={"off": True}`` is a limit that ``off`` (or ``inf``) switches off. Every
+``Meta`` carries ``extra={"off": True}`` is a limit that ``off`` (or ``inf``) switches off, and
+``extra={"allowed": "..."}`` says in words what a text field accepts. Every
 value is checked at start, and a bad one stops the service with one line naming the variable, the
 value and what is allowed::
 
@@ -56,6 +57,8 @@ class Setting:
     def allowed(self) -> str:
         """What the variable accepts, in words (also the README's 'allowed' column)."""
         info = self.info
+        if isinstance(info, msgspec.inspect.Metadata) and "allowed" in (info.extra or {}):
+            return str(info.extra["allowed"])  # type: ignore[index]
         base = info.type if isinstance(info, msgspec.inspect.Metadata) else info
         if isinstance(base, msgspec.inspect.LiteralType):
             return " or ".join(str(v) for v in base.values)
@@ -133,8 +136,10 @@ def parse(s: Setting, raw: str) -> Any:
         problem = str(err).split(" - at ")[0]
         problem = {"Expected `float`, got `str`": "not a number",
                    "Expected `int`, got `str`": "not an integer"}.get(problem, problem)
-        if problem.startswith("Expected `float` ") or problem.startswith("Expected `int` "):
+        if problem.startswith(("Expected `float` ", "Expected `int` ")):
             problem = "out of range"
+        elif problem.startswith("Expected `str` "):
+            problem = "not in the allowed form"
         raise SettingsError(f"{s.var}={raw!r} is refused: {problem}; allowed: {s.allowed()}") from None
     if isinstance(value, float) and not math.isfinite(value):
         raise SettingsError(f"{s.var}={raw!r} is refused: not a finite number; allowed: {s.allowed()}")

@@ -39,7 +39,8 @@ class StreamsSettings(msgspec.Struct, frozen=True, kw_only=True):
     commit_interval_s: Annotated[float, Meta(gt=0)] = 1.0  # how often the applied offsets are committed
     stop_timeout_s: Annotated[float, Meta(gt=0)] = 20.0  # a stop (SIGTERM/SIGINT) that takes longer ends the process
     session_timeout_s: Annotated[float, Meta(ge=6, le=1800)] = 15.0  # a dead worker's partitions move after this
-    app_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]+$")] = "tickflow-streams"
+    app_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]+$", extra={"allowed": "letters, digits, . _ -"})] = \
+        "tickflow-streams"
     web_port: Annotated[int, Meta(ge=0, le=65535)] = 0  # 0: Faust's web server is off
 
     @property

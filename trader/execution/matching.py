@@ -37,7 +37,9 @@ class PaperSettings(msgspec.Struct, frozen=True, kw_only=True):
     # what the broker refuses (trader.execution.order_checks); off switches a limit off
     max_qty: Annotated[float, Meta(gt=0, extra={"off": True})] = 1e9
     max_notional: Annotated[float, Meta(gt=0, extra={"off": True})] = 1_000_000.0  # quote per order
-    policies: Annotated[str, Meta(min_length=1)] = "*"  # comma-separated policy ids served; * = every policy
+    # comma-separated policy ids served; * = every policy
+    policies: Annotated[str, Meta(pattern=r"^(\*|[^,\s]+(\s*,\s*[^,\s]+)*)$",
+                                  extra={"allowed": "* or comma-separated policy ids"})] = "*"
 
 
 @dataclass

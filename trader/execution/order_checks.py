@@ -25,8 +25,8 @@ class OrderLimits(Protocol):
 
 def served_policies(text: str) -> frozenset[str] | None:
     """The policy ids of ``PAPER__POLICIES``; None for ``*`` (every policy)."""
-    names = frozenset(p.strip() for p in text.split(",") if p.strip())
-    return None if "*" in names or not names else names
+    names = frozenset(p.strip() for p in text.split(","))
+    return None if "*" in names else names
 
 
 def order_problem(order: Order, limits: OrderLimits, served: frozenset[str] | None,
