@@ -133,6 +133,8 @@ def parse(s: Setting, raw: str) -> Any:
     try:
         value = msgspec.convert(text, s.type, strict=False)
     except msgspec.ValidationError as err:
+        if text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+            raise SettingsError(f"{s.var}={raw!r} is refused: not a finite number; allowed: {s.allowed()}") from None
         problem = str(err).split(" - at ")[0]
         problem = {"Expected `float`, got `str`": "not a number",
                    "Expected `int`, got `str`": "not an integer"}.get(problem, problem)
