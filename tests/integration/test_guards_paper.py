@@ -41,6 +41,12 @@ def test_absurd_orders_and_unserved_policies_go_to_the_dlq(make_broker: Callable
     producer.produce(MARKET_TRADES.name, encode(later), key)
     producer.flush(30)
     PaperBroker(settings, bootstrap=info.bootstrap, group="guards-paper").run(max_seconds=6)
+    # a restart rebuilds the open orders from the orders topic: the refused ones must stay refused
+    third = Trade(schema_version=V1, exchange="binance", symbol="ETH-USDT", venue_symbol="ETHUSDT", trade_id="3",
+                  price=100.0, size=1e6, side="buy", ts_event=3_000, ts_ingest=3_000)
+    producer.produce(MARKET_TRADES.name, encode(third), key)
+    producer.flush(30)
+    PaperBroker(settings, bootstrap=info.bootstrap, group="guards-paper").run(max_seconds=5)
     fills = [decode(m.value() or b"", Fill) for m in read_to_end(info.bootstrap, FILLS)]
     assert {f.order_id for f in fills} == {"sane"}
     letters = [decode(m.value() or b"", DeadLetter) for m in read_to_end(info.bootstrap, ORDERS.dlq)]

@@ -15,7 +15,7 @@ from collections import defaultdict
 
 from confluent_kafka import Consumer, Message, Producer
 
-from contracts import Fill, Order, Trade, decode, encode, market_key
+from contracts import DeadLetter, Fill, Order, Trade, decode, encode, market_key
 from contracts.errors import ContractError
 from contracts.settings import kafka_bootstrap, load
 from contracts.topics import FILLS, MARKET_TRADES, ORDERS
@@ -55,12 +55,13 @@ class PaperBroker:
                 finished.add(f.order_id)
         restored = 0
         if orders_at:
+            refused = self._refused_orders()
             for m in kafka_io.read_to_end(self.bootstrap, ORDERS, stop=orders_at):
                 try:
                     o = decode(m.value() or b"", Order)
                 except ContractError:
                     continue
-                if not self.matcher.known(o.order_id):
+                if o.order_id not in refused and not self.matcher.known(o.order_id):
                     self.matcher.restore(o, filled.get(o.order_id, 0.0), counts.get(o.order_id, 0),
                                          o.order_id in finished)
                     restored += 1
@@ -73,6 +74,16 @@ class PaperBroker:
                     continue
         log.info("Paper broker rebuilt %d orders (%d open) from the committed offsets %s / %s.", restored,
                  len(self.matcher.open), orders_at, trades_at)
+
+    def _refused_orders(self) -> set[str]:
+        """Ids of the orders refused before (orders.dlq, written in the transaction of their offsets)."""
+        refused: set[str] = set()
+        for m in kafka_io.read_to_end(self.bootstrap, ORDERS.dlq):
+            try:
+                refused.add(decode(decode(m.value() or b"", DeadLetter).raw.encode(), Order).order_id)
+            except ContractError:
+                continue  # a record that was not an order: nothing to restore
+        return refused
 
     def run(self, max_seconds: float | None = None) -> int:
         self.stopper.install()
