@@ -7,6 +7,9 @@ its (event time, trade id) is at most that; the rest is produced. A dump or cand
 event-time and id order, so a replay that stopped part way, or ran to its end, resumes after the
 last trade that landed and adds nothing twice. Without ``--resume`` a re-run produces every trade
 again (README, Ingestor: what each consumer then does with the repeats).
+
+Cost: a key's partition is read back from its end in stretches of STRETCH records until one holds the
+key, so a key the topic does not hold at all costs one read of the whole topic.
 """
 
 from __future__ import annotations
