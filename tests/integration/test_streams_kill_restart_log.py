@@ -27,7 +27,7 @@ RESTARTS = 4
 
 
 def _backlog(t0: int) -> list[Trade]:
-    """20 symbols over the four partitions."""
+    """100 symbols over the four partitions, 2,000 trades per second of event time."""
     return [Trade(schema_version=V1, exchange="bench", symbol=f"R{i % SYMBOLS:02d}-USDT",
                   venue_symbol=f"R{i % SYMBOLS:02d}USDT", trade_id=str(i), price=100.0 + (i * 7 % 13) / 10,
                   size=0.5, side="buy" if i % 3 else "sell", ts_event=t0 + i // 2, ts_ingest=t0 + i // 2)
