@@ -4,6 +4,10 @@ that removes or renames one is named in a sentence (issue 12, item 3)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from faust.transport import consumer as faust_consumer
@@ -11,6 +15,7 @@ from faust.types import TP
 from mode import worker as mode_worker
 
 from streams import faust_seam
+from tests.helpers import REPO
 
 
 def test_the_installed_faust_has_every_detail_the_worker_relies_on() -> None:
@@ -64,3 +69,14 @@ def test_faust_fetches_a_copy_of_its_partitions_without_the_trades() -> None:
     assert passed == [{changelog}] and passed[0] is not active
     active.add(TP("market.trades", 1))  # what resume_partitions does to Faust's set meanwhile
     assert passed[0] == {changelog}
+
+
+def test_the_worker_stops_at_start_with_one_line_naming_the_missing_detail(tmp_path: Path) -> None:
+    script = ("import sys\nfrom faust.transport import consumer\ndel consumer.Consumer._commit_offsets\n"
+              "from tickflow.cli import main\nsys.exit(main(['streams', 'worker']))\n")
+    env = dict(os.environ, KAFKA_BOOTSTRAP="127.0.0.1:9", TICKFLOW_HOME=str(tmp_path), PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60,
+                          cwd=REPO)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "faust.transport.consumer.Consumer._commit_offsets is missing" in done.stderr
