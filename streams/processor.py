@@ -156,7 +156,7 @@ class Processor:
             self.skipped += 1  # re-delivered after a restart: already applied
             return
         tid = t.trade_id
-        if tid.isdigit():
+        if tid.isdecimal():  # what int() reads
             n = int(tid)
             if n <= ks.last_id:
                 self.duplicates += 1  # produced again: already applied
