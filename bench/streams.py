@@ -201,7 +201,8 @@ def _burst_floor(bootstrap: str, seconds: float, burst: list[Output]) -> list[in
         due = (int(time.time()) + 1) * 1000
         time.sleep(max(due / 1000 - time.time(), 0))
         for o in burst:
-            p.produce(topics[o.topic], o.value, o.key, o.partition, on_delivery=delivered)
+            p.produce(topics[o.topic], o.value, o.key, -1 if o.partition is None else o.partition,  # -1: any
+                      on_delivery=delivered)
         p.flush(10)
     load.join(seconds + 10)
     return lat[len(burst) // 2:]  # the first burst (new connections, the producer id) left out

@@ -11,12 +11,17 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bench.context import BenchContext
 from bench.results import Result
+
+if TYPE_CHECKING:  # the benchmark imports training code only when it runs
+    from trader.policy.bundle import Bundle
+    from trader.policy.dataset import Dataset
+    from trader.policy.train import TrainResult
 
 FRESH_BROKER = True  # reads market.trades / signals.features: only its own records there
 
@@ -40,17 +45,32 @@ def _timed(fn: object, n: int) -> list[float]:
 def run(ctx: BenchContext) -> list[Result]:
     import torch
 
-    from trader.env import TradingEnv
-    from trader.policy.dataset import Normaliser, feature_vectors, load
-    from trader.policy.train import TrainConfig, split, train
+    from trader.policy.dataset import load
 
     torch.set_num_threads(1)
     btc = load(next(DATA.glob("binance_spot_BTCUSDT_1m_*.csv.gz")))
-    results: list[Result] = []
-    trained = {}
-    for algo in ("ppo", "dqn"):
-        trained[algo] = train(btc, TrainConfig(algo=algo, timesteps=20_000, seed=7, every=1, progress=False),
-                              ctx.workdir / algo)
+    trained, results = _training(ctx, btc)
+    ppo = trained["ppo"]
+    results += _policy_latency(ppo, btc)
+    fvs = _eth_day_features(ctx)
+    results.append(_handler(ppo.bundle, fvs))
+    floor = _transaction_floor(ctx)
+    results.append(Result("kafka.txn_floor_p99_ms", _p99(floor), "ms", None,
+                          f"reference: {len(floor)} records, each consumed, then one transaction (one record + the "
+                          "consumed offsets) and read back read_committed; no trader, the trader's Kafka settings",
+                          {"p50_ms": float(np.percentile(floor, 50))}))
+    results.extend(_over_kafka(ctx, ppo.bundle.path, fvs))
+    return results
+
+
+def _training(ctx: BenchContext, btc: Dataset) -> tuple[dict[str, TrainResult], list[Result]]:
+    """PPO and DQN trained on BTCUSDT, their steps/s beside the bare environment's."""
+    from trader.env import TradingEnv
+    from trader.policy.dataset import Normaliser
+    from trader.policy.train import TrainConfig, split, train
+
+    trained = {algo: train(btc, TrainConfig(algo=algo, timesteps=20_000, seed=7, every=1, progress=False),
+                           ctx.workdir / algo) for algo in ("ppo", "dqn")}
     window, _ = split(btc, 0.8)
     env = TradingEnv(Normaliser.fit(window.features).apply(window.features), window.opens, window.closes)
     env.reset(seed=0)
@@ -59,13 +79,19 @@ def run(ctx: BenchContext) -> list[Result]:
         if env.step(i % 2)[3]:
             env.reset()
     env_rate = 50_000 / (time.perf_counter() - t0)
-    results.append(Result("env.steps_per_s", env_rate, "steps/s", None, "TradingEnv.step alone, no agent"))
+    results = [Result("env.steps_per_s", env_rate, "steps/s", None, "TradingEnv.step alone, no agent")]
     for algo in ("ppo", "dqn"):
         results.append(Result(f"train.{algo}_steps_per_s", trained[algo].steps_per_s, "steps/s", "env.steps_per_s",
                               f"SB3 {algo.upper()}, 4 DummyVecEnv envs, 1 torch thread, 20k steps on BTCUSDT 1m"))
+    return trained, results
 
-    # one decision: the bundle's numpy runtime vs SB3's deterministic predict, same observations
-    ppo = trained["ppo"]
+
+def _policy_latency(ppo: TrainResult, btc: Dataset) -> list[Result]:
+    """One decision: the bundle's numpy runtime vs SB3's deterministic predict, same observations."""
+    from trader.policy.dataset import Normaliser
+    from trader.policy.train import split
+
+    window, _ = split(btc, 0.8)
     rows = btc.features[-2_000:]
     obs = Normaliser.fit(window.features).apply(rows)
     obs = np.c_[np.clip(obs, -5, 5), np.zeros(len(obs), np.float32)].astype(np.float32)
@@ -74,25 +100,33 @@ def run(ctx: BenchContext) -> list[Result]:
     sb3 = _timed(lambda: ppo.model.predict(obs[next(it) % 2_000], deterministic=True), 5_000)
     it2 = iter(range(10**9))
     ours = _timed(lambda: runtime.act(rows[next(it2) % 2_000], 0.0), 20_000)
-    results.append(Result("sb3.predict_p99_us", _p99(sb3), "us", None, "PPO model.predict(deterministic=True)"))
-    results.append(Result("trader.policy_p99_us", _p99(ours), "us", "sb3.predict_p99_us",
-                          "the bundle's numpy runtime: normalise, clip, 3 layers, argmax (one thread)",
-                          {"p50_us": float(np.percentile(ours, 50)), "sb3_p50_us": float(np.percentile(sb3, 50)),
-                           "load_avg_1m": os.getloadavg()[0]}))
+    return [Result("sb3.predict_p99_us", _p99(sb3), "us", None, "PPO model.predict(deterministic=True)"),
+            Result("trader.policy_p99_us", _p99(ours), "us", "sb3.predict_p99_us",
+                   "the bundle's numpy runtime: normalise, clip, 3 layers, argmax (one thread)",
+                   {"p50_us": float(np.percentile(ours, 50)), "sb3_p50_us": float(np.percentile(sb3, 50)),
+                    "load_avg_1m": os.getloadavg()[0]})]
 
-    # the in-process handler: a FeatureVector message in, orders (encoded) out
-    from contracts import FeatureVector, decode, encode
-    from streams.offline import build_from_file
-    from trader.handler import PolicyTrader
 
-    eth_day = ctx.workdir / "binance_spot_ETHUSDT_1m_day.csv"
+def _eth_day_features(ctx: BenchContext) -> list[Any]:
+    """Feature vectors of one day of ETHUSDT candles, built offline."""
     import gzip
 
+    from streams.offline import build_from_file
+    from trader.policy.dataset import feature_vectors
+
+    eth_day = ctx.workdir / "binance_spot_ETHUSDT_1m_day.csv"
     with gzip.open(next(DATA.glob("binance_spot_ETHUSDT_1m_*.csv.gz")), "rt") as f:
         eth_day.write_text("".join(next(f) for _ in range(1_441)))
-    fvs = feature_vectors(build_from_file(eth_day, "ETHUSDT"), "ETH-USDT")
+    return feature_vectors(build_from_file(eth_day, "ETHUSDT"), "ETH-USDT")
+
+
+def _handler(bundle: Bundle, fvs: list[Any]) -> Result:
+    """The in-process handler: a FeatureVector message in, orders (encoded) out."""
+    from contracts import FeatureVector, decode, encode
+    from trader.handler import PolicyTrader
+
     raw = [encode(fv) for fv in fvs if fv.ready]
-    trader = PolicyTrader(ppo.bundle, "bench", 1_000.0, 10_000.0)
+    trader = PolicyTrader(bundle, "bench", 1_000.0, 10_000.0)
     lat = []
     gc.collect()
     gc.freeze()  # as the service does once it has started
@@ -104,16 +138,9 @@ def run(ctx: BenchContext) -> list[Result]:
                 encode(o)
         lat.append((time.perf_counter_ns() - t0) / 1_000)
     gc.unfreeze()
-    results.append(Result("trader.handler_p99_us", _p99(lat), "us", "trader.policy_p99_us",
-                          f"decode + risk + policy + order encode, {len(raw)} ETHUSDT feature messages",
-                          {"p50_us": float(np.percentile(lat, 50))}))
-    floor = _transaction_floor(ctx)
-    results.append(Result("kafka.txn_floor_p99_ms", _p99(floor), "ms", None,
-                          f"reference: {len(floor)} records, each consumed, then one transaction (one record + the "
-                          "consumed offsets) and read back read_committed; no trader, the trader's Kafka settings",
-                          {"p50_ms": float(np.percentile(floor, 50))}))
-    results.extend(_over_kafka(ctx, ppo.bundle.path, fvs))
-    return results
+    return Result("trader.handler_p99_us", _p99(lat), "us", "trader.policy_p99_us",
+                  f"decode + risk + policy + order encode, {len(raw)} ETHUSDT feature messages",
+                  {"p50_us": float(np.percentile(lat, 50))})
 
 
 def _transaction_floor(ctx: BenchContext, n: int = 600) -> list[float]:
@@ -121,7 +148,7 @@ def _transaction_floor(ctx: BenchContext, n: int = 600) -> list[float]:
     from confluent_kafka import Consumer, Producer, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from trader import kafka_io
+    from contracts import kafka_io
 
     topics = ("bench.txn.in", "bench.txn.out")
     admin = AdminClient({"bootstrap.servers": ctx.bootstrap})

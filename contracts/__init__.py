@@ -1,4 +1,7 @@
-"""tickflow's shared contracts: message types, the topic registry, serialisation, settings, time.
+"""tickflow's shared contracts: message types, the topic registry, serialisation, settings, time,
+the feature schema a bundle pins (feature_schema), the one cost model (costs) and the Kafka plumbing
+more than one service uses (kafka_io: transactional loops, the DLQ writer; topic_reader: reading a
+topic to its end, rebuild reads).
 
 This package is the only code the services share.
 """

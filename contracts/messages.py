@@ -44,11 +44,15 @@ class Trade(Message, frozen=True, kw_only=True):
     ts_ingest: EpochMs
 
 
-EventKind = Literal["gap", "reconnect", "stale", "snapshot", "late", "disconnect"]
+EventKind = Literal["gap", "reconnect", "stale", "snapshot", "late", "disconnect",
+                    # order books: a break in the venue's sequence (first/last_missing name the range), a
+                    # book rebuilt from a fresh snapshot, a venue checksum that disagrees, a crossed book
+                    "book_gap", "resync", "checksum_mismatch", "crossed_book"]
 
 
 class MarketEvent(Message, frozen=True, kw_only=True):
-    """A data-quality event: a gap in trade ids, a reconnect, a stale feed, late trades."""
+    """A data-quality event: a gap in trade ids or book sequence, a reconnect, a stale feed, late trades,
+    a book resync, checksum mismatch or crossed book."""
 
     exchange: Name
     symbol: Name

@@ -62,6 +62,8 @@ def _venue_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--venue", required=True, choices=VENUE_NAMES)
     p.add_argument("--symbols", required=True, help="comma-separated, e.g. BTC-USDT,ETH-USDT")
     p.add_argument("--url", help="connect here instead of the venue's address (e.g. a local replay server)")
+    p.add_argument("--rest-url", help="fetch book snapshots here, {symbol} filled in (default: the venue's; "
+                   "none with --url)")
 
 
 def _symbols(text: str) -> list[str]:
@@ -134,7 +136,8 @@ def _live(args: argparse.Namespace) -> int:
     from ingestor.live import run_live
 
     return run_live(args.venue, _symbols(args.symbols), url=args.url, metrics_port=args.metrics_port,
-                    metrics_host=args.metrics_host, log_every_s=args.log_every, stop=_stop_on_signals())
+                    metrics_host=args.metrics_host, log_every_s=args.log_every, stop=_stop_on_signals(),
+                    rest_url=args.rest_url)
 
 
 def _record(args: argparse.Namespace) -> int:
@@ -142,4 +145,4 @@ def _record(args: argparse.Namespace) -> int:
 
     return run_record(args.venue, _symbols(args.symbols), args.out, url=args.url,
                       rotate_bytes=int(args.rotate_mb * 1_000_000), rotate_s=args.rotate_s,
-                      duration_s=args.duration, stop=_stop_on_signals())
+                      duration_s=args.duration, stop=_stop_on_signals(), rest_url=args.rest_url)

@@ -133,6 +133,17 @@ class LiveClient:
             self.on_frame(raw, now_ms())
         return got, "stopped", "disconnect"
 
+    def send(self, text: str) -> bool:
+        """Send a frame on the open connection (False when there is none or it fails)."""
+        ws = self._ws
+        try:
+            if ws is not None:
+                ws.send(text)
+                return True
+        except (OSError, websocket.WebSocketException) as err:
+            log.warning("Could not send to %s: %s.", self.url, err)
+        return False
+
     def close(self) -> None:
         self.stop.set()
         ws = self._ws

@@ -1,8 +1,10 @@
 """`tickflow ingest live`: a socket thread feeding a bounded queue, a worker producing to Kafka.
 
-The socket thread only receives and stamps frames; the worker parses them, sequences the trades and
-produces. When the worker falls behind the queue fills and the socket thread waits: nothing received
-is dropped. On SIGTERM the socket closes, the worker drains the queue and the producer flushes.
+The socket thread only receives and stamps frames; the worker parses them, sequences the trades,
+keeps the order books (``ingestor.books``: REST snapshots fetched on threads of their own and queued
+like frames, or the book resubscribed) and produces. When the worker falls behind the queue fills
+and the socket thread waits: nothing received is dropped. On SIGTERM the socket closes, the worker
+drains the queue and the producer flushes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 
 from contracts.messages import EventKind
 from contracts.settings import kafka_bootstrap
+from ingestor.books.feed import BookFeed, PublisherSink, has_books
+from ingestor.books.snapshots import SnapshotRequests, with_snapshot_address
 from ingestor.connection import Backoff, LiveClient
 from ingestor.metrics import PRODUCE_LATENCY, Counts, Reporter, serve
 from ingestor.pipeline import Pipeline
@@ -29,6 +33,8 @@ class Item:
     recv_ms: int
     kind: EventKind = "reconnect"
     detail: str = ""
+    frame_kind: str = "ws"  # or rest_depth_snapshot: a fetched book snapshot of ``symbol``
+    symbol: str | None = None
 
 
 class LiveIngest:
@@ -36,8 +42,8 @@ class LiveIngest:
 
     def __init__(self, venue_name: str, symbols: list[str], bootstrap: str, *, url: str | None = None,
                  backoff: Backoff | None = None, watchdog_s: float = 60.0, queue_size: int = 100_000,
-                 log_every_s: float = 10.0) -> None:
-        self.spec = venue(venue_name)
+                 log_every_s: float = 10.0, rest_url: str | None = None) -> None:
+        self.spec = with_snapshot_address(venue(venue_name), url, rest_url)
         self.stop = threading.Event()
         self.queue: queue.Queue[Item] = queue.Queue(maxsize=queue_size)
         self.counts = Counts()
@@ -47,11 +53,17 @@ class LiveIngest:
         self.reporter = Reporter(self.spec.name, self.counts, log_every_s)
         self.client = LiveClient(self.spec, symbols, self._frame, self._event, url=url, backoff=backoff,
                                  watchdog_s=watchdog_s, stop=self.stop)
+        requests = SnapshotRequests(self.spec, self._snapshot, self.client.send, self.stop)
+        self.books = (BookFeed(self.spec, PublisherSink(self.publisher, requests.resync))
+                      if has_books(self.spec) else None)
         self._socket = threading.Thread(target=self.client.run, name=f"{venue_name}-socket", daemon=True)
         self._worker = threading.Thread(target=self._work, name=f"{venue_name}-producer", daemon=True)
 
     def _frame(self, raw: str | bytes, recv_ms: int) -> None:
         self.queue.put(Item(raw, recv_ms))
+
+    def _snapshot(self, raw: str, recv_ms: int, venue_symbol: str) -> None:
+        self.queue.put(Item(raw, recv_ms, frame_kind="rest_depth_snapshot", symbol=venue_symbol))
 
     def _event(self, kind: EventKind, detail: str) -> None:
         from contracts.timeutil import now_ms
@@ -65,10 +77,17 @@ class LiveIngest:
             except queue.Empty:
                 item = None
             if item is not None:
+                books = self.books
                 if item.raw is None:
                     self.pipeline.connection_event(item.kind, item.detail, item.recv_ms)
-                else:
+                    if item.kind == "reconnect" and books is not None:
+                        books.new_connection()
+                elif item.frame_kind == "ws":
                     self.pipeline.on_frame(item.raw, item.recv_ms)
+                    if books is not None:
+                        books.on_frame(item.raw, item.recv_ms)
+                elif books is not None:
+                    books.on_frame(item.raw, item.recv_ms, item.frame_kind, item.symbol)
             self.publisher.poll()
             self.reporter.maybe_log(self.queue.qsize(), self.publisher.queued())
             if item is None and self.stop.is_set() and not self._socket.is_alive():
@@ -92,8 +111,8 @@ class LiveIngest:
 
 
 def run_live(venue_name: str, symbols: list[str], *, url: str | None, metrics_port: int, log_every_s: float,
-             stop: threading.Event, metrics_host: str = "127.0.0.1") -> int:
-    ingest = LiveIngest(venue_name, symbols, kafka_bootstrap(), url=url, log_every_s=log_every_s)
+             stop: threading.Event, metrics_host: str = "127.0.0.1", rest_url: str | None = None) -> int:
+    ingest = LiveIngest(venue_name, symbols, kafka_bootstrap(), url=url, log_every_s=log_every_s, rest_url=rest_url)
     serve(metrics_port, metrics_host)
     ingest.start()
     while not stop.wait(0.5):

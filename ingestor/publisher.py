@@ -24,10 +24,6 @@ from contracts.topics import MARKET_EVENTS, MARKET_TRADES, market_key
 
 log = logging.getLogger(__name__)
 
-TRADES = MARKET_TRADES.name
-EVENTS = MARKET_EVENTS.name
-DLQ = MARKET_TRADES.dlq.name
-
 
 def producer_config(bootstrap: str, reports: Literal["all", "errors"] = "all") -> dict[str, Any]:
     return {
@@ -61,6 +57,9 @@ class Publisher:
         self.first_error = ""
         self._on_latency = on_latency
         self._keys: dict[tuple[str, str], bytes] = {}
+        # under the topic prefix of the moment the publisher is made (TICKFLOW_TOPIC_PREFIX)
+        self.trades_topic, self.events_topic = MARKET_TRADES.name, MARKET_EVENTS.name
+        self.dlq_topic = MARKET_TRADES.dlq.name
 
     # -- delivery reports --------------------------------------------------------------------------
     def _report(self, err: KafkaError | None, msg: Message) -> None:
@@ -93,13 +92,13 @@ class Publisher:
         self.produced += 1
 
     def trade(self, t: Trade) -> None:
-        self.produce(TRADES, encode(t), self.key(t.exchange, t.symbol))
+        self.produce(self.trades_topic, encode(t), self.key(t.exchange, t.symbol))
 
     def event(self, e: MarketEvent) -> None:
-        self.produce(EVENTS, encode(e), self.key(e.exchange, e.symbol))
+        self.produce(self.events_topic, encode(e), self.key(e.exchange, e.symbol))
 
     def dead_letter(self, d: DeadLetter) -> None:
-        self.produce(DLQ, encode(d), None)
+        self.produce(self.dlq_topic, encode(d), None)
 
     def poll(self) -> None:
         self.producer.poll(0)

@@ -29,9 +29,11 @@ from contracts.history import binance_dump_trades, candle_trades, is_candle_file
 from contracts.messages import Trade
 from contracts.serde import encode
 from contracts.timeutil import now_ms
+from ingestor.books.recorded import book_feed
+from ingestor.books.recorded import report as book_report
 from ingestor.metrics import Counts
 from ingestor.pipeline import Pipeline
-from ingestor.publisher import TRADES, Publisher
+from ingestor.publisher import Publisher
 from ingestor.venues import VENUES, venue
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class Recorded(msgspec.Struct):
     ts: int | float | None = None
     kind: str = "ws"
     venue: str | None = None  # written by `tickflow ingest record`
+    symbol: str | None = None  # a REST depth snapshot's venue symbol
 
 
 _recorded = msgspec.json.Decoder(Recorded)
@@ -156,7 +159,7 @@ def produce_trades(trades: Iterator[Trade], publisher: Publisher, pacer: Pacer |
     """The hot loop: about 4 microseconds a trade, so nothing here that is not needed."""
     producer = publisher.producer
     produce = producer.produce
-    topic = TRADES
+    topic = publisher.trades_topic
     key = b""
     key_symbol = ""
     n = 0
@@ -192,20 +195,23 @@ def _frames(path: Path, pipeline: Pipeline, publisher: Publisher, pacer: Pacer |
             bar: tqdm) -> None:
     counts = pipeline.counts
     shown = 0
+    books = book_feed(pipeline.venue, publisher)
     with open_text(path) as f:
         for lineno, line in enumerate(f, start=1):
             text = line.rstrip("\r\n")
             if not text:
                 continue
-            raw, recv_ms, kind = text, None, "ws"
+            raw, recv_ms, kind, book_symbol = text, None, "ws", None
             if text.startswith("{") and '"raw"' in text:
                 try:
                     rec = _recorded.decode(text)
-                    raw, kind = rec.raw, rec.kind
+                    raw, kind, book_symbol = rec.raw, rec.kind, rec.symbol
                     recv_ms = _recv_ms(rec)
                 except msgspec.DecodeError:
                     pass  # not a recorded-line object: the line is the frame itself
             if kind != "ws":
+                if books is not None:
+                    books.on_frame(raw, recv_ms if recv_ms is not None else now_ms(), kind, book_symbol)
                 counts.frames += 1
                 counts.skipped += 1
                 counts.skipped_by[kind] = counts.skipped_by.get(kind, 0) + 1
@@ -215,6 +221,8 @@ def _frames(path: Path, pipeline: Pipeline, publisher: Publisher, pacer: Pacer |
             if pacer is not None:
                 pacer.wait(recv_ms)
             pipeline.on_frame(raw, recv_ms)
+            if books is not None:
+                books.on_frame(raw, recv_ms)
             if not lineno % 4096:
                 publisher.poll()
                 bar.update(counts.trades - shown)
@@ -223,6 +231,7 @@ def _frames(path: Path, pipeline: Pipeline, publisher: Publisher, pacer: Pacer |
                     log.warning("Stopping the replay at line %d, as asked.", lineno)
                     break
     bar.update(counts.trades - shown)
+    book_report(books, path.name)
 
 
 def _recv_ms(rec: Recorded) -> int | None:

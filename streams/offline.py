@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from contracts.feature_schema import FEATURE_NAMES
 from contracts.history import binance_dump_trades, candle_trades, is_candle_file, symbol_from_dump_name
 from contracts.messages import Trade
 from streams.bars import ClosedBar, KeyBars
 from streams.features.engine import FeatureEngine
-from streams.features.schema import FEATURE_NAMES
 from streams.spec import DEFAULT_GRACE_MS
 
 BAR_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume", "vwap", "trades", "buy_volume",

@@ -30,12 +30,12 @@ from typing import Any
 import msgspec
 
 from contracts import V1, Bar, ContractError, DeadLetter, FeatureVector, MarketEvent, SourceOffset, Trade, decode
+from contracts.feature_schema import FEATURE_NAMES, FEATURE_SCHEMA
 from contracts.serde import encode
 from contracts.topics import MARKET_EVENTS, MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES, market_key
 from streams.bars import ClosedBar, KeyBars
 from streams.close_ahead import CloseAhead, Held
 from streams.features.engine import FeatureEngine
-from streams.features.schema import FEATURE_NAMES, FEATURE_SCHEMA
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ class StreamsSettings(msgspec.Struct, frozen=True, kw_only=True):
     commit_interval_s: float = 1.0  # how often the offsets after the applied trades are committed
     stop_timeout_s: float = 20.0  # a stop (SIGTERM/SIGINT) that takes longer ends the process
     session_timeout_s: float = 15.0  # how soon a dead worker's partitions are reassigned
-    app_id: str = "tickflow-streams"
+    app_id: str = "tickflow-streams"  # load_settings puts TICKFLOW_TOPIC_PREFIX before it
     web_port: int = 0  # 0: Faust's web server is off
 
     @property
@@ -62,6 +62,9 @@ class StreamsSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def load_settings() -> StreamsSettings:
+    """The STREAMS__* settings, the app id under the topic prefix (so are Faust's group and changelog topics)."""
     from contracts.settings import load
+    from contracts.topics import prefixed
 
-    return load(StreamsSettings, "STREAMS").check()
+    settings = load(StreamsSettings, "STREAMS").check()
+    return msgspec.structs.replace(settings, app_id=prefixed(settings.app_id))

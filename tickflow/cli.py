@@ -13,13 +13,16 @@ import sys
 
 from contracts.errors import ContractError, SettingsError
 from contracts.logs import setup_logging
+from contracts.topics import topic_prefix
 
 # The services' command modules, in the order their groups appear in --help.
 COMMAND_MODULES = (
     "infra.kafka.cli",
     "ingestor.cli",
+    "ingestor.books.cli",
     "streams.cli",
     "trader.cli",
+    "paper.cli",
     "tickflow.view.cli",
     "tickflow.demo.cli",
 )
@@ -52,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from infra.kafka.java import PrerequisiteError
 
     try:
+        topic_prefix()  # a bad TICKFLOW_TOPIC_PREFIX stops every command here, named
         use_local_broker_address()
         code: int = args.func(args)
         return code

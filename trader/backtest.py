@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from trader.costs import CostModel, rebalance
+from contracts.costs import CostModel, rebalance
 
 # (bar index, current target position) -> new target position
 Chooser = Callable[[int, float], float]

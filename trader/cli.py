@@ -1,4 +1,4 @@
-"""`tickflow train | evaluate | trade | paper`: the trader's commands. Heavy imports happen in handlers."""
+"""`tickflow train | evaluate | trade`: the trader's commands. Heavy imports happen in handlers."""
 
 from __future__ import annotations
 
@@ -63,16 +63,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     td.add_argument("--max-seconds", type=float, default=None, help="stop after this long (tests, demos)")
     td.set_defaults(func=_trade)
 
-    pp = sub.add_parser("paper", help="the paper broker: fill orders at the market trades that follow them",
-                        description="Consumes orders and market.trades, produces fills exactly once. Settings: "
-                        "PAPER__LATENCY_MS, PAPER__PARTICIPATION, PAPER__COSTS__FEE_BPS, PAPER__COSTS__SLIPPAGE_BPS, "
-                        "PAPER__COSTS__IMPACT_BPS_PER_10K, PAPER__TRADE_BUFFER.")
-    pp.add_argument("--max-seconds", type=float, default=None, help="stop after this long (tests, demos)")
-    pp.set_defaults(func=_paper)
-
 
 def _train(args: argparse.Namespace) -> int:
-    from trader.costs import CostSettings
+    from contracts.costs import CostSettings
     from trader.policy.dataset import load
     from trader.policy.train import TrainConfig, train
 
@@ -144,8 +137,3 @@ def _trade(args: argparse.Namespace) -> int:
         return 1
     return service.run(args.max_seconds)
 
-
-def _paper(args: argparse.Namespace) -> int:
-    from trader.execution.paper import PaperBroker
-
-    return PaperBroker().run(args.max_seconds)

@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
-from trader.costs import CostModel, log_return, rebalance
+from contracts.costs import CostModel, log_return, rebalance
 
 Mode = Literal["long_only", "long_short"]
 ACTION_MAPS: dict[str, tuple[float, ...]] = {"long_only": (0.0, 1.0), "long_short": (-1.0, 0.0, 1.0)}

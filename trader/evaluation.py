@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from contracts.costs import CostModel, CostSettings
 from trader.backtest import baselines, decision_mask, metrics, simulate
-from trader.costs import CostModel, CostSettings
 from trader.policy import bundle as bundle_mod
 from trader.policy.dataset import Dataset, load
 from trader.policy.train import run_runtime

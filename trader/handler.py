@@ -16,10 +16,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import cast
 
-from contracts import V1, FeatureVector, Fill, MarketEvent, Order
+from contracts import V1, FeatureVector, Fill, MarketEvent, Order, PortfolioSnapshot
 from trader.policy.bundle import Bundle
 from trader.portfolio import Book
-from trader.risk import RiskGate, RiskSettings
+from trader.risk import RiskGate, RiskSettings, VerdictKind
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class PolicyTrader:
             desired_units = st.units if desired_pos == st.position else desired_pos * self.notional / fv.close
         verdict = self.risk.check(fv.symbol, fv.ts, now_wall_ms, desired_units, st.units, fv.close, drawdown)
         self.decisions += 1
-        if verdict.halt:
+        if verdict.kind is VerdictKind.HALT:
             orders = []
             for (ex, sym), other in sorted(self.symbols.items()):
                 order = self._move(ex, sym, other, 0.0, 0.0, fv.ts, verdict.reason)
@@ -126,7 +126,7 @@ class PolicyTrader:
             log.warning("Policy %s halted at %s ts %d: %s.", self.policy_id, fv.symbol, fv.ts, verdict.reason)
             return Decision(orders, verdict.reason, action)
         if verdict.target_units == st.units:
-            if verdict.reason != "policy":
+            if verdict.kind is not VerdictKind.POLICY:
                 self.held += 1
             return Decision([], verdict.reason, action)
         pos = desired_pos if verdict.target_units == desired_units else verdict.target_units * fv.close / self.notional
@@ -171,7 +171,13 @@ class PolicyTrader:
         st.position = order.target_position
         self.risk.order_sent(order.ts)
         self.risk.observe_time(order.ts)
-        if order.reason.startswith("halt"):
-            self.risk.halted = True
-            self.risk.halt_reason = order.reason
         self.recent.append(order)
+
+    def restore_halt(self, snapshot: PortfolioSnapshot) -> None:
+        """Halt again on start when this policy's last portfolio snapshot says it was halted."""
+        if snapshot.policy_id == self.policy_id and snapshot.halted and not self.risk.halted:
+            self.risk.halt(f"halted before the restart (portfolio snapshot at ts {snapshot.ts})")
+
+    @property
+    def halted(self) -> bool:
+        return self.risk.halted

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from enum import Enum
 from typing import Literal
 
 import msgspec
@@ -24,11 +25,21 @@ class RiskSettings(msgspec.Struct, frozen=True, kw_only=True):
     gap_hold_s: float = 3600.0  # hold a symbol for features within this long after a gap
 
 
+class VerdictKind(Enum):
+    """What the gate did with a decision; ``Verdict.reason`` says it in words for people."""
+
+    POLICY = "policy"  # the policy's target, as it asked
+    CLIPPED = "clipped"  # the policy's target, clipped to the position or notional cap
+    HOLD = "hold"  # the current position is kept: stale features, a market-data gap, the order rate
+    HALT = "halt"  # the drawdown limit was reached now: flatten everything and halt
+    HALTED = "halted"  # halted before: nothing moves
+
+
 @dataclass(frozen=True)
 class Verdict:
     target_units: float
     reason: str
-    halt: bool = False
+    kind: VerdictKind
 
 
 class RiskGate:
@@ -50,6 +61,11 @@ class RiskGate:
         self.gaps.setdefault(symbol, []).append(ts_ms)
         self.gaps[symbol] = self.gaps[symbol][-32:]
 
+    def halt(self, reason: str) -> None:
+        """Stop trading for good (until a person restarts the policy with a fresh book)."""
+        self.halted = True
+        self.halt_reason = reason
+
     def order_sent(self, ts_ms: int) -> None:
         self.recent_orders.append(ts_ms)
 
@@ -58,30 +74,30 @@ class RiskGate:
         """What target the policy may hold in ``symbol`` after this decision."""
         s = self.s
         if self.halted:
-            return Verdict(current_units, f"halted ({self.halt_reason})")
+            return Verdict(current_units, f"halted ({self.halt_reason})", VerdictKind.HALTED)
         if drawdown >= s.max_drawdown:
-            self.halted = True
-            self.halt_reason = f"drawdown {drawdown:.1%} reached the limit {s.max_drawdown:.1%}"
-            return Verdict(0.0, f"halt: {self.halt_reason}; flattening", halt=True)
+            self.halt(f"drawdown {drawdown:.1%} reached the limit {s.max_drawdown:.1%}")
+            return Verdict(0.0, f"halt: {self.halt_reason}; flattening", VerdictKind.HALT)
         now = now_wall_ms if s.clock == "wall" else self.newest_ms
         if now - feature_ts > s.stale_after_s * 1000:
             return Verdict(current_units, f"hold: features {(now - feature_ts) / 1000:.0f} s old "
-                                          f"(limit {s.stale_after_s:.0f} s, {s.clock} clock)")
+                                          f"(limit {s.stale_after_s:.0f} s, {s.clock} clock)", VerdictKind.HOLD)
         for g in self.gaps.get(symbol, ()):
             if g <= feature_ts < g + s.gap_hold_s * 1000:
-                return Verdict(current_units, f"hold: market-data gap at {g} within {s.gap_hold_s:.0f} s")
+                return Verdict(current_units, f"hold: market-data gap at {g} within {s.gap_hold_s:.0f} s",
+                               VerdictKind.HOLD)
         target = desired_units
-        note = ""
+        kind, note = VerdictKind.POLICY, ""
         cap = s.max_notional / price if s.max_notional > 0 else float("inf")
         if s.max_position > 0:
             cap = min(cap, s.max_position)
         if abs(target) > cap:
             target = cap if target > 0 else -cap
-            note = f"; clipped to {cap:.6g} units"
+            kind, note = VerdictKind.CLIPPED, f"; clipped to {cap:.6g} units"
         if target != current_units:
             while self.recent_orders and self.recent_orders[0] <= feature_ts - 60_000:
                 self.recent_orders.popleft()
             if len(self.recent_orders) >= s.max_orders_per_minute:
                 return Verdict(current_units, f"hold: {len(self.recent_orders)} orders in the last minute "
-                                              f"(limit {s.max_orders_per_minute})")
-        return Verdict(target, f"policy{note}")
+                                              f"(limit {s.max_orders_per_minute})", VerdictKind.HOLD)
+        return Verdict(target, f"policy{note}", kind)

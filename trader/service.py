@@ -30,13 +30,14 @@ from contracts import (
     PortfolioSnapshot,
     decode,
     encode,
+    kafka_io,
     market_key,
+    topic_reader,
 )
 from contracts.errors import ContractError
 from contracts.settings import kafka_bootstrap, load
 from contracts.timeutil import now_ms
-from contracts.topics import FILLS, MARKET_EVENTS, ORDERS, PORTFOLIO, SIGNALS_FEATURES
-from trader import kafka_io
+from contracts.topics import FILLS, MARKET_EVENTS, ORDERS, PORTFOLIO, SIGNALS_FEATURES, prefixed
 from trader.handler import PolicyTrader
 from trader.policy import bundle as bundle_mod
 from trader.risk import RiskSettings
@@ -71,40 +72,38 @@ class TraderService:
         self._offsets_pending = False  # features consumed since the last transaction
         self._marked = False  # the book was marked since the last snapshot
         self._last_snapshot = 0.0
+        # the names under the topic prefix at start, read once: an environment lookup a message costs microseconds
+        self._orders, self._fills, self._portfolio = ORDERS.name, FILLS.name, PORTFOLIO.name
 
-    def _rebuild(self) -> None:
+    def _rebuild(self, producer: Producer) -> None:
+        """The intended positions from this policy's orders, the halt from its last portfolio snapshot, the
+        book from every fill; records that fail their contract go to their topic's DLQ."""
+        rebuild = topic_reader.RebuildRead(self.bootstrap)
         orders = fills = 0
-        for m in kafka_io.read_to_end(self.bootstrap, ORDERS):
-            try:
-                order = decode(m.value() or b"", Order)
-            except ContractError:
-                continue
-            if order.policy_id == self.policy_id:
+        for _, order in rebuild.records(ORDERS, Order):
+            if order is not None and order.policy_id == self.policy_id:
                 self.trader.restore_order(order)
                 orders += 1
-        for m in kafka_io.read_to_end(self.bootstrap, PORTFOLIO):
-            try:
-                snap = decode(m.value() or b"", PortfolioSnapshot)
-            except ContractError:
-                continue
-            if snap.policy_id == self.policy_id and snap.halted:
-                self.trader.risk.halted = True
-                self.trader.risk.halt_reason = self.trader.risk.halt_reason or "halted before the restart"
+        last: PortfolioSnapshot | None = None
+        for _, snap in rebuild.records(PORTFOLIO, PortfolioSnapshot):
+            if snap is not None and snap.policy_id == self.policy_id:
+                last = snap
+        if last is not None:
+            self.trader.restore_halt(last)
         self._fill_offsets.clear()
-        for m in kafka_io.read_to_end(self.bootstrap, FILLS):
+        for m, fill in rebuild.records(FILLS, Fill):
             self._fill_offsets[m.partition() or 0] = (m.offset() or 0) + 1
-            try:
-                fills += self.trader.on_fill(decode(m.value() or b"", Fill))
-            except ContractError:
-                continue
-        log.info("Policy %s (version %s) rebuilt from %d orders and %d fills; halted: %s.", self.policy_id,
-                 self.bundle.version, orders, fills, self.trader.risk.halted)
+            if fill is not None:
+                fills += self.trader.on_fill(fill)
+        dead = rebuild.send_dead_letters(producer)
+        log.info("Policy %s (version %s) rebuilt from %d orders and %d fills (%d records newly dead-lettered); "
+                 "halted: %s.", self.policy_id, self.bundle.version, orders, fills, dead, self.trader.halted)
 
     def run(self, max_seconds: float | None = None) -> int:
         kafka_io.Stopper.install(self.stopper)
-        group = f"tickflow-trader-{self.policy_id}"
+        group = prefixed(f"tickflow-trader-{self.policy_id}")  # one group and transactional id per environment
         producer = kafka_io.transactional_producer(self.bootstrap, group)  # fences a previous instance
-        self._rebuild()
+        self._rebuild(producer)
         features = kafka_io.consumer(self.bootstrap, group)
         kafka_io.assign_at_committed(features, [SIGNALS_FEATURES])
         side = kafka_io.consumer(self.bootstrap, f"{group}-side")
@@ -113,7 +112,8 @@ class TraderService:
                     + [TopicPartition(MARKET_EVENTS.name, tp.partition, -2)
                        for tp in kafka_io.partitions(side, MARKET_EVENTS)])
         if self.settings.http_port >= 0:
-            self.status = StatusServer(self, self.settings.http_host, self.settings.http_port)
+            self.status = StatusServer(self.trader, self.latencies_us, self.settings.http_host,
+                                       self.settings.http_port)
             log.info("Trader %s serves its status at http://%s:%d/health.", self.policy_id, self.settings.http_host,
                      self.status.port)
         log.info("Trader %s consumes %s as group %s with bundle %s (%s, %d features).", self.policy_id,
@@ -161,7 +161,7 @@ class TraderService:
             if kafka_io.usable(m):
                 self._marked |= self._feature(out, m)
         self._offsets_pending |= bool(msgs)
-        booked |= any(topic == ORDERS.name for topic, _, _ in out)
+        booked |= any(topic == self._orders for topic, _, _ in out)
         now = time.monotonic()
         if booked or (self._marked and now - self._last_snapshot >= self.settings.snapshot_interval_s):
             out.append(self._snapshot())
@@ -171,8 +171,8 @@ class TraderService:
 
     def _snapshot(self) -> tuple[str, bytes, bytes | None]:
         ts = self.trader.last_feature_ts or now_ms()
-        snap = self.trader.book.snapshot(self.policy_id, ts, self.trader.risk.halted)
-        return PORTFOLIO.name, encode(snap), self.policy_id.encode()
+        snap = self.trader.book.snapshot(self.policy_id, ts, self.trader.halted)
+        return self._portfolio, encode(snap), self.policy_id.encode()
 
     def _transact(self, producer: Producer, features: Consumer, out: list[tuple[str, bytes, bytes | None]]) -> None:
         producer.begin_transaction()
@@ -206,7 +206,7 @@ class TraderService:
             return False
         decision = self.trader.on_feature(fv, now_ms())
         for order in decision.orders:
-            out.append((ORDERS.name, encode(order), market_key(order.exchange, order.symbol)))
+            out.append((self._orders, encode(order), market_key(order.exchange, order.symbol)))
             log.info("Order %s: %s %.8g %s (target %+g) at feature ts %d from %s[%d]@%d; %s.", order.order_id,
                      order.side, order.qty, order.symbol, order.target_position, order.feature_ts, m.topic(),
                      m.partition(), m.offset(), order.reason)
@@ -217,7 +217,7 @@ class TraderService:
 
     def _side(self, out: list[tuple[str, bytes, bytes | None]], m: Message) -> bool:
         """Apply one fill or market event; True when a fill of this policy was booked."""
-        if m.topic() == FILLS.name:
+        if m.topic() == self._fills:
             try:
                 fill = decode(m.value() or b"", Fill)
             except ContractError as err:

@@ -1,19 +1,22 @@
-"""The trader's small HTTP status endpoint: /health, /positions, /orders and /metrics (Prometheus)."""
+"""The trader's small HTTP status endpoint: /health, /positions, /orders and /metrics (Prometheus).
+
+It shows a ``PolicyTrader`` and the handler latencies the service records (the same list, read live);
+it knows nothing of the service around them.
+"""
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from contracts import to_dict
-
-if TYPE_CHECKING:
-    from trader.service import TraderService
+from trader.handler import PolicyTrader
 
 
-def _p99(values: list[float]) -> float:
+def _p99(values: Sequence[float]) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
@@ -21,8 +24,9 @@ def _p99(values: list[float]) -> float:
 
 
 class StatusServer:
-    def __init__(self, service: TraderService, host: str, port: int) -> None:
-        self.service = service
+    def __init__(self, trader: PolicyTrader, latencies_us: Sequence[float], host: str, port: int) -> None:
+        self.trader = trader
+        self.latencies_us = latencies_us  # feature in to orders out, appended to by the service
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,13 +46,13 @@ class StatusServer:
         self.thread.start()
 
     def render(self, path: str) -> tuple[bytes | None, str]:
-        t = self.service.trader
+        t = self.trader
         if path == "/health":
-            data: Any = {"status": "halted" if t.risk.halted else "ok", "policy_id": t.policy_id,
+            data: Any = {"status": "halted" if t.halted else "ok", "policy_id": t.policy_id,
                          "policy_version": t.version, "decisions": t.decisions, "held": t.held,
                          "last_feature_ts": t.last_feature_ts, "halt_reason": t.risk.halt_reason}
         elif path == "/positions":
-            data = to_dict(t.book.snapshot(t.policy_id, t.last_feature_ts, t.risk.halted))
+            data = to_dict(t.book.snapshot(t.policy_id, t.last_feature_ts, t.halted))
             data["intended"] = {f"{ex}:{sym}": st.units for (ex, sym), st in t.symbols.items()}
         elif path == "/orders":
             data = [to_dict(o) for o in list(t.recent)]
@@ -59,7 +63,7 @@ class StatusServer:
         return (json.dumps(data, indent=1) + "\n").encode(), "application/json"
 
     def metrics(self) -> str:
-        t = self.service.trader
+        t = self.trader
         labels = f'policy_id="{t.policy_id}",policy_version="{t.version}"'
         rows = [
             ("tickflow_trader_decisions_total", "counter", "decisions taken", t.decisions),
@@ -67,9 +71,9 @@ class StatusServer:
             ("tickflow_trader_orders_recent", "gauge", "orders kept for /orders", len(t.recent)),
             ("tickflow_trader_equity", "gauge", "book equity in quote currency", t.book.equity),
             ("tickflow_trader_drawdown", "gauge", "drawdown from peak equity", t.book.drawdown),
-            ("tickflow_trader_halted", "gauge", "1 when the risk gate halted the policy", int(t.risk.halted)),
+            ("tickflow_trader_halted", "gauge", "1 when the risk gate halted the policy", int(t.halted)),
             ("tickflow_trader_handler_p99_us", "gauge", "feature in to orders out, p99 of recent",
-             _p99(self.service.latencies_us)),
+             _p99(self.latencies_us)),
         ]
         out = []
         for name, kind, text, value in rows:

@@ -35,7 +35,8 @@ def wait_ready(bootstrap: str, timeout: float, alive: Callable[[], bool] = lambd
 
 
 def ensure_topics(bootstrap: str, topics: Iterable[Topic] | None = None, timeout: float = 30.0) -> list[str]:
-    """Create the registry's topics (or the given ones) that do not exist yet; return those created."""
+    """Create the registry's topics (or the given ones) that do not exist yet; return those created, once
+    every partition of them has a leader (a record produced or an offset asked for then finds them)."""
     wanted = list(REGISTRY.values()) if topics is None else list(topics)
     client = admin(bootstrap)
     existing = set(client.list_topics(timeout=timeout).topics)
@@ -54,7 +55,21 @@ def ensure_topics(bootstrap: str, topics: Iterable[Topic] | None = None, timeout
         except KafkaException as err:
             if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+    _wait_for_leaders(client, {t.name: t.partitions for t in wanted if t.name in created}, timeout)
     return created
+
+
+def _wait_for_leaders(client: AdminClient, partitions: dict[str, int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while partitions:
+        topics = client.list_topics(timeout=timeout).topics
+        partitions = {name: n for name, n in partitions.items()
+                      if name not in topics or topics[name].error is not None or len(topics[name].partitions) < n
+                      or any(p.leader < 0 for p in topics[name].partitions.values())}
+        if partitions and time.monotonic() > deadline:
+            raise TimeoutError(f"topics without a leader {timeout:.0f}s after their creation: {sorted(partitions)}")
+        if partitions:
+            time.sleep(0.1)
 
 
 def describe_topics(bootstrap: str, timeout: float = 10.0) -> dict[str, int]:

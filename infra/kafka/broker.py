@@ -156,10 +156,37 @@ class LocalBroker:
     ) -> BrokerInfo:
         """Start the broker in the background; return once it answers metadata requests."""
         say = on_progress or (lambda _msg: None)
+        current = self._already_running()
+        if current is not None:
+            say(f"already running (pid {current.pid})")
+            return current
+        java = find_java()
+        jvm = self._jvm(str(java.path), provision(), heap)
+        version = read_lock().kafka_version
+        controller_port = free_port(self.host)
+        config = self._write_config(controller_port)
+        if not (self.root / "data" / "meta.properties").exists():
+            self._format_storage(jvm, config)
+        say(f"starting Kafka {version} with Java {java.major} ({java.origin})")
+        started = time.monotonic()
+        with self.out_file.open("ab") as out:
+            proc = subprocess.Popen(
+                [*jvm, "kafka.Kafka", str(config)],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent if die_with_parent else os.setsid,
+            )
+        self._wait_ready(proc, timeout)
+        info = BrokerInfo(proc.pid, self.host, self.port, controller_port, version,
+                          int(time.time() * 1000), round(time.monotonic() - started, 2), str(self.home))
+        self.info_file.write_text(json.dumps(asdict(info)))
+        ensure_topics(info.bootstrap)
+        return info
+
+    def _already_running(self) -> BrokerInfo | None:
+        """This home's broker when it runs at this address; an error when the address is taken otherwise."""
         current = self.running()
         if current is not None:
             if current.port == self.port and current.host == self.host:
-                say(f"already running (pid {current.pid})")
                 return current
             raise BrokerError(
                 f"a broker from {self.home} already runs at {current.bootstrap} (pid {current.pid}); "
@@ -170,33 +197,27 @@ class LocalBroker:
                 f"port {self.port} on {self.host} is already in use by another process; "
                 "choose another with --port or TICKFLOW_KAFKA_PORT"
             )
-        java = find_java()
-        jars = provision()
-        version = read_lock().kafka_version
-        controller_port = free_port(self.host)
-        config = self._write_config(controller_port)
-        classpath = f"{jars}/*"
-        jvm = [str(java.path), *(heap or os.environ.get("TICKFLOW_KAFKA_HEAP", "-Xms256m -Xmx768m")).split(),
-               "-XX:+UseG1GC", "-Djava.awt.headless=true",
-               f"-Dlog4j2.configurationFile={self.root / 'config' / 'log4j2.properties'}",
-               "-cp", classpath]
-        if not (self.root / "data" / "meta.properties").exists():
-            cluster_id = new_cluster_id()
-            fmt = subprocess.run(
-                [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
-                 "--standalone", "--ignore-formatted"],
-                capture_output=True, text=True, timeout=120,
-            )
-            if fmt.returncode != 0:
-                raise BrokerError(f"formatting the broker's storage failed:\n{fmt.stdout}{fmt.stderr}")
-        say(f"starting Kafka {version} with Java {java.major} ({java.origin})")
-        started = time.monotonic()
-        with self.out_file.open("ab") as out:
-            proc = subprocess.Popen(
-                [*jvm, "kafka.Kafka", str(config)],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent if die_with_parent else os.setsid,
-            )
+        return None
+
+    def _jvm(self, java: str, jars: Path, heap: str | None) -> list[str]:
+        """The java command line up to the main class: heap, GC, logging configuration, class path."""
+        return [java, *(heap or os.environ.get("TICKFLOW_KAFKA_HEAP", "-Xms256m -Xmx768m")).split(),
+                "-XX:+UseG1GC", "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={self.root / 'config' / 'log4j2.properties'}",
+                "-cp", f"{jars}/*"]
+
+    def _format_storage(self, jvm: list[str], config: Path) -> None:
+        """Format a new KRaft log directory with a fresh cluster id (once per home)."""
+        fmt = subprocess.run(
+            [*jvm, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(config),
+             "--standalone", "--ignore-formatted"],
+            capture_output=True, text=True, timeout=120,
+        )
+        if fmt.returncode != 0:
+            raise BrokerError(f"formatting the broker's storage failed:\n{fmt.stdout}{fmt.stderr}")
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        """Wait for the new broker to answer metadata requests; kill it and say why when it does not."""
         bootstrap = f"{self.host}:{self.port}"
         try:
             wait_ready(bootstrap, timeout, alive=lambda: proc.poll() is None)
@@ -206,12 +227,6 @@ class LocalBroker:
                 f"Kafka did not answer metadata requests at {bootstrap} within {timeout:.0f}s "
                 f"({err}). Last log lines:\n{self.log_tail()}"
             ) from err
-        ready_s = time.monotonic() - started
-        info = BrokerInfo(proc.pid, self.host, self.port, controller_port, version,
-                          int(time.time() * 1000), round(ready_s, 2), str(self.home))
-        self.info_file.write_text(json.dumps(asdict(info)))
-        ensure_topics(bootstrap)
-        return info
 
     def _write_config(self, controller_port: int) -> Path:
         conf_dir = self.root / "config"

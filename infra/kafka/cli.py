@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 from contracts.settings import kafka_bootstrap, tickflow_home
+from contracts.topics import find, topic_prefix
 
 if TYPE_CHECKING:
     from infra.kafka.broker import LocalBroker
@@ -30,7 +31,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     stop.add_argument("--timeout", type=float, default=30.0, help="seconds before SIGKILL")
     stop.set_defaults(func=_stop)
     ks.add_parser("status", help="pid, address, version and uptime of the local broker").set_defaults(func=_status)
-    ks.add_parser("topics", help="list topics and partition counts at KAFKA_BOOTSTRAP").set_defaults(func=_topics)
+    ks.add_parser("topics", help="list topics and partition counts at KAFKA_BOOTSTRAP (with TICKFLOW_TOPIC_PREFIX "
+                  "set, those under the prefix)").set_defaults(func=_topics)
     ks.add_parser("create-topics", help="create the registry's missing topics at KAFKA_BOOTSTRAP (any broker)"
                   ).set_defaults(func=_create_topics)
     ks.add_parser("provision", help="fetch and verify the locked Kafka jars into the cache").set_defaults(
@@ -45,7 +47,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Print the topic's values as JSON lines, from the first offset of every partition, "
         "until no record arrives for --timeout seconds (or --max records were printed).",
     )
-    dump.add_argument("topic", help="topic name, e.g. market.trades")
+    dump.add_argument("topic", help="topic name, e.g. market.trades (a registry name gets TICKFLOW_TOPIC_PREFIX "
+                      "unless it already has it)")
     dump.add_argument("--timeout", type=float, default=5.0, help="stop after this many idle seconds")
     dump.add_argument("--max", type=int, default=None, help="stop after this many records")
     dump.add_argument("--meta", action="store_true", help="wrap each value with partition, offset and key")
@@ -99,8 +102,10 @@ def _status(args: argparse.Namespace) -> int:
 def _topics(args: argparse.Namespace) -> int:
     from infra.kafka.admin import describe_topics
 
+    prefix = topic_prefix()
     for name, partitions in describe_topics(kafka_bootstrap()).items():
-        print(f"{name}\t{partitions}")
+        if name.startswith(prefix):
+            print(f"{name}\t{partitions}")
     return 0
 
 
@@ -136,7 +141,8 @@ def _lock(args: argparse.Namespace) -> int:
 def _dump(args: argparse.Namespace) -> int:
     from infra.kafka.dump import dump
 
-    dump(kafka_bootstrap(), args.topic, args.timeout, args.max, args.meta)
+    known = find(args.topic)
+    dump(kafka_bootstrap(), args.topic if known is None else known.name, args.timeout, args.max, args.meta)
     return 0
 
 

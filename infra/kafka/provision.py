@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -35,16 +36,13 @@ def jar_dir(lock: Lock | None = None) -> Path:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _fetch(artifact: Artifact, target: Path, mirror: str, progress: Progress | None, task: TaskID | None) -> None:
     url = f"{mirror.rstrip('/')}/{artifact.path()}"
-    tmp = target.with_suffix(".part")
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.part")
     try:
         with urllib.request.urlopen(url, timeout=60) as resp, tmp.open("wb") as out:
             while chunk := resp.read(1 << 16):
@@ -75,7 +73,18 @@ def provision(mirror: str | None = None, show_progress: bool = True) -> Path:
     if stamp.exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    mirror = mirror or os.environ.get("TICKFLOW_MAVEN_MIRROR", DEFAULT_MIRROR)
+    # Checkouts on one machine share the cache: one provisions it while the others wait.
+    with (folder / ".lock").open("w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        if stamp.exists():  # another checkout finished it while this one waited
+            return folder
+        _fill(folder, lock, stamp, mirror or os.environ.get("TICKFLOW_MAVEN_MIRROR", DEFAULT_MIRROR),
+              show_progress)
+    return folder
+
+
+def _fill(folder: Path, lock: Lock, stamp: Path, mirror: str, show_progress: bool) -> None:
+    """Download what is missing or wrong, drop jars the lock does not name, then stamp the folder."""
     missing = []
     for a in lock.artifacts:
         path = folder / a.file
@@ -100,4 +109,3 @@ def provision(mirror: str | None = None, show_progress: bool = True) -> Path:
     for old in folder.glob(".verified-*"):
         old.unlink()
     stamp.touch()
-    return folder

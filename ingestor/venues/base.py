@@ -9,7 +9,7 @@ reason; the pipeline dead-letters it. Parsers never let any other exception out 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, TypeVar
@@ -20,6 +20,7 @@ from contracts.messages import V1, Side, Trade
 from contracts.symbols import normalise_symbol
 
 FrameKind = Literal["trades", "skip", "control"]
+BookFrameKind = Literal["snapshot", "delta"]
 T = TypeVar("T")
 
 
@@ -39,6 +40,65 @@ class Frame:
     #: last_match / heartbeat): lets the sequencer see gaps before the next trade arrives.
     last_trade_id: tuple[str, int] | None = None
     counts: list[int] | None = None  # trades aggregated in each trade ending at its id (OKX)
+
+
+@dataclass(slots=True)
+class BookFrame:
+    """One symbol's book data in a frame, in the venue's own sequence terms.
+
+    ``venue_symbol`` is None for a Binance REST snapshot recorded without its symbol. ``bids_text`` and
+    ``asks_text`` keep the venue's own text of each level where its checksum is computed over it.
+    """
+
+    venue_symbol: str | None
+    kind: BookFrameKind
+    bids: list[tuple[float, float]]
+    asks: list[tuple[float, float]]
+    ts_event: int
+    seq: int | None = None  # Binance u (lastUpdateId for a snapshot), OKX seqId
+    first_seq: int | None = None  # Binance U
+    prev_seq: int | None = None  # OKX prevSeqId
+    checksum: int | None = None
+    bids_text: list[tuple[str, str]] | None = None
+    asks_text: list[tuple[str, str]] | None = None
+
+
+@dataclass(slots=True)
+class BookMessage:
+    """What a frame says about books: per-symbol book data, the connection's sequence, a depth."""
+
+    books: list[BookFrame] = field(default_factory=list)
+    conn_seq: int | None = None  # Coinbase Advanced sequence_num (per connection, every channel)
+    depth: tuple[str, int] | None = None  # Kraken: a subscription ack's (symbol, depth)
+
+
+def level(price: str | float, size: str | float, what: str) -> tuple[float, float]:
+    """A book level: a finite positive price and a finite size >= 0 (0 removes the level)."""
+    p = positive(price, f"{what} price")
+    try:
+        s = float(size)
+    except (TypeError, ValueError):
+        raise ParseError(f"{what} size {size!r} at {price} is not a number") from None
+    if not (s >= 0.0) or math.isinf(s):
+        raise ParseError(f"{what} size {size!r} at {price} is not a finite number >= 0")
+    return p, s
+
+
+_INF = float("inf")
+
+
+def levels(rows: Sequence[Sequence[str]], what: str) -> list[tuple[float, float]]:
+    """Book levels from ``[price, size]`` rows, each checked as ``level`` does (fast when all are good)."""
+    try:
+        out = [(float(r[0]), float(r[1])) for r in rows]
+    except (TypeError, ValueError, IndexError):
+        out = []
+    if len(out) == len(rows) and all(0.0 < p < _INF and 0.0 <= q < _INF for p, q in out):
+        return out
+    for r in rows:
+        if len(r) < 2:
+            raise ParseError(f"{what} level {r!r} has no price and size")
+    return [level(r[0], r[1], what) for r in rows]
 
 
 def skip(what: str, seq: int | None = None) -> Frame:
@@ -163,3 +223,10 @@ class VenueSpec:
     keepalive_after_s: float = 20.0
     max_connection_s: float | None = None  # rotate before the server cuts (Binance: 24 h)
     venue_symbol: Callable[[str], str] = lambda s: s  # BTC-USDT -> the venue's spelling
+    #: (raw frame, receive time ms, recorded kind: ws or rest_depth_snapshot) -> book data, or None for
+    #: a frame that carries none; raises ParseError for a book frame that does not parse
+    parse_book: Callable[[str | bytes, int, str], BookMessage | None] | None = None
+    #: a fresh book snapshot of one venue symbol: fetched from this REST address (Binance) ...
+    book_snapshot_url: Callable[[str], str] | None = None
+    #: ... or by sending these frames on the websocket (unsubscribe and subscribe the symbol's book)
+    book_resubscribe: Callable[[str], list[str]] | None = None

@@ -1,4 +1,5 @@
-"""Binance spot: ``<symbol>@trade`` on combined streams (many symbols on one connection).
+"""Binance spot: ``<symbol>@trade`` and ``<symbol>@depth@100ms`` on combined streams (many symbols on one
+connection), plus the REST depth snapshot (``GET /api/v3/depth``) the book needs to start from.
 
 ``m`` true means the buyer was the maker, so the taker sold. ``T`` is the trade time (ts_event);
 ``t`` trade ids are contiguous per symbol. The server pings every 20 s (websocket-client answers)
@@ -11,10 +12,24 @@ from typing import Any
 
 import msgspec
 
-from ingestor.venues.base import Frame, ParseError, VenueSpec, control, decode_as, epoch_ms, make_trade, positive, skip
+from ingestor.venues.base import (
+    BookFrame,
+    BookMessage,
+    Frame,
+    ParseError,
+    VenueSpec,
+    control,
+    decode_as,
+    epoch_ms,
+    levels,
+    make_trade,
+    positive,
+    skip,
+)
 
 NAME = "binance"
 URL = "wss://stream.binance.com:9443/stream?streams="
+REST_DEPTH = "https://api.binance.com/api/v3/depth?symbol={symbol}&limit=5000"
 # Events of streams we do not ingest, when they come without the combined-stream envelope.
 OTHER_EVENTS = {"depthUpdate", "aggTrade", "kline", "24hrTicker", "24hrMiniTicker", "1hTicker", "4hTicker",
                 "1dTicker", "avgPrice", "bookTicker"}
@@ -47,7 +62,35 @@ class Envelope(msgspec.Struct, frozen=True):
     u: int | None = None
 
 
+class DepthEvent(msgspec.Struct, frozen=True):
+    """The ``depthUpdate`` event: updates ``U`` to ``u``; absolute sizes, "0" removes a level."""
+
+    e: str
+    E: int
+    s: str
+    U: int
+    u: int
+    b: list[tuple[str, str]]
+    a: list[tuple[str, str]]
+
+
+class DepthEnvelope(msgspec.Struct, frozen=True):
+    data: DepthEvent
+    stream: str = ""
+
+
+class RestDepth(msgspec.Struct, frozen=True):
+    """The REST ``/api/v3/depth`` response (its symbol is the request's, not in the body)."""
+
+    lastUpdateId: int
+    bids: list[tuple[str, str]]
+    asks: list[tuple[str, str]]
+
+
 _envelope = msgspec.json.Decoder(Envelope)
+_depth_envelope = msgspec.json.Decoder(DepthEnvelope)
+_depth = msgspec.json.Decoder(DepthEvent)
+_rest_depth = msgspec.json.Decoder(RestDepth)
 _trade = msgspec.json.Decoder(TradeEvent)
 
 
@@ -92,6 +135,31 @@ def _trades(ev: TradeEvent, recv_ms: int) -> Frame:
     return Frame("trades", [trade], "trade")
 
 
+def parse_book(raw: str | bytes, recv_ms: int, kind: str = "ws") -> BookMessage | None:
+    """A depth diff or a REST depth snapshot (whose symbol the caller knows); None for any other frame
+    (told by its first bytes)."""
+    if kind == "rest_depth_snapshot":
+        snap = decode_as(raw, RestDepth, _rest_depth)
+        return BookMessage([BookFrame(None, "snapshot", levels(snap.bids, "bid"), levels(snap.asks, "ask"),
+                                      recv_ms, seq=snap.lastUpdateId)])
+    head = raw[:64]
+    if isinstance(head, bytes):
+        head = head.decode("utf-8", "replace")
+    at = head.find("@depth")
+    if at >= 0 and head[at + 6:at + 7] in ('"', "@"):  # @depth or @depth@100ms, not the partial @depth5
+        ev = decode_as(raw, DepthEnvelope, _depth_envelope).data
+    elif '"depthUpdate"' in head:
+        ev = decode_as(raw, DepthEvent, _depth)
+    else:
+        return None
+    if ev.e != "depthUpdate":
+        raise ParseError(f"depth stream carried event {ev.e!r}")
+    if not 0 < ev.U <= ev.u:
+        raise ParseError(f"depth update ids U={ev.U} u={ev.u} are not 0 < U <= u")
+    return BookMessage([BookFrame(ev.s, "delta", levels(ev.b, "bid"), levels(ev.a, "ask"),
+                                  epoch_ms(ev.E, "event time"), seq=ev.u, first_seq=ev.U)])
+
+
 def venue_symbol(symbol: str) -> str:
     """BTC-USDT -> BTCUSDT."""
     return symbol.replace("-", "").replace("/", "").upper()
@@ -99,11 +167,14 @@ def venue_symbol(symbol: str) -> str:
 
 SPEC = VenueSpec(
     name=NAME,
-    url=lambda symbols: URL + "/".join(f"{venue_symbol(s).lower()}@trade" for s in symbols),
+    url=lambda symbols: URL + "/".join(f"{venue_symbol(s).lower()}@{stream}" for s in symbols
+                                       for stream in ("trade", "depth@100ms")),
     subscribe=lambda _symbols: [],  # the combined-stream URL carries the subscriptions
     parse=parse,
     keepalive=lambda _n: None,  # the server pings; websocket-client answers with pongs
     keepalive_after_s=20.0,
     max_connection_s=23.5 * 3600,  # the server cuts at 24 h: rotate first
     venue_symbol=venue_symbol,
+    parse_book=parse_book,
+    book_snapshot_url=lambda venue_symbol: REST_DEPTH.format(symbol=venue_symbol),
 )

@@ -1,9 +1,10 @@
-"""Coinbase Advanced Trade: ``market_trades`` with ``heartbeats``.
+"""Coinbase Advanced Trade: ``market_trades`` and ``level2`` (messages say ``l2_data``) with ``heartbeats``.
 
 ``side`` is the MAKER's side (SELL means the taker bought). ``sequence_num`` is one counter per
 connection shared by all channels: the pipeline checks it on every frame, before filtering. Trades in
 an update come newest first; trade ids are contiguous per product. Subscribing to ``heartbeats``
-keeps quiet channels open (they close after 60-90 s of silence).
+keeps quiet channels open (they close after 60-90 s of silence). ``level2`` sends its snapshot on the
+websocket, then updates with the absolute ``new_quantity`` ("0" removes the level).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import msgspec
 
 from ingestor.venues.base import (
+    BookFrame,
+    BookMessage,
     Frame,
     ParseError,
     VenueSpec,
@@ -18,6 +21,7 @@ from ingestor.venues.base import (
     decode_as,
     flip,
     iso_ms,
+    level,
     make_trade,
     positive,
     skip,
@@ -57,7 +61,21 @@ class ErrorMessage(msgspec.Struct, frozen=True):
     channel: str | None = None
 
 
+class WireLevel(msgspec.Struct, frozen=True):
+    side: str
+    price_level: str
+    new_quantity: str
+    event_time: str = ""
+
+
+class L2Event(msgspec.Struct, frozen=True):
+    type: str
+    product_id: str
+    updates: list[WireLevel]
+
+
 _message = msgspec.json.Decoder(Message)
+_l2 = msgspec.json.Decoder(list[L2Event])
 _events = msgspec.json.Decoder(list[TradesEvent])
 _error = msgspec.json.Decoder(ErrorMessage)
 
@@ -87,10 +105,51 @@ def parse(raw: str | bytes, recv_ms: int) -> Frame:
     raise ParseError(f"unknown channel {msg.channel!r}")
 
 
+def parse_book(raw: str | bytes, recv_ms: int, kind: str = "ws") -> BookMessage | None:
+    """Every frame's ``sequence_num`` (the book must see the connection's every message), and the
+    levels of ``l2_data`` frames; None for a frame without a sequence number."""
+    head = raw[:40]
+    if isinstance(head, bytes):
+        head = head.decode("utf-8", "replace")
+    if '"l2_data"' not in head:
+        try:
+            msg = decode_as(raw, Message, _message)
+        except ParseError:
+            return None  # an error or a frame that does not parse: the trade parser dead-letters it
+        return None if msg.sequence_num is None else BookMessage(conn_seq=msg.sequence_num)
+    msg = decode_as(raw, Message, _message)
+    if msg.sequence_num is None:
+        raise ParseError("l2_data frame without sequence_num")
+    if not msg.events:
+        raise ParseError("l2_data frame without events")
+    ts = iso_ms(msg.timestamp, "timestamp") if msg.timestamp else recv_ms
+    out = BookMessage(conn_seq=msg.sequence_num)
+    for ev in decode_as(msg.events, list[L2Event], _l2):
+        if ev.type not in ("snapshot", "update"):
+            raise ParseError(f"l2_data event type {ev.type!r} (want snapshot or update)")
+        bids, asks = [], []
+        for w in ev.updates:
+            if w.side == "bid":
+                bids.append(level(w.price_level, w.new_quantity, "bid"))
+            elif w.side in ("offer", "ask"):
+                asks.append(level(w.price_level, w.new_quantity, "offer"))
+            else:
+                raise ParseError(f"l2_data side {w.side!r} is neither bid nor offer")
+        out.books.append(BookFrame(ev.product_id, "snapshot" if ev.type == "snapshot" else "delta", bids, asks, ts,
+                                   seq=msg.sequence_num))
+    return out
+
+
 def _subscribe(symbols: list[str]) -> list[str]:
     sub = [{"type": "subscribe", "product_ids": symbols, "channel": "market_trades"},
+           {"type": "subscribe", "product_ids": symbols, "channel": "level2"},
            {"type": "subscribe", "channel": "heartbeats"}]
     return [msgspec.json.encode(s).decode() for s in sub]
+
+
+def _resubscribe_book(product_id: str) -> list[str]:
+    return [msgspec.json.encode({"type": t, "product_ids": [product_id], "channel": "level2"}).decode()
+            for t in ("unsubscribe", "subscribe")]
 
 
 SPEC = VenueSpec(
@@ -101,4 +160,6 @@ SPEC = VenueSpec(
     keepalive=lambda _n: None,  # the heartbeats channel keeps the connection alive
     keepalive_after_s=30.0,
     venue_symbol=lambda s: s.upper(),
+    parse_book=parse_book,
+    book_resubscribe=_resubscribe_book,
 )

@@ -1,10 +1,11 @@
 """Features v1, incrementally: ``FeatureEngine.update(bar) -> values``, one engine per key and interval.
 
 The Faust agent and the offline builder both call this class, on the same bars, so online and offline
-features are the same numbers. The definitions are in ``schema.py``. Statistics are recomputed over
-their (short) windows at each bar rather than kept as running sums, so no rounding error accumulates
-over a long replay; z-scores work on deviations from the newest value, which avoids cancellation.
-The state is plain numbers (``to_builtins`` / ``from_builtins``) and round-trips exactly.
+features are the same numbers. The definitions are in ``contracts/feature_schema.py`` (a bundle pins
+them). Statistics are recomputed over their (short) windows at each bar rather than kept as running
+sums, so no rounding error accumulates over a long replay; z-scores work on deviations from the
+newest value, which avoids cancellation. The state is plain numbers (``to_builtins`` /
+``from_builtins``) and round-trips exactly.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from streams.features.schema import FEATURE_NAMES, WARMUP_BARS
+from contracts.feature_schema import FEATURE_NAMES, WARMUP_BARS
 
 NAN = math.nan
 _RET_N = (1, 5, 15, 60)

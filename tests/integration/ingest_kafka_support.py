@@ -7,20 +7,17 @@ import csv
 import gzip
 import json
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from websockets.asyncio.server import ServerConnection
 
 from contracts import DeadLetter, MarketEvent, Trade, decode
 from contracts.topics import MARKET_EVENTS, MARKET_TRADES
-from infra.kafka.broker import BrokerError, BrokerInfo, LocalBroker, free_port
+from tests.helpers import DATA
 from tests.ws_loopback import LoopbackWebsocketServer
 
-REPO = Path(__file__).resolve().parents[2]
-TICKS = REPO / "data" / "ticks"
+TICKS = DATA / "ticks"
 TRADES_CSV = next(TICKS.glob("BTCUSDT-trades-*.csv"))
 FRAMES = next(TICKS.glob("binance_spot_btcusdt_*_timed.jsonl.gz"))
 N_TRADES = 19_904
@@ -82,17 +79,6 @@ class LoopbackServer(LoopbackWebsocketServer):
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/stream?streams=btcusdt@trade"
-
-
-def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerInfo]:
-    """A broker of the test module's own (counts on market.trades must not see other tests)."""
-    local = LocalBroker(tmp_path_factory.mktemp("kafka-ingest"), "127.0.0.1", free_port())
-    try:
-        info = local.start(timeout=120, die_with_parent=True)
-    except BrokerError as err:
-        pytest.fail(f"the local Kafka broker did not start: {err}", pytrace=False)
-    yield info
-    local.stop()
 
 
 class Marks:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,11 +13,15 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from contracts import Trade, encode, market_key
-from tests.helpers import REPO
+from contracts.topic_reader import read_to_end
+from contracts.topics import MARKET_TRADES
+from tests.helpers import REPO, cli_env
 
 
-def produce_trades(bootstrap: str, trades: Iterable[Trade], topic: str = "market.trades") -> int:
-    """Produce trades keyed ``exchange:symbol`` with an idempotent producer; return how many."""
+def produce_trades(bootstrap: str, trades: Iterable[Trade], topic: str | None = None) -> int:
+    """Produce trades keyed ``exchange:symbol`` with an idempotent producer (to market.trades unless ``topic``
+    is given); return how many."""
+    topic = topic or MARKET_TRADES.name
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20,
                          "compression.type": "lz4"})
     n = 0
@@ -36,30 +39,17 @@ def produce_trades(bootstrap: str, trades: Iterable[Trade], topic: str = "market
     return n
 
 
-def produce_raw(bootstrap: str, values: list[tuple[bytes, bytes]], topic: str = "market.trades") -> None:
+def produce_raw(bootstrap: str, values: list[tuple[bytes, bytes]], topic: str | None = None) -> None:
+    topic = topic or MARKET_TRADES.name
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     for key, value in values:
         producer.produce(topic, key=key, value=value)
     assert producer.flush(30) == 0
 
 
-def read_all(bootstrap: str, topic: str, idle_s: float = 3.0, timeout_s: float = 60.0) -> list[tuple[bytes, dict]]:
-    """Every record of ``topic`` from the beginning, until no new record arrives for ``idle_s``."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{time.time_ns()}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    md = consumer.list_topics(topic, timeout=10)
-    consumer.assign([TopicPartition(topic, p, 0) for p in md.topics[topic].partitions])
-    out: list[tuple[bytes, dict]] = []
-    deadline = time.monotonic() + timeout_s
-    last = time.monotonic()
-    while time.monotonic() < deadline and time.monotonic() - last < idle_s:
-        for m in consumer.consume(5000, 0.5):
-            if m.error():
-                continue
-            out.append((m.key(), json.loads(m.value())))
-            last = time.monotonic()
-    consumer.close()
-    return out
+def read_all(bootstrap: str, topic: str) -> list[tuple[bytes, dict]]:
+    """Every record of ``topic``, from the beginning to its end offsets now, as (key, JSON value)."""
+    return [(m.key() or b"", json.loads(m.value() or b"")) for m in read_to_end(bootstrap, topic)]
 
 
 def count_records(bootstrap: str, topic: str) -> int:
@@ -86,8 +76,7 @@ class Worker:
     """`tickflow streams worker` as a subprocess with its own TICKFLOW_HOME."""
 
     def __init__(self, bootstrap: str, home: Path, **settings: str) -> None:
-        env = dict(os.environ)
-        env.update({"KAFKA_BOOTSTRAP": bootstrap, "TICKFLOW_HOME": str(home), "PYTHONPATH": str(REPO)})
+        env = cli_env(bootstrap, home)
         env.update({f"STREAMS__{k.upper()}": v for k, v in settings.items()})
         home.mkdir(parents=True, exist_ok=True)
         self.log = home / "worker.log"
@@ -103,8 +92,9 @@ class Worker:
         return self.log.read_text(errors="replace")[-3000:]
 
 
-def wait_committed(bootstrap: str, group: str, topic: str = "market.trades", timeout_s: float = 120.0) -> bool:
-    """Wait until ``group`` has committed the end offset of every partition of ``topic``."""
+def wait_committed(bootstrap: str, group: str, topic: str | None = None, timeout_s: float = 120.0) -> bool:
+    """Wait until ``group`` has committed the end offset of every partition of ``topic`` (market.trades)."""
+    topic = topic or MARKET_TRADES.name
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     md = consumer.list_topics(topic, timeout=10)
     tps = [TopicPartition(topic, p) for p in md.topics[topic].partitions]

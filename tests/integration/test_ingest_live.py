@@ -9,19 +9,10 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from ingest_kafka_support import (
-    N_TRADES,
-    LoopbackServer,
-    Marks,
-    csv_trades,
-    minute_bars,
-    private_broker,
-    recorded_ws_frames,
-)
 
 from infra.kafka.broker import BrokerInfo, free_port
 from ingestor.connection import Backoff
@@ -30,13 +21,17 @@ from ingestor.publisher import Publisher
 from ingestor.recorder import run_record
 from ingestor.replay import replay_file
 from tests.helpers import cli_env, tickflow_cmd
+from tests.integration.ingest_kafka_support import (
+    N_TRADES,
+    LoopbackServer,
+    Marks,
+    csv_trades,
+    minute_bars,
+    recorded_ws_frames,
+)
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerInfo]:
-    yield from private_broker(tmp_path_factory)
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -46,11 +41,11 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None
         time.sleep(0.1)
 
 
-def test_all_real_frames_reach_kafka_once_and_bars_equal_binance(kafka: BrokerInfo) -> None:
-    marks = Marks(kafka.bootstrap)
+def test_all_real_frames_reach_kafka_once_and_bars_equal_binance(shared_broker: BrokerInfo) -> None:
+    marks = Marks(shared_broker.bootstrap)
     frames = recorded_ws_frames()
     with LoopbackServer(frames, lambda n: (0, len(frames), False) if n == 0 else (0, 0, False)) as server:
-        ingest = LiveIngest("binance", ["BTC-USDT"], kafka.bootstrap, url=server.url, log_every_s=5)
+        ingest = LiveIngest("binance", ["BTC-USDT"], shared_broker.bootstrap, url=server.url, log_every_s=5)
         ingest.start()
         try:
             wait_for(lambda: ingest.counts.frames >= len(frames), 120, "every frame to be handled")
@@ -73,15 +68,16 @@ def test_all_real_frames_reach_kafka_once_and_bars_equal_binance(kafka: BrokerIn
     assert [online[m] for m in full] == [reference[m] for m in full]
 
 
-def test_dropped_connection_resumes_after_a_gap_loses_nothing_and_names_the_missing_ids(kafka: BrokerInfo) -> None:
-    marks = Marks(kafka.bootstrap)
+def test_dropped_connection_resumes_after_a_gap_loses_nothing_and_names_the_missing_ids(
+        shared_broker: BrokerInfo) -> None:
+    marks = Marks(shared_broker.bootstrap)
     frames = [f for f in recorded_ws_frames() if "@trade" in f][:3000]
     # connection 0: frames 0..999 then the server drops it; 1: resumes at 1200 (200 trades lost), drops
     # again at 2000; 2: resumes at 1950 (50 trades sent twice) to the end.
     plan = {0: (0, 1000, True), 1: (1200, 2000, True), 2: (1950, 3000, False)}
     backoff = Backoff(base_s=0.2, factor=2.0, cap_s=2.0)
     with LoopbackServer(frames, lambda n: plan.get(n, (0, 0, False))) as server:
-        ingest = LiveIngest("binance", ["BTC-USDT"], kafka.bootstrap, url=server.url, backoff=backoff)
+        ingest = LiveIngest("binance", ["BTC-USDT"], shared_broker.bootstrap, url=server.url, backoff=backoff)
         ingest.start()
         try:
             wait_for(lambda: ingest.counts.frames >= 1000 + 800 + 1050, 60, "every frame sent to be handled")
@@ -103,15 +99,16 @@ def test_dropped_connection_resumes_after_a_gap_loses_nothing_and_names_the_miss
     assert kinds.count("reconnect") == 2 and kinds.count("disconnect") == 2
 
 
-def test_live_command_serves_metrics_and_flushes_everything_on_sigterm(kafka: BrokerInfo, tmp_path: Path) -> None:
-    marks = Marks(kafka.bootstrap)
+def test_live_command_serves_metrics_and_flushes_everything_on_sigterm(shared_broker: BrokerInfo,
+                                                                       tmp_path: Path) -> None:
+    marks = Marks(shared_broker.bootstrap)
     frames = [f for f in recorded_ws_frames() if "@trade" in f or "@depth" in f][:4000]
     n_trades = sum("@trade" in f for f in frames)
     port = free_port()
     with LoopbackServer(frames, lambda n: (0, len(frames), False) if n == 0 else (0, 0, False)) as server:
         proc = subprocess.Popen(tickflow_cmd("ingest", "live", "--venue", "binance", "--symbols", "BTC-USDT",
                                              "--url", server.url, "--metrics-port", str(port), "--log-every", "0.5"),
-                                env=cli_env(kafka.bootstrap, tmp_path), stdout=subprocess.PIPE,
+                                env=cli_env(shared_broker.bootstrap, tmp_path), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         try:
             wait_for(lambda: server.sent >= len(frames), 60, "the server to send every frame")
@@ -136,7 +133,7 @@ def test_live_command_serves_metrics_and_flushes_everything_on_sigterm(kafka: Br
     assert len(got) == len({t.trade_id for t in got}) == n_trades
 
 
-def test_recording_replays_to_the_same_trades(kafka: BrokerInfo, tmp_path: Path) -> None:
+def test_recording_replays_to_the_same_trades(shared_broker: BrokerInfo, tmp_path: Path) -> None:
     frames = [f for f in recorded_ws_frames() if "@trade" in f or "@bookTicker" in f][:2000]
     out = tmp_path / "rec" / "binance.jsonl.gz"
     stop = threading.Event()
@@ -156,8 +153,8 @@ def test_recording_replays_to_the_same_trades(kafka: BrokerInfo, tmp_path: Path)
         with gzip.open(f, "rt") as text:
             lines += [json.loads(line) for line in text]
     assert sorted(r["raw"] for r in lines) == sorted(frames)
-    marks = Marks(kafka.bootstrap)
-    publisher = Publisher(kafka.bootstrap, reports="errors")
+    marks = Marks(shared_broker.bootstrap)
+    publisher = Publisher(shared_broker.bootstrap, reports="errors")
     reports = [replay_file(f, publisher, venue_name=None, symbol=None, speed=None, progress=False) for f in files]
     assert publisher.flush() == 0 and publisher.failed == 0
     n_trades = sum("@trade" in f for f in frames)

@@ -9,21 +9,18 @@ import json
 import math
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from ingest_kafka_support import FRAMES, N_TRADES, TRADES_CSV, Marks, csv_trades, minute_bars, private_broker
 
+from contracts.topics import PREFIX_ENV, REGISTRY
 from infra.kafka.broker import BrokerInfo, LocalBroker
 from tests.helpers import DATA, cli_env, tickflow_cmd
+from tests.integration.ingest_kafka_support import FRAMES, N_TRADES, TRADES_CSV, Marks, csv_trades, minute_bars
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerInfo]:
-    yield from private_broker(tmp_path_factory)
 
 
 def replay(kafka: BrokerInfo, home: Path, *args: str, timeout: float = 120) -> str:
@@ -33,9 +30,9 @@ def replay(kafka: BrokerInfo, home: Path, *args: str, timeout: float = 120) -> s
     return done.stdout
 
 
-def test_trade_dump_replays_every_trade_once_exactly(kafka: BrokerInfo, tmp_path: Path) -> None:
-    marks = Marks(kafka.bootstrap)
-    out = replay(kafka, tmp_path, str(TRADES_CSV), "--speed", "max")
+def test_trade_dump_replays_every_trade_once_exactly(shared_broker: BrokerInfo, tmp_path: Path) -> None:
+    marks = Marks(shared_broker.bootstrap)
+    out = replay(shared_broker, tmp_path, str(TRADES_CSV), "--speed", "max")
     assert f"{N_TRADES:,} trades" in out and f"delivered {N_TRADES:,} of {N_TRADES:,} records" in out
     got = marks.trades(limit=N_TRADES + 1)
     assert len(got) == N_TRADES
@@ -44,7 +41,32 @@ def test_trade_dump_replays_every_trade_once_exactly(kafka: BrokerInfo, tmp_path
         r[0]: r[1:] for r in csv_trades()}
 
 
-def test_recorded_frames_go_through_the_live_parser_and_bad_ones_to_the_dlq(kafka: BrokerInfo, tmp_path: Path) -> None:
+def test_a_topic_prefix_puts_every_trade_of_a_replay_on_its_topics_and_none_elsewhere(
+        broker: BrokerInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TICKFLOW_TOPIC_PREFIX=bar.: `kafka create-topics`, `ingest replay`, `kafka topics` and `topic dump` all
+    work under it (another environment on the same broker), and the unprefixed topics get nothing."""
+    unprefixed = Marks(broker.bootstrap)
+    monkeypatch.setenv(PREFIX_ENV, "bar.")
+    env = cli_env(broker.bootstrap, tmp_path)
+    created = subprocess.run(tickflow_cmd("kafka", "create-topics"), env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert created.returncode == 0 and "bar.market.trades " in created.stdout, created.stdout + created.stderr
+    replay(broker, tmp_path, str(TRADES_CSV), "--speed", "max")
+    listed = subprocess.run(tickflow_cmd("kafka", "topics"), env=env, capture_output=True, text=True, timeout=60)
+    names = {line.split("\t")[0] for line in listed.stdout.splitlines()}
+    assert set(REGISTRY) <= names and all(n.startswith("bar.") for n in names), listed.stdout
+    assert "bar.market.trades" in REGISTRY and "bar.orders.dlq" in REGISTRY
+    dumped = subprocess.run(tickflow_cmd("topic", "dump", "bar.market.trades", "--timeout", "3"), env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert dumped.returncode == 0, dumped.stderr
+    trades = [json.loads(line) for line in dumped.stdout.splitlines()]
+    assert sorted(int(t["trade_id"]) for t in trades) == sorted(r[0] for r in csv_trades())
+    monkeypatch.delenv(PREFIX_ENV)
+    assert unprefixed.trades(idle_s=1.0) == []
+
+
+def test_recorded_frames_go_through_the_live_parser_and_bad_ones_to_the_dlq(shared_broker: BrokerInfo,
+                                                                            tmp_path: Path) -> None:
     with gzip.open(FRAMES, "rt") as f:
         recorded = [json.loads(next(f)) for _ in range(3000)]
     trade = next(r for r in recorded if "@trade" in r["raw"])
@@ -67,8 +89,8 @@ def test_recorded_frames_go_through_the_live_parser_and_bad_ones_to_the_dlq(kafk
                 for raw in bad_frames.values():  # half as objects, half as bare raw frames
                     f.write(json.dumps({"raw": raw, "ts": r["recv_ts_ns"] // 1_000_000}) + "\n")
                     f.write(raw + "\n")
-    marks = Marks(kafka.bootstrap)
-    out = replay(kafka, tmp_path, str(path), "--speed", "max")  # venue from the file name
+    marks = Marks(shared_broker.bootstrap)
+    out = replay(shared_broker, tmp_path, str(path), "--speed", "max")  # venue from the file name
     n_trades = sum('"e":"trade"' in r["raw"] for r in recorded)
     assert f"{n_trades:,} trades" in out and f"{2 * len(bad_frames)} dead-lettered" in out
     assert f"{len(recorded) - n_trades - 1:,} frames skipped" not in out  # the REST snapshot is skipped too
@@ -81,15 +103,15 @@ def test_recorded_frames_go_through_the_live_parser_and_bad_ones_to_the_dlq(kafk
     assert len(got) == n_trades == len({t.trade_id for t in got})
 
 
-def test_candles_expand_to_trades_whose_bars_are_the_candles(kafka: BrokerInfo, tmp_path: Path) -> None:
+def test_candles_expand_to_trades_whose_bars_are_the_candles(shared_broker: BrokerInfo, tmp_path: Path) -> None:
     src = next((DATA / "ohlcv").glob("binance_spot_ETHUSDT_1m_*.csv.gz"))
     with gzip.open(src, "rt") as f:
         head = [next(f) for _ in range(301)]
     cut = tmp_path / "eth_candles.csv.gz"
     with gzip.open(cut, "wt") as f:
         f.writelines(head)
-    marks = Marks(kafka.bootstrap)
-    out = replay(kafka, tmp_path, str(cut), "--from-candles", "--symbol", "ETHUSDT", "--venue", "binance",
+    marks = Marks(shared_broker.bootstrap)
+    out = replay(shared_broker, tmp_path, str(cut), "--from-candles", "--symbol", "ETHUSDT", "--venue", "binance",
                  "--speed", "max")
     candles = {int(r[0]): tuple(map(float, r[1:])) for r in csv.reader(head[1:])}
     n = 4 * sum(1 for c in candles.values() if c[4] > 0)
@@ -103,8 +125,10 @@ def test_candles_expand_to_trades_whose_bars_are_the_candles(kafka: BrokerInfo, 
             assert math.isclose(bars[minute][4], v, rel_tol=1e-12)
 
 
-def test_broker_restarted_during_a_replay_loses_and_duplicates_nothing(kafka: BrokerInfo, tmp_path: Path) -> None:
-    """Runs last in this module: it restarts the module's broker (same home, same port)."""
+def test_broker_restarted_during_a_replay_loses_and_duplicates_nothing(make_broker: Callable[[], BrokerInfo],
+                                                                       tmp_path: Path) -> None:
+    """It restarts its private broker (same home, same port)."""
+    kafka = make_broker()
     marks = Marks(kafka.bootstrap)
     proc = subprocess.Popen(tickflow_cmd("ingest", "replay", str(TRADES_CSV), "--speed", "40", "--no-progress"),
                             env=cli_env(kafka.bootstrap, tmp_path), stdout=subprocess.PIPE,

@@ -9,13 +9,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 
-from contracts.topics import REGISTRY
+from contracts.topics import ORDERS, REGISTRY, topic
 from infra.kafka.admin import admin, describe_topics
 from infra.kafka.broker import BrokerInfo, LocalBroker, free_port, port_in_use
 from tests.helpers import REPO, cli_env, tickflow_cmd
@@ -61,10 +60,12 @@ def test_start_on_a_taken_port_says_so(tmp_path: Path) -> None:
     assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
 
 
-def test_topic_dump_prints_values_until_idle(bootstrap: str, tmp_path: Path) -> None:
+def test_topic_dump_prints_values_until_idle(shared_broker: BrokerInfo, tmp_path: Path) -> None:
+    """Under a topic prefix, `topic dump` takes the registry's base name."""
+    bootstrap = shared_broker.bootstrap
     producer = Producer({"bootstrap.servers": bootstrap})
     for i in range(5):
-        producer.produce("market.events.dlq", json.dumps({"n": i}).encode())
+        producer.produce(topic("market.events.dlq").name, json.dumps({"n": i}).encode())
     producer.flush(10)
     result = run(["topic", "dump", "market.events.dlq", "--timeout", "2"], cli_env(bootstrap, tmp_path))
     assert result.returncode == 0, result.stderr
@@ -74,6 +75,28 @@ def test_topic_dump_prints_values_until_idle(bootstrap: str, tmp_path: Path) -> 
                   cli_env(bootstrap, tmp_path))
     rows = [json.loads(line) for line in limited.stdout.splitlines()]
     assert len(rows) == 2 and rows[0]["partition"] == 0 and rows[0]["offset"] == 0
+
+
+def test_topic_dump_also_prints_what_arrives_until_it_is_idle(bootstrap: str, tmp_path: Path) -> None:
+    """A record produced after the dump printed what was there is printed too, as it comes within --timeout."""
+    marker = time.time_ns()
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce("signals.bars.dlq", json.dumps({"early": marker}).encode())
+    producer.flush(10)
+    env = {**cli_env(bootstrap, tmp_path), "PYTHONUNBUFFERED": "1"}
+    dump = subprocess.Popen(tickflow_cmd("topic", "dump", "signals.bars.dlq", "--timeout", "5"), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    assert dump.stdout is not None
+    lines: list[str] = []
+    while not lines or json.loads(lines[-1]) != {"early": marker}:  # it has read up to its end offsets
+        line = dump.stdout.readline()
+        assert line, f"the dump ended before printing the first record: {dump.communicate()[1]}"
+        lines.append(line)
+    producer.produce("signals.bars.dlq", json.dumps({"late": marker}).encode())
+    producer.flush(10)
+    out, err = dump.communicate(timeout=60)
+    assert dump.returncode == 0, err
+    assert [json.loads(line) for line in out.splitlines()] == [{"late": marker}]
 
 
 def test_dump_of_a_missing_topic_fails_with_its_name(bootstrap: str, tmp_path: Path) -> None:
@@ -109,14 +132,14 @@ def test_a_killed_test_run_leaves_no_broker_behind(tmp_path: Path) -> None:
     again.stop()
 
 
-def test_create_topics_restores_a_missing_registry_topic(make_broker: Callable[[], BrokerInfo], tmp_path: Path) -> None:
-    info = make_broker()
+def test_create_topics_restores_a_missing_registry_topic(shared_broker: BrokerInfo, tmp_path: Path) -> None:
+    info, orders = shared_broker, ORDERS.name
     client = admin(info.bootstrap)
-    client.delete_topics(["orders"])["orders"].result(timeout=30)
+    client.delete_topics([orders])[orders].result(timeout=30)
     deadline = time.monotonic() + 30
-    while "orders" in describe_topics(info.bootstrap) and time.monotonic() < deadline:
+    while orders in describe_topics(info.bootstrap) and time.monotonic() < deadline:
         time.sleep(0.2)
     result = run(["kafka", "create-topics"], cli_env(info.bootstrap, tmp_path), timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "created 1 topics" in result.stdout and "orders" in result.stdout
-    assert describe_topics(info.bootstrap)["orders"] == 4
+    assert "created 1 topics" in result.stdout and orders in result.stdout
+    assert describe_topics(info.bootstrap)[orders] == 4

@@ -64,8 +64,10 @@ def test_200k_trades_idempotent_producer_to_consumer_group(broker: BrokerInfo) -
         idle = 0 if batch else idle + 1
         for msg in batch:
             assert msg.error() is None, msg.error()
-            got[msg.key()].append(msg.value())
-            partitions_of[msg.key()].add(msg.partition())
+            got_key, got_value, partition = msg.key(), msg.value(), msg.partition()
+            assert got_key is not None and got_value is not None and partition is not None
+            got[got_key].append(got_value)
+            partitions_of[got_key].add(partition)
             count += 1
     # Anything more would be a duplicate: wait a little for it.
     extra = consumer.consume(1000, timeout=2.0)

@@ -8,20 +8,18 @@ run arrived were counted twice (one bar showed 506 trades against the file's 253
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from contracts.history import binance_dump_trades
+from contracts.topics import MARKET_TRADES, SIGNALS_BARS, prefixed
 from infra.kafka.broker import BrokerInfo
 from streams.offline import closed_bars
-from tests.helpers import DATA, REPO
+from tests.helpers import DATA, REPO, cli_env, tickflow_cmd
 from tests.integration.streams_support import Worker, read_all, wait_committed
 
 pytestmark = pytest.mark.integration
@@ -30,9 +28,8 @@ TICKS = next((DATA / "ticks").glob("BTCUSDT-trades-*.csv"))
 
 
 def _replay(bootstrap: str, home: Path, path: Path) -> None:
-    env = dict(os.environ, KAFKA_BOOTSTRAP=bootstrap, TICKFLOW_HOME=str(home), PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, "-m", "tickflow", "ingest", "replay", str(path), "--speed", "max"],
-                          env=env, capture_output=True, text=True, timeout=180, cwd=REPO)
+    done = subprocess.run(tickflow_cmd("ingest", "replay", str(path), "--speed", "max"), env=cli_env(bootstrap, home),
+                          capture_output=True, text=True, timeout=180, cwd=REPO)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -46,19 +43,19 @@ def _flush_trade(tmp: Path) -> Path:
     return path
 
 
-def test_a_replay_run_twice_leaves_the_bars_of_one_run(make_broker: Callable[[], BrokerInfo], tmp_path: Path) -> None:
-    b = make_broker().bootstrap
+def test_a_replay_run_twice_leaves_the_bars_of_one_run(shared_broker: BrokerInfo, tmp_path: Path) -> None:
+    b = shared_broker.bootstrap
     worker = Worker(b, tmp_path / "worker")
     try:
         deadline = time.monotonic() + 90
-        while "Reading market.trades partitions [0, 1, 2, 3]" not in worker.log.read_text(errors="replace"):
+        while f"Reading {MARKET_TRADES.name} partitions [0, 1, 2, 3]" not in worker.log.read_text(errors="replace"):
             assert time.monotonic() < deadline and worker.proc.poll() is None, worker.tail()
             time.sleep(0.2)
         flush = _flush_trade(tmp_path)
         for path in (TICKS, TICKS, flush):
             _replay(b, tmp_path / "replay", path)
-        assert wait_committed(b, "tickflow-streams", timeout_s=120), worker.tail()
-        bars = [v for _, v in read_all(b, "signals.bars", idle_s=2.0) if v["interval_s"] == 60]
+        assert wait_committed(b, prefixed("tickflow-streams"), timeout_s=120), worker.tail()
+        bars = [v for _, v in read_all(b, SIGNALS_BARS.name) if v["interval_s"] == 60]
     finally:
         code = worker.stop()
     assert code == 0, worker.tail()

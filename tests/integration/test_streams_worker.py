@@ -4,7 +4,8 @@ reported.
 
 Input: the bundled real BTCUSDT ticks and two days (2,880 candles) of ETHUSDT candles expanded into trades
 exactly as the replay expands them, produced with confluent-kafka, as fast as possible. The two keys land on
-different partitions. Each scenario gets a private broker so that its topics hold only its records.
+different partitions. Each scenario gets a topic prefix of its own on the session broker, so that its topics
+(and the worker's group and changelog) hold only its records.
 """
 
 from __future__ import annotations
@@ -14,17 +15,17 @@ import json
 import math
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from contracts import V1, Bar, Trade, to_dict
+from contracts.feature_schema import FEATURE_NAMES, FEATURE_SCHEMA
 from contracts.history import binance_dump_trades, candle_trades
+from contracts.topics import MARKET_EVENTS, MARKET_TRADES, SIGNALS_BARS, prefixed, topic
 from infra.kafka.broker import BrokerInfo
 from streams.bars import ClosedBar
 from streams.features.engine import FeatureEngine
-from streams.features.schema import FEATURE_NAMES, FEATURE_SCHEMA
 from streams.offline import closed_bars
 from tests.helpers import DATA
 from tests.integration.streams_support import (
@@ -69,26 +70,41 @@ def _bar_dict(exchange: str, symbol: str, b: ClosedBar) -> dict:
                        sell_volume=b.sell_volume))
 
 
-def _ident(topic: str, key: bytes, v: dict) -> Record:
-    return key.decode(), v["interval_s"], v["window_end"] if topic == "signals.bars" else v["ts"]
+def _ident(base: str, key: bytes, v: dict) -> Record:
+    return key.decode(), v["interval_s"], v["window_end"] if base == "signals.bars" else v["ts"]
 
 
 def collect(bootstrap: str) -> dict[str, dict[Record, dict]]:
-    """Every output record by (key, interval, window end); a repeated window must repeat the same record."""
+    """Every output record by base topic name and (key, interval, window end); a repeated window must repeat
+    the same record."""
     out: dict[str, dict[Record, dict]] = {}
-    for topic in ("signals.bars", "signals.features"):
+    for base in ("signals.bars", "signals.features"):
         seen: dict[Record, dict] = {}
-        for key, v in read_all(bootstrap, topic, idle_s=2.0):
-            ident = _ident(topic, key, v)
-            assert seen.setdefault(ident, v) == v, f"{topic} {ident}: two different records for one window"
+        for key, v in read_all(bootstrap, topic(base).name):
+            ident = _ident(base, key, v)
+            assert seen.setdefault(ident, v) == v, f"{base} {ident}: two different records for one window"
             seen[ident] = v
-        out[topic] = seen
+        out[base] = seen
     return out
 
 
-def run(make_broker: Callable[[], BrokerInfo], trades: list[Trade], tmp: Path,
+def assert_as_offline(got: dict[str, dict[Record, dict]], want: dict[str, dict[Record, dict]],
+                      more_allowed: bool = False, after: str = "") -> None:
+    """The got-versus-want loop: every window ``want`` holds was published and equals the offline record
+    (its ``source`` aside); no other window was published unless ``more_allowed``."""
+    for base in want:
+        if more_allowed:
+            assert set(want[base]) <= set(got[base]), f"{base}: windows missing"
+        else:
+            assert set(got[base]) == set(want[base]), f"{base}: windows differ{after}"
+        for ident, w in want[base].items():
+            g = dict(got[base][ident])
+            g.pop("source", None)
+            assert g == w, f"{base} {ident}"
+
+
+def run(info: BrokerInfo, trades: list[Trade], tmp: Path,
         scenario: str) -> tuple[BrokerInfo, dict[str, dict[Record, dict]]]:
-    info = make_broker()
     b = info.bootstrap
     produce_trades(b, trades)
     produce_raw(b, [(b"binance:BTC-USDT", b'{"schema_version": 1, "price": "not a trade"}')])
@@ -100,14 +116,14 @@ def run(make_broker: Callable[[], BrokerInfo], trades: list[Trade], tmp: Path,
     else:  # SIGKILL once a third of the bars are out, then restart
         first = Worker(b, tmp / "w1")
         deadline = time.monotonic() + 120
-        while count_records(b, "signals.bars") < 5000 and time.monotonic() < deadline:
+        while count_records(b, SIGNALS_BARS.name) < 5000 and time.monotonic() < deadline:
             time.sleep(0.2)
         first.stop(signal.SIGKILL)
-        killed_at = count_records(b, "signals.bars")
+        killed_at = count_records(b, SIGNALS_BARS.name)
         assert 0 < killed_at < 15000, f"the kill did not land mid-replay ({killed_at} bars out)"
         workers = [Worker(b, tmp / "w1")]
     try:
-        assert wait_committed(b, GROUP, timeout_s=150), "the worker did not finish: " + workers[0].tail()
+        assert wait_committed(b, prefixed(GROUP), timeout_s=150), "the worker did not finish: " + workers[0].tail()
         got = collect(b)
     finally:
         codes = [w.stop() for w in workers]
@@ -117,53 +133,42 @@ def run(make_broker: Callable[[], BrokerInfo], trades: list[Trade], tmp: Path,
 
 
 def test_one_worker_equals_offline_and_reports_late_and_bad_records(
-        make_broker: Callable[[], BrokerInfo], data: tuple, tmp_path: Path) -> None:
+        shared_broker: BrokerInfo, data: tuple, tmp_path: Path) -> None:
     trades, want = data
-    info, got = run(make_broker, trades, tmp_path, "one")
-    for topic in want:
-        assert set(got[topic]) == set(want[topic]), f"{topic}: windows differ"
-        assert len(got[topic]) > 15_000
-        for ident, w in want[topic].items():
-            g = dict(got[topic][ident])
-            source = g.pop("source", None)
-            assert g == w, f"{topic} {ident}"
+    info, got = run(shared_broker, trades, tmp_path, "one")
+    assert_as_offline(got, want)
+    for base in want:
+        assert len(got[base]) > 15_000
+        for ident in want[base]:
+            source = got[base][ident].get("source")
             if source is not None:
-                assert source[0]["topic"] == "market.trades" and source[0]["offset"] <= source[1]["offset"]
+                assert source[0]["topic"] == MARKET_TRADES.name and source[0]["offset"] <= source[1]["offset"]
     # repeats would have been caught by collect(); count equality means none at all in an uninterrupted run
-    assert count_records(info.bootstrap, "signals.bars") == len(want["signals.bars"])
-    late = [v for _, v in read_all(info.bootstrap, "market.events", idle_s=1.0) if v["kind"] == "late"]
+    assert count_records(info.bootstrap, SIGNALS_BARS.name) == len(want["signals.bars"])
+    late = [v for _, v in read_all(info.bootstrap, MARKET_EVENTS.name) if v["kind"] == "late"]
     assert [(v["symbol"], v["count"]) for v in late] == [("BTC-USDT", 1)]
-    dead = [v for _, v in read_all(info.bootstrap, "market.trades.dlq", idle_s=1.0)]
-    assert len(dead) == 1 and "Trade" in dead[0]["reason"] and dead[0]["source"] == "market.trades"
+    dead = [v for _, v in read_all(info.bootstrap, MARKET_TRADES.dlq.name)]
+    assert len(dead) == 1 and "Trade" in dead[0]["reason"] and dead[0]["source"] == MARKET_TRADES.name
     ready = [v for k, v in got["signals.features"].items() if k[1] == 60 and v["ready"]]
     assert len(ready) >= 2800 - 61 and json.dumps(ready[-1]["features"])
 
 
 def test_sigkill_mid_replay_then_restart_gives_the_same_records(
-        make_broker: Callable[[], BrokerInfo], data: tuple, tmp_path: Path) -> None:
+        shared_broker: BrokerInfo, data: tuple, tmp_path: Path) -> None:
+    """The worker is killed, not the broker: the session broker serves."""
     trades, want = data
-    info, got = run(make_broker, trades, tmp_path, "kill")
-    for topic in want:
-        assert set(got[topic]) == set(want[topic]), f"{topic}: a window is missing or extra after the restart"
-        for ident, w in want[topic].items():
-            g = dict(got[topic][ident])
-            g.pop("source", None)
-            assert g == w, f"{topic} {ident}"
-    total = count_records(info.bootstrap, "signals.bars")
+    info, got = run(shared_broker, trades, tmp_path, "kill")
+    assert_as_offline(got, want, after=" after the restart (one missing or extra)")
+    total = count_records(info.bootstrap, SIGNALS_BARS.name)
     print(f"after SIGKILL and restart: {total} bar records for {len(want['signals.bars'])} windows "
           f"({total - len(want['signals.bars'])} identical repeats)")
 
 
 def test_two_workers_on_four_partitions_produce_what_one_produces(
-        make_broker: Callable[[], BrokerInfo], data: tuple, tmp_path: Path) -> None:
+        shared_broker: BrokerInfo, data: tuple, tmp_path: Path) -> None:
     trades, want = data
-    _, got = run(make_broker, trades, tmp_path, "two")
-    for topic in want:
-        assert set(got[topic]) == set(want[topic])
-        for ident, w in want[topic].items():
-            g = dict(got[topic][ident])
-            g.pop("source", None)
-            assert g == w, f"{topic} {ident}"
+    _, got = run(shared_broker, trades, tmp_path, "two")
+    assert_as_offline(got, want)
 
 
 def _expected(trades: list[Trade], intervals: tuple[int, ...]) -> dict[str, dict[Record, dict]]:
@@ -185,7 +190,7 @@ def _expected(trades: list[Trade], intervals: tuple[int, ...]) -> dict[str, dict
 
 
 def test_live_bars_close_ahead_of_time_on_the_wall_clock_and_equal_offline(
-        make_broker: Callable[[], BrokerInfo], tmp_path: Path) -> None:
+        shared_broker: BrokerInfo, tmp_path: Path) -> None:
     """Live mode on a real broker: three symbols trade now for 6 s; one in ten trades arrives 1.70-1.79 s after
     its event time (within the 2 s grace, sometimes just as its bar has been closed ahead of time, which must be
     undone). Bars are closed 300 ms ahead here so that undoing is common. Every window the trades close in event
@@ -195,10 +200,10 @@ def test_live_bars_close_ahead_of_time_on_the_wall_clock_and_equal_offline(
 
     from contracts import encode, market_key
 
-    b = make_broker().bootstrap
+    b = shared_broker.bootstrap
     worker = Worker(b, tmp_path / "live", intervals_s="1", close_ahead_ms="300")
     deadline = time.monotonic() + 90
-    while "Reading market.trades partitions [0, 1, 2, 3]" not in worker.log.read_text(errors="replace"):
+    while f"Reading {MARKET_TRADES.name} partitions [0, 1, 2, 3]" not in worker.log.read_text(errors="replace"):
         assert time.monotonic() < deadline and worker.proc.poll() is None, worker.tail()
         time.sleep(0.2)
     producer = Producer({"bootstrap.servers": b, "enable.idempotence": True, "linger.ms": 0})
@@ -212,7 +217,7 @@ def test_live_bars_close_ahead_of_time_on_the_wall_clock_and_equal_offline(
             t = Trade(schema_version=V1, exchange="live", symbol=f"L{k}-USD", venue_symbol=f"L{k}USD",
                       trade_id=str(i), price=100.0 + (i * 13 % 17) / 10, size=0.5 + k, side="buy" if i % 3 else "sell",
                       ts_event=now - lag, ts_ingest=now)
-            producer.produce("market.trades", encode(t), market_key(t.exchange, t.symbol))
+            producer.produce(MARKET_TRADES.name, encode(t), market_key(t.exchange, t.symbol))
             sent.append(t)
             i += 1
         producer.poll(0)
@@ -224,20 +229,16 @@ def test_live_bars_close_ahead_of_time_on_the_wall_clock_and_equal_offline(
     finally:
         assert worker.stop() == 0, worker.tail()
     want = _expected(sent, (1,))
-    for topic in want:
-        assert set(want[topic]) <= set(got[topic]), f"{topic}: windows missing"
-        for ident, w in want[topic].items():
-            g = dict(got[topic][ident])
-            g.pop("source", None)
-            assert g == w, f"{topic} {ident}"
+    assert_as_offline(got, want, more_allowed=True)
+    for base in want:
         # beyond the event-time closes: each symbol's windows of its last 2 s (no later trade closes them), closed
         # on the wall clock
         newest = {t.symbol: t.ts_event for t in sorted(sent, key=lambda t: t.ts_event)}
         tail = {(f"live:{t.symbol}", 1, end) for t in sent
                 for end in (t.ts_event // 1000 * 1000 + 1000,) if end > newest[t.symbol] - 2000}
-        assert set(got[topic]) - set(want[topic]) == tail and len(tail) >= 6
-    assert count_records(b, "signals.bars") == len(got["signals.bars"])  # no window published twice
+        assert set(got[base]) - set(want[base]) == tail and len(tail) >= 6
+    assert count_records(b, SIGNALS_BARS.name) == len(got["signals.bars"])  # no window published twice
     stopped = worker.log.read_text(errors="replace")
     undone = int(stopped.split(" closes ahead of time undone")[0].rsplit(" ", 1)[1])
     print(f"live: {len(sent)} trades, {len(got['signals.bars'])} bars, {undone} closes ahead of time undone")
-    assert "late" not in [v["kind"] for _, v in read_all(b, "market.events", idle_s=1.0)]
+    assert "late" not in [v["kind"] for _, v in read_all(b, MARKET_EVENTS.name)]

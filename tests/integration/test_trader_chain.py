@@ -19,13 +19,24 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from contracts import DeadLetter, FeatureVector, Fill, Order, PortfolioSnapshot, Trade, decode, encode, market_key
+from contracts import (
+    DeadLetter,
+    FeatureVector,
+    Fill,
+    Order,
+    PortfolioSnapshot,
+    Topic,
+    Trade,
+    decode,
+    encode,
+    market_key,
+)
 from contracts.history import candle_trades
+from contracts.topic_reader import read_to_end
 from contracts.topics import FILLS, MARKET_TRADES, ORDERS, PORTFOLIO, SIGNALS_FEATURES
 from infra.kafka.broker import BrokerInfo
+from paper.matching import Matcher, PaperSettings
 from tests.helpers import DATA, REPO, cli_env, tickflow_cmd
-from trader.execution.matching import Matcher, PaperSettings
-from trader.kafka_io import read_to_end
 from trader.policy.dataset import feature_vectors, load
 from trader.policy.train import TrainConfig, train
 
@@ -104,13 +115,14 @@ def _wait_log(path: Path, text: str, count: int, timeout: float = 60) -> None:
     raise AssertionError(f"{path.name} did not log {text!r} {count} times within {timeout:.0f} s")
 
 
-def _read(bootstrap: str, topic: object, kind: type) -> list:  # type: ignore[type-arg]
-    return [decode(m.value() or b"", kind) for m in read_to_end(bootstrap, topic)]  # type: ignore[arg-type]
+def _read(bootstrap: str, topic: Topic, kind: type) -> list:
+    return [decode(m.value() or b"", kind) for m in read_to_end(bootstrap, topic)]
 
 
-def test_features_to_orders_to_fills_exactly_once_across_sigkill(make_broker: object, setup: dict[str, object],
+def test_features_to_orders_to_fills_exactly_once_across_sigkill(shared_broker: BrokerInfo, setup: dict[str, object],
                                                                   procs: list[Proc]) -> None:
-    info: BrokerInfo = make_broker()  # type: ignore[operator]
+    """The services are killed, not the broker: the session broker serves, under a prefix of the test's own."""
+    info = shared_broker
     root: Path = setup["root"]  # type: ignore[assignment]
     fvs: list[FeatureVector] = setup["fvs"]  # type: ignore[assignment]
     trades: list[Trade] = setup["trades"]  # type: ignore[assignment]
@@ -186,9 +198,9 @@ def test_features_to_orders_to_fills_exactly_once_across_sigkill(make_broker: ob
 
     # the records that failed their contract went to the dead-letter topics, with the reason
     dead = _read(info.bootstrap, SIGNALS_FEATURES.dlq, DeadLetter)
-    assert {d.source for d in dead} == {"signals.features"} and len(dead) == 2  # once per policy
+    assert {d.source for d in dead} == {SIGNALS_FEATURES.name} and len(dead) == 2  # once per policy
     assert all("FeatureVector" in d.reason for d in dead)
-    _wait_log(root / "b.log", "consumes signals.features", 2)
+    _wait_log(root / "b.log", f"consumes {SIGNALS_FEATURES.name}", 2)
     producer.produce(FILLS.name, b"not json", b"binance:ETH-USDT")  # a bad fill while both traders run
     producer.flush(10)
     deadline = time.monotonic() + 20
@@ -215,3 +227,35 @@ def test_features_to_orders_to_fills_exactly_once_across_sigkill(make_broker: ob
         assert snap.positions["ETH-USDT"] == pytest.approx(qty, abs=1e-9)
         assert abs(snap.cash - cash) < 0.005 and abs(snap.equity - (cash + qty * mark.close)) < 0.005
         assert abs((snap.equity - CAPITAL) - (snap.realised_pnl + snap.unrealised_pnl - snap.fees)) < 0.005
+
+
+def test_a_bad_fill_that_arrives_while_the_trader_is_down_goes_to_the_dlq_once(
+        bootstrap: str, setup: dict[str, object], procs: list[Proc], tmp_path: Path) -> None:
+    """The trader's rebuild reads the fills to their end and its live read starts after them: a fill that
+    fails its contract while the trader is down is refused by the rebuild, logged and dead-lettered once."""
+    env = cli_env(bootstrap, tmp_path)
+    env["TRADER__HTTP_PORT"] = "-1"
+    bundle_dir = str(setup["bundle"].path)  # type: ignore[attr-defined]
+    trader = Proc(["trade", "--bundle", bundle_dir, "--policy-id", f"down-{time.time_ns()}"], env,
+                  tmp_path / "trader.log")
+    procs.append(trader)
+    trader.start()
+    _wait_log(trader.log, "consumes signals.features", 1)
+    trader.kill(signal.SIGTERM)
+    raw = f'{{"not": "a fill", "n": {time.time_ns()}}}'
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    producer.produce(FILLS.name, raw.encode(), b"binance:ETH-USDT")
+    producer.flush(10)
+    bad = next(m for m in read_to_end(bootstrap, FILLS) if m.value() == raw.encode())
+
+    def dead() -> list[DeadLetter]:
+        return [d for d in _read(bootstrap, FILLS.dlq, DeadLetter) if d.raw == raw]
+
+    for starts in (2, 3):  # the restart dead-letters it; the next one finds it there and sends nothing
+        trader.start()
+        _wait_log(trader.log, "consumes signals.features", starts)
+        trader.kill(signal.SIGTERM)
+        [d] = dead()
+        assert (d.source, d.partition, d.offset) == ("fills", bad.partition(), bad.offset())
+        assert "Fill" in d.reason
+    assert f"Refused fills[{bad.partition()}]@{bad.offset()}" in trader.log.read_text()

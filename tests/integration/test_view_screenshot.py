@@ -1,4 +1,5 @@
-"""The live view in a real browser: known records on a private broker, `tickflow view`, headless Chromium.
+"""The live view in a real browser: known records on the session broker under a prefix of the test's own,
+`tickflow view`, headless Chromium.
 
 The page's DOM (after its scripts ran) must show what the topics hold, read back from the topics
 themselves; the screenshot must be a real PNG of the window's size that is not blank.
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from PIL import Image
 
 from contracts import (
@@ -36,7 +37,9 @@ from contracts import (
     topic,
 )
 from contracts.history import binance_dump_trades, candle_trades
-from infra.kafka.broker import free_port
+from contracts.topic_reader import read_to_end
+from contracts.topics import FILLS, MARKET_TRADES, ORDERS, PORTFOLIO, SIGNALS_FEATURES
+from infra.kafka.broker import BrokerInfo, free_port
 from tests.helpers import DATA, REPO, cli_env, tickflow_cmd
 from tickflow.view.state import VIEW_TOPICS
 
@@ -94,34 +97,22 @@ def _produce(bootstrap: str, records: list[Message]) -> None:
         producer.produce(topic(names[type(rec)]).name, key=key, value=encode(rec))
     assert producer.flush(30) == 0
     # and one record that breaks its contract: the page must count it as refused, not show it
-    producer.produce("signals.features", key=b"binance:ETH-USDT", value=b'{"schema_version": 1, "bogus": true}')
+    producer.produce(SIGNALS_FEATURES.name, key=b"binance:ETH-USDT", value=b'{"schema_version": 1, "bogus": true}')
     assert producer.flush(30) == 0
 
 
 def _read_back(bootstrap: str) -> dict[str, list[Any]]:
     """Everything on the view's topics, decoded (refused records as None)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "view-test-readback",
-                         "enable.auto.commit": False})
     out: dict[str, list[Any]] = {}
-    for name in VIEW_TOPICS:
-        parts = consumer.list_topics(name, timeout=10).topics[name].partitions
+    for view_topic in VIEW_TOPICS:
+        name = view_topic.name
         records: list[Any] = []
-        for p in parts:
-            low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
-            if high <= low:
-                continue
-            consumer.assign([TopicPartition(name, p, low)])
-            while True:
-                msg = consumer.poll(5)
-                assert msg is not None and msg.error() is None
-                try:
-                    records.append(decode(msg.value(), topic(name).value_type))
-                except ValueError:
-                    records.append(None)
-                if msg.offset() >= high - 1:
-                    break
+        for msg in read_to_end(bootstrap, name):
+            try:
+                records.append(decode(msg.value() or b"", view_topic.value_type))
+            except ValueError:
+                records.append(None)
         out[name] = records
-    consumer.close()
     return out
 
 
@@ -163,8 +154,8 @@ class _Dom(HTMLParser):
 
 
 @pytest.fixture
-def view_url(make_broker: Any, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    info = make_broker()
+def view_url(shared_broker: BrokerInfo, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    info = shared_broker
     _produce(info.bootstrap, _known_records())
     port = free_port()
     env = cli_env(info.bootstrap, tmp_path / "home")
@@ -214,10 +205,10 @@ def test_page_in_headless_chromium_shows_what_the_topics_hold(view_url: tuple[st
         shown = dom.find(field="count", data_topic=name)
         assert shown and int(shown[0]["data-value"]) == len([r for r in records if r is not None]), name
         assert int(shown[0]["text"]) == int(shown[0]["data-value"])
-    assert dom.find(field="refused", data_topic="signals.features"), "the refused record is not reported"
+    assert dom.find(field="refused", data_topic=SIGNALS_FEATURES.name), "the refused record is not reported"
 
     # Last price per market: the trade with the latest event time (or the last bar's close).
-    trades = [t for t in held["market.trades"] if t is not None]
+    trades = [t for t in held[MARKET_TRADES.name] if t is not None]
     for key in {f"{t.exchange}:{t.symbol}" for t in trades}:
         last = max((t for t in trades if f"{t.exchange}:{t.symbol}" == key), key=lambda t: t.ts_event)
         price = dom.find(field="last_price", data_market=key)
@@ -225,7 +216,7 @@ def test_page_in_headless_chromium_shows_what_the_topics_hold(view_url: tuple[st
         assert price[0]["text"] == f"{last.price:.2f}"
 
     # Signals: the latest feature vector's values, as shown.
-    fv = max((f for f in held["signals.features"] if f is not None), key=lambda f: f.ts)
+    fv = max((f for f in held[SIGNALS_FEATURES.name] if f is not None), key=lambda f: f.ts)
     key = f"{fv.exchange}:{fv.symbol}"
     for name, value in fv.features.items():
         cell = dom.find(field="feature", data_market=key, data_feature=name)
@@ -234,7 +225,7 @@ def test_page_in_headless_chromium_shows_what_the_topics_hold(view_url: tuple[st
     assert dom.find(field="feature_ts", data_market=key)[0]["data-value"] == str(fv.ts)
 
     # Positions and PnL: the latest snapshot per policy.
-    book = max((p for p in held["portfolio"] if p is not None), key=lambda p: p.ts)
+    book = max((p for p in held[PORTFOLIO.name] if p is not None), key=lambda p: p.ts)
     for field in ("cash", "equity", "realised_pnl", "unrealised_pnl", "fees"):
         cell = dom.find(field=field, data_policy=book.policy_id)
         assert cell and float(cell[0]["data-value"]) == getattr(book, field), field
@@ -244,9 +235,9 @@ def test_page_in_headless_chromium_shows_what_the_topics_hold(view_url: tuple[st
         assert cell and float(cell[0]["data-value"]) == qty
 
     # Orders and fills tables.
-    for order in (o for o in held["orders"] if o is not None):
+    for order in (o for o in held[ORDERS.name] if o is not None):
         assert float(dom.find(field="qty", data_order=order.order_id)[0]["data-value"]) == order.qty
-    for fill in (f for f in held["fills"] if f is not None):
+    for fill in (f for f in held[FILLS.name] if f is not None):
         assert float(dom.find(field="price", data_fill=fill.fill_id)[0]["data-value"]) == fill.price
 
     # The screenshot: a PNG of the window's size with a real picture on it.
@@ -257,7 +248,7 @@ def test_page_in_headless_chromium_shows_what_the_topics_hold(view_url: tuple[st
     with Image.open(shot) as img:
         assert img.size == (WIDTH, HEIGHT)
         rgb = img.convert("RGB")
-        colours = rgb.getcolors(maxcolors=1 << 20) or []
+        colours = [(n, c) for n, c in rgb.getcolors(maxcolors=1 << 20) or [] if isinstance(c, tuple)]  # RGB: all
         background = max(colours)[1] if colours else None
         painted = sum(n for n, c in colours if c != background)
     assert len(colours) > 50, f"the screenshot has only {len(colours)} colours: blank page?"

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, TopicPartition
 
 from contracts.errors import ContractError
 from contracts.messages import Bar, FeatureVector, Fill, Message, Order, PortfolioSnapshot
 from contracts.serde import decode
 from contracts.timeutil import iso
-from contracts.topics import MAIN_TOPICS, REGISTRY, topic
+from contracts.topic_reader import read_to_end
+from contracts.topics import FILLS, MAIN_TOPICS, ORDERS, PORTFOLIO, REGISTRY, SIGNALS_BARS, SIGNALS_FEATURES, topic
 
 
 @dataclass(frozen=True)
@@ -28,39 +28,18 @@ class Record:
 
 
 def read_topics(bootstrap: str, names: tuple[str, ...] | None = None) -> dict[str, list[Record]]:
-    """Every record of each topic, partition by partition, up to the end offsets at the time of the call."""
+    """Every record of each topic (in each partition's order), up to the end offsets at the time of the call."""
     names = names or tuple(t.name for t in MAIN_TOPICS) + tuple(n for n in REGISTRY if n.endswith(".dlq"))
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tickflow-demo-report",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
     out: dict[str, list[Record]] = {}
-    try:
-        meta = consumer.list_topics(timeout=10).topics
-        for name in names:
-            records: list[Record] = []
-            for p in sorted(meta[name].partitions) if name in meta else []:
-                low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
-                if high <= low:
-                    continue
-                consumer.assign([TopicPartition(name, p, low)])
-                while True:
-                    msg = consumer.poll(10)
-                    if msg is None:
-                        raise TimeoutError(f"{name}[{p}] stopped answering before offset {high}")
-                    offset = msg.offset() or 0
-                    if msg.error() is not None:
-                        if offset >= high - 1:
-                            break
-                        continue
-                    try:
-                        value: Message | None = decode(msg.value() or b"", topic(name).value_type)
-                    except ContractError:
-                        value = None
-                    records.append(Record(msg.timestamp()[1], value))
-                    if offset >= high - 1:
-                        break
-            out[name] = records
-    finally:
-        consumer.close()
+    for name in names:
+        records: list[Record] = []
+        for msg in read_to_end(bootstrap, name):
+            try:
+                value: Message | None = decode(msg.value() or b"", topic(name).value_type)
+            except ContractError:
+                value = None
+            records.append(Record(msg.timestamp()[1], value))
+        out[name] = records
     return out
 
 
@@ -78,10 +57,10 @@ def summarise(held: dict[str, list[Record]], since_ts: int = 0) -> dict[str, Any
     Equity and buy-and-hold are compared from ``since_ts`` (event time; the candle replay's start) on.
     """
     counts = {name: len(recs) for name, recs in held.items()}
-    features = [r for r in held.get("signals.features", []) if isinstance(r.value, FeatureVector)]
-    orders = [r for r in held.get("orders", []) if isinstance(r.value, Order)]
-    fills = [r for r in held.get("fills", []) if isinstance(r.value, Fill)]
-    books = sorted((r.value for r in held.get("portfolio", []) if isinstance(r.value, PortfolioSnapshot)),
+    features = [r for r in held.get(SIGNALS_FEATURES.name, []) if isinstance(r.value, FeatureVector)]
+    orders = [r for r in held.get(ORDERS.name, []) if isinstance(r.value, Order)]
+    fills = [r for r in held.get(FILLS.name, []) if isinstance(r.value, Fill)]
+    books = sorted((r.value for r in held.get(PORTFOLIO.name, []) if isinstance(r.value, PortfolioSnapshot)),
                    key=lambda b: b.ts)
     feature_at = {(f.value.exchange, f.value.symbol, f.value.ts): f.ts_ms for f in features}  # type: ignore[union-attr]
     decide = [float(o.ts_ms - feature_at[k]) for o in orders
@@ -98,7 +77,7 @@ def summarise(held: dict[str, list[Record]], since_ts: int = 0) -> dict[str, Any
         series = [(b.ts, b.equity) for b in books if b.policy_id == p]
         equity[p] = [x for x in series if x[0] >= since_ts] or series
     latest = {p: next(b for b in reversed(books) if b.policy_id == p) for p in policies}
-    bars = sorted((r.value for r in held.get("signals.bars", [])
+    bars = sorted((r.value for r in held.get(SIGNALS_BARS.name, [])
                    if isinstance(r.value, Bar) and r.value.interval_s == 60), key=lambda b: b.window_end)
     bar_closes = [(b.symbol, b.window_end, b.close) for b in bars]
     hold = {}

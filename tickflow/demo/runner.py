@@ -21,6 +21,7 @@ from pathlib import Path
 
 from contracts.settings import tickflow_home
 from contracts.timeutil import iso, now_ms
+from tickflow.demo.live import LiveBoard
 from tickflow.demo.policy import DEFAULT_CANDLES, REPO, ensure_bundle
 
 TICKS = REPO / "data" / "ticks" / "BTCUSDT-trades-20240808T2354Z-20240809T0005Z.csv"
@@ -95,18 +96,72 @@ def candle_slice(src: Path, out: Path, days: float) -> tuple[int, int]:
     return len(keep), int(keep[0][0])
 
 
+Feed = tuple[str, tuple[str, ...]]  # a process name and its `tickflow` arguments
+SERVICES = ("streams", "paper", "trader")
+
+
+def _fresh_dirs(demo: Path) -> tuple[Path, Path]:
+    """The broker's and the logs' folders, emptied: the report counts this run only."""
+    kafka_home, logs = demo / "broker", demo / "logs"
+    shutil.rmtree(kafka_home, ignore_errors=True)
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir(parents=True)
+    return kafka_home, logs
+
+
+def _feeds(opts: DemoOptions, demo: Path, started_ms: int) -> tuple[list[Feed], str, int]:
+    """What feeds market.trades (live ingest, or the bundled ticks then candles), its description for
+    the report, and the event time the report's comparison starts from."""
+    if opts.live:
+        return ([("ingest-live", ("ingest", "live", "--venue", opts.venue, "--symbols", opts.symbols))],
+                f"live {opts.venue} {opts.symbols} for {opts.live_seconds:.0f} s", started_ms)
+    candles = demo / f"BTCUSDT_1m_last{opts.days:g}d.csv"
+    rows, first = candle_slice(DEFAULT_CANDLES, candles, opts.days)
+    note = (f"{TICKS.name} (real Binance trades), then {rows:,} 1-minute candles of BTCUSDT from "
+            f"{iso(first)[:16]} expanded into trades (derived data)")
+    feeds: list[Feed] = [
+        ("replay-ticks", ("ingest", "replay", str(TICKS), "--speed", "max", "--no-progress")),
+        ("replay-candles", ("ingest", "replay", str(candles), "--from-candles", "--symbol", "BTCUSDT",
+                            "--venue", "binance", "--speed", "max", "--no-progress"))]
+    return feeds, note, first
+
+
+def _run_feeds(procs: Processes, board: LiveBoard, feeds: list[Feed], opts: DemoOptions, logs: Path) -> None:
+    """Each feed in turn: a replay until it finishes (within the budget), live ingest for its seconds."""
+    for name, args in feeds:
+        board.stage = f"{name}: {' '.join(args[:2])}"
+        proc = procs.start(name, *args)
+        deadline = time.monotonic() + (opts.live_seconds if opts.live else opts.budget_s)
+        while proc.poll() is None and time.monotonic() < deadline:
+            procs.check_alive(*SERVICES)
+            board.refresh()
+            time.sleep(0.25)
+        if opts.live:
+            procs.stop(name)
+        elif procs.stop(name) not in (0, None):
+            raise RuntimeError(f"{name} failed; see {logs / (name + '.log')}")
+
+
+def _drain(procs: Processes, board: LiveBoard, until: float) -> None:
+    """Wait until the topics' totals stop moving for 6 s (or the budget ends at monotonic ``until``)."""
+    board.stage = "draining: waiting for bars, features, orders and fills to settle"
+    quiet_since, last = time.monotonic(), board.totals()
+    while time.monotonic() < until and time.monotonic() - quiet_since < 6.0:
+        procs.check_alive(*SERVICES)
+        board.refresh()
+        time.sleep(0.25)
+        now = board.totals()
+        if now != last:
+            quiet_since, last = time.monotonic(), now
+
+
 def run_demo(opts: DemoOptions) -> int:
     from infra.kafka.broker import LocalBroker, free_port
-    from tickflow.demo.live import LiveBoard
     from tickflow.demo.report import read_topics, summarise, write_report
 
     home = tickflow_home()
     demo = home / "demo"
-    kafka_home = demo / "broker"
-    shutil.rmtree(kafka_home, ignore_errors=True)  # a clean slate: the report counts this run only
-    logs = demo / "logs"
-    shutil.rmtree(logs, ignore_errors=True)
-    logs.mkdir(parents=True)
+    kafka_home, logs = _fresh_dirs(demo)
     bundle_dir = opts.bundle or home / "bundles" / "demo"
     bundle, trained = ensure_bundle(bundle_dir, timesteps=opts.timesteps)
     print(f"policy bundle: {bundle} ({'trained now' if trained else 'valid, kept'})", flush=True)
@@ -118,47 +173,14 @@ def run_demo(opts: DemoOptions) -> int:
     started = time.monotonic()
     started_ms = now_ms()
     board = LiveBoard(info.bootstrap, enabled=opts.view)
-    data_note = ""
-    focus_ts = started_ms  # live: from the start; replay: from the first candle on
     try:
         procs.start("streams", "streams", "worker")
         procs.start("paper", "paper")
         procs.start("trader", "trade", "--bundle", str(bundle), "--policy-id", "demo")
         board.start()
-        if opts.live:
-            data_note = f"live {opts.venue} {opts.symbols} for {opts.live_seconds:.0f} s"
-            feeds: list[tuple[str, tuple[str, ...]]] = [
-                ("ingest-live", ("ingest", "live", "--venue", opts.venue, "--symbols", opts.symbols))]
-        else:
-            candles = demo / f"BTCUSDT_1m_last{opts.days:g}d.csv"
-            rows, first = candle_slice(DEFAULT_CANDLES, candles, opts.days)
-            focus_ts = first
-            data_note = (f"{TICKS.name} (real Binance trades), then {rows:,} 1-minute candles of BTCUSDT from "
-                         f"{iso(first)[:16]} expanded into trades (derived data)")
-            feeds = [("replay-ticks", ("ingest", "replay", str(TICKS), "--speed", "max", "--no-progress")),
-                     ("replay-candles", ("ingest", "replay", str(candles), "--from-candles", "--symbol", "BTCUSDT",
-                                         "--venue", "binance", "--speed", "max", "--no-progress"))]
-        for name, args in feeds:
-            board.stage = f"{name}: {' '.join(args[:2])}"
-            proc = procs.start(name, *args)
-            deadline = time.monotonic() + (opts.live_seconds if opts.live else opts.budget_s)
-            while proc.poll() is None and time.monotonic() < deadline:
-                procs.check_alive("streams", "paper", "trader")
-                board.refresh()
-                time.sleep(0.25)
-            if opts.live:
-                procs.stop(name)
-            elif procs.stop(name) not in (0, None):
-                raise RuntimeError(f"{name} failed; see {logs / (name + '.log')}")
-        board.stage = "draining: waiting for bars, features, orders and fills to settle"
-        quiet_since, last = time.monotonic(), board.totals()
-        while time.monotonic() - started < opts.budget_s and time.monotonic() - quiet_since < 6.0:
-            procs.check_alive("streams", "paper", "trader")
-            board.refresh()
-            time.sleep(0.25)
-            now = board.totals()
-            if now != last:
-                quiet_since, last = time.monotonic(), now
+        feeds, data_note, focus_ts = _feeds(opts, demo, started_ms)
+        _run_feeds(procs, board, feeds, opts, logs)
+        _drain(procs, board, started + opts.budget_s)
         board.stage = "stopping"
         for name in ("trader", "paper", "streams"):
             procs.stop(name)

@@ -26,12 +26,12 @@ class TopicFeed(threading.Thread):
     """Consume the view's topics from ``start`` ("earliest" or "latest") into ``state`` until stopped."""
 
     def __init__(self, bootstrap: str, state: ViewState, start: str = "earliest",
-                 topics: tuple[str, ...] = VIEW_TOPICS) -> None:
+                 topics: tuple[str, ...] | None = None) -> None:
         super().__init__(name="view-feed", daemon=True)
         self.bootstrap = bootstrap
         self.state = state
         self.start_from = start
-        self.topics = topics
+        self.topics = topics or tuple(t.name for t in VIEW_TOPICS)
         self.error: BaseException | None = None
         self._stop_event = threading.Event()
 

@@ -16,10 +16,9 @@ from typing import Any
 from contracts.messages import Bar, FeatureVector, Fill, Message, Order, PortfolioSnapshot, Trade
 from contracts.serde import to_dict
 from contracts.timeutil import now_ms
-from contracts.topics import FILLS, MARKET_TRADES, ORDERS, PORTFOLIO, SIGNALS_BARS, SIGNALS_FEATURES
+from contracts.topics import FILLS, MARKET_TRADES, ORDERS, PORTFOLIO, SIGNALS_BARS, SIGNALS_FEATURES, Topic
 
-VIEW_TOPICS: tuple[str, ...] = (MARKET_TRADES.name, SIGNALS_BARS.name, SIGNALS_FEATURES.name, ORDERS.name,
-                                FILLS.name, PORTFOLIO.name)
+VIEW_TOPICS: tuple[Topic, ...] = (MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES, ORDERS, FILLS, PORTFOLIO)
 
 
 @dataclass
@@ -50,8 +49,8 @@ class ViewState:
     def __init__(self, max_points: int = 600, max_rows: int = 50) -> None:
         self.max_points = max_points
         self.max_rows = max_rows
-        self.counts: dict[str, int] = dict.fromkeys(VIEW_TOPICS, 0)
-        self.refused: dict[str, int] = dict.fromkeys(VIEW_TOPICS, 0)
+        self.counts: dict[str, int] = dict.fromkeys((t.name for t in VIEW_TOPICS), 0)
+        self.refused: dict[str, int] = dict.fromkeys((t.name for t in VIEW_TOPICS), 0)
         self._markets: dict[str, _Market] = {}
         self._orders: deque[Order] = deque(maxlen=max_rows)
         self._fills: deque[Fill] = deque(maxlen=max_rows)

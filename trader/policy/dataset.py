@@ -62,14 +62,6 @@ class Normaliser:
         return ((features - self.mean) / self.std).astype(np.float32)
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def symbol_of(path: Path) -> str | None:
     match = _CANDLE_NAME.match(path.name)
     return match.group(1) if match else None
@@ -83,8 +75,8 @@ def load(path: Path, feature_names: tuple[str, ...] | None = None, interval_s: i
     frame already built (``.parquet``). ``feature_names`` defaults to CANDLE_SAFE for candle files and
     to every feature otherwise.
     """
+    from contracts import feature_schema as schema
     from contracts.history import is_candle_file
-    from streams.features import schema
 
     path = Path(path)
     if not path.exists():
@@ -102,7 +94,9 @@ def load(path: Path, feature_names: tuple[str, ...] | None = None, interval_s: i
     if unknown:
         raise ValueError(f"{path}: the feature frame has no column(s) {', '.join(unknown)}; "
                          f"schema {schema.FEATURE_SCHEMA} has {', '.join(schema.FEATURE_NAMES)}")
-    return from_frame(frame, names, schema.FEATURE_SCHEMA, source=str(path), sha256=file_sha256(path),
+    with path.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    return from_frame(frame, names, schema.FEATURE_SCHEMA, source=str(path), sha256=digest,
                       symbol=symbol or symbol_of(path) or "", interval_s=interval_s,
                       candles=candles)
 
@@ -127,7 +121,7 @@ def feature_vectors(frame: pd.DataFrame, symbol: str, exchange: str = "binance",
     from contracts import V1, FeatureVector
 
     if names is None:
-        from streams.features.schema import FEATURE_NAMES
+        from contracts.feature_schema import FEATURE_NAMES
 
         names = tuple(FEATURE_NAMES)
     cols = {n: frame[n].to_numpy(dtype=np.float64) for n in names}

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from trader.costs import CostModel
+from contracts.costs import CostModel
 from trader.policy.dataset import Dataset
 from trader.policy.train import TrainConfig, evaluate_runtime, split, train
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from contracts.costs import CostModel, CostSettings
 from trader.backtest import Run, baselines, decision_mask, metrics, simulate
-from trader.costs import CostModel, CostSettings
 from trader.env import TradingEnv, action_map
 from trader.policy import bundle
 from trader.policy.dataset import Dataset, Normaliser

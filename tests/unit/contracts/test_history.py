@@ -48,8 +48,8 @@ def test_bad_dump_row_names_file_and_line(tmp_path: Path) -> None:
         list(binance_dump_trades(bad, "BTCUSDT"))
 
 
-def bars_of(trades: list) -> dict[int, tuple[float, float, float, float, float]]:  # type: ignore[type-arg]
-    out: dict[int, list] = {}  # type: ignore[type-arg]
+def bars_of(trades: list) -> dict[int, tuple[float, float, float, float, float]]:
+    out: dict[int, list] = {}
     for t in trades:
         out.setdefault(t.ts_event // 60_000 * 60_000, []).append(t)
     result = {}

@@ -49,3 +49,26 @@ def test_settings_from_nested_environment_names() -> None:
 def test_bad_setting_names_the_variable() -> None:
     with pytest.raises(SettingsError, match="SVC__RISK__MAX_DRAWDOWN='lots'"):
         load(Svc, "SVC", {"SVC__RISK__MAX_DRAWDOWN": "lots"})
+
+
+def test_a_topic_prefix_is_read_when_a_name_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    from contracts.topics import MARKET_TRADES, PREFIX_ENV, prefixed
+
+    assert MARKET_TRADES.name == "market.trades" and prefixed("ksql-bars") == "ksql-bars"
+    monkeypatch.setenv(PREFIX_ENV, "dev.")
+    assert MARKET_TRADES.name == "dev.market.trades" and MARKET_TRADES.dlq.name == "dev.market.trades.dlq"
+    assert prefixed("ksql-bars") == "dev.ksql-bars"
+    assert sorted(REGISTRY) == sorted(f"dev.{t.base}" for t in REGISTRY.values()) and len(REGISTRY) == 15
+    assert topic("orders") is topic("dev.orders") is REGISTRY["dev.orders"]
+    assert "orders" not in REGISTRY  # the registry holds names as they are on the broker
+    with pytest.raises(KeyError, match=r"prefix 'dev\.'"):
+        topic("prod.orders")
+
+
+@pytest.mark.parametrize("bad", ["dev/", "a b.", "été.", "x" * 201])
+def test_a_prefix_kafka_refuses_names_the_setting(monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
+    from contracts.topics import PREFIX_ENV, SIGNALS_BARS
+
+    monkeypatch.setenv(PREFIX_ENV, bad)
+    with pytest.raises(SettingsError, match="TICKFLOW_TOPIC_PREFIX"):
+        _ = SIGNALS_BARS.name

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ingest_parse_support import pipeline
 
 from ingestor.venues import VENUES
+from tests.unit.ingestor.ingest_parse_support import pipeline
 
 # One valid trade frame per venue, and the path to its price, size and id fields.
 VALID: dict[str, tuple[dict[str, Any], list[Any], list[Any], list[Any]]] = {

@@ -7,10 +7,10 @@ import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ingest_parse_support import pipeline
 
 from ingestor.connection import Backoff
 from ingestor.replay import Recorded, _recv_ms, detect, venue_from_name
+from tests.unit.ingestor.ingest_parse_support import pipeline
 
 
 def binance(tid: int) -> str:
@@ -32,6 +32,7 @@ def test_every_id_is_published_once_and_every_hole_is_reported(ids: list[int]) -
     missing = set(range(published[0], published[-1] + 1)) - set(published)
     reported = set()
     for e in sink.events:
+        assert e.first_missing is not None and e.last_missing is not None
         assert e.kind == "gap" and e.symbol == "BTC-USDT" and e.count == int(e.last_missing) - int(e.first_missing) + 1
         reported |= set(range(int(e.first_missing), int(e.last_missing) + 1))
     assert reported == missing

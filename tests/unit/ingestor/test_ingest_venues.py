@@ -6,7 +6,8 @@ import json
 from datetime import datetime
 
 import pytest
-from ingest_parse_support import RECORDED, SAMPLES, lines, pipeline
+
+from tests.unit.ingestor.ingest_parse_support import RECORDED, SAMPLES, lines, pipeline
 
 # Lines of the documentation samples that are requests a client sends, not frames a venue sends.
 CLIENT_REQUESTS = ('"method":"SUBSCRIBE"', '"method":"UNSUBSCRIBE"', '"method":"LIST_SUBSCRIPTIONS"',

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from streams.features.schema import CANDLE_SAFE, FEATURE_NAMES, FEATURE_SCHEMA, WARMUP_BARS
+from contracts.feature_schema import CANDLE_SAFE, FEATURE_NAMES, FEATURE_SCHEMA, WARMUP_BARS
 from streams.offline import build_from_file
 from tests.helpers import DATA
 

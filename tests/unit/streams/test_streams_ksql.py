@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.features.schema import FEATURE_NAMES
+from contracts.feature_schema import FEATURE_NAMES
 from streams.ksql import KsqlApplyError, apply_file, split_statements
 from streams.ksql_sql import bar_table_name, render
 from streams.spec import BAR_FIELDS, DEFAULT_GRACE_MS, DEFAULT_INTERVALS_S, StreamsSettings

@@ -7,13 +7,14 @@ import json
 import math
 from pathlib import Path
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts import V1, DeadLetter, FeatureVector, MarketEvent, Trade, decode, encode, to_dict
+from contracts import V1, DeadLetter, FeatureVector, MarketEvent, Trade, decode, encode
+from contracts.feature_schema import FEATURE_NAMES, FEATURE_SCHEMA
 from contracts.history import candle_trades
 from streams.features.engine import FeatureEngine
-from streams.features.schema import FEATURE_NAMES, FEATURE_SCHEMA
 from streams.offline import closed_bars, features_frame
 from streams.processor import Output, Processor
 from tests.helpers import DATA
@@ -205,7 +206,7 @@ def test_trades_produced_again_count_once_and_their_ids_survive_a_restart() -> N
     assert _by_key(got) == _by_key(want)
     assert q.duplicates == 400 and q.late == 0 and q.skipped == 0
     assert q.keys[b"binance:BTC-USDT"].to_bytes() == once.keys[b"binance:BTC-USDT"].to_bytes()
-    named = [Trade(**{**to_dict(t), "trade_id": f"x{i}"}) for i, t in enumerate(ts[-3:])]
+    named = [msgspec.structs.replace(t, trade_id=f"x{i}") for i, t in enumerate(ts[-3:])]
     open_60s = q.keys[b"binance:BTC-USDT"].bars.open[0]
     before = sum(acc.n for acc in open_60s.values())
     q.apply(records(named, start=800), now_ms=0)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stable_baselines3.common.env_checker import check_env as sb3_check
 
-from trader.costs import CostModel, CostSettings
+from contracts.costs import CostModel, CostSettings
 from trader.env import TradingEnv
 
 

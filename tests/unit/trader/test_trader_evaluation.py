@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from trader_support import NAMES, synthetic_frame
 
+from tests.unit.trader.trader_support import NAMES, synthetic_frame
 from trader.backtest import Run, metrics
 from trader.evaluation import evaluate, walk_forward
 from trader.policy.dataset import load

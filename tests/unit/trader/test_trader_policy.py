@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from trader_support import NAMES, synthetic_frame
 
+from tests.unit.trader.trader_support import NAMES, synthetic_frame
 from trader.env import TradingEnv
 from trader.policy import bundle
 from trader.policy.dataset import Normaliser, from_frame

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from trader_support import feature, linear_bundle
 
 from contracts import V1, Fill, MarketEvent
+from tests.unit.trader.trader_support import feature, linear_bundle
 from trader.handler import PolicyTrader, order_id
-from trader.risk import RiskSettings
+from trader.risk import RiskGate, RiskSettings, VerdictKind
 
 MIN = 60_000
 T0 = 1_750_000_000_000 - 1_750_000_000_000 % MIN
@@ -109,3 +109,36 @@ def test_restore_rebuilds_intended_positions(tmp_path: Path) -> None:
     assert fresh.on_feature(feature(T0 + MIN, 1.0, close=2000.0), 0).orders == []
     [o2] = fresh.on_feature(feature(T0 + 2 * MIN, -1.0, close=2000.0), 0).orders
     assert o2.qty == pytest.approx(o.qty)
+
+
+def test_the_verdict_kind_says_what_the_gate_did_whatever_its_reason_reads() -> None:
+    gate = RiskGate(RiskSettings(max_notional=500.0, stale_after_s=60))
+    assert gate.check("ETH-USDT", T0, 0, 1.0, 0.0, 100.0, 0.0).kind is VerdictKind.POLICY
+    clipped = gate.check("ETH-USDT", T0, 0, 10.0, 0.0, 100.0, 0.0)
+    assert clipped.kind is VerdictKind.CLIPPED and clipped.target_units == pytest.approx(5.0)
+    assert clipped.reason.startswith("policy")  # the words for people still begin as before
+    gate.observe_time(T0 + 10 * MIN)
+    assert gate.check("ETH-USDT", T0, 0, 1.0, 0.0, 100.0, 0.0).kind is VerdictKind.HOLD
+    halt = gate.check("ETH-USDT", T0 + 10 * MIN, 0, 1.0, 1.0, 100.0, 0.5)
+    assert halt.kind is VerdictKind.HALT and halt.target_units == 0.0 and gate.halted
+    assert gate.check("ETH-USDT", T0 + 11 * MIN, 0, 1.0, 0.0, 100.0, 0.0).kind is VerdictKind.HALTED
+
+
+def test_a_restart_halts_again_from_the_last_portfolio_snapshot_not_from_order_reasons(tmp_path: Path) -> None:
+    t = _trader(tmp_path, max_drawdown=0.1, max_notional=1e9)
+    t.notional = 10_000.0
+    [o] = t.on_feature(feature(T0, 1.0, close=100.0), 0).orders
+    t.on_fill(_fill(o.qty, 100.0, oid=o.order_id))
+    [flat] = t.on_feature(feature(T0 + MIN, 1.0, close=85.0), 0).orders
+    snap = t.book.snapshot(t.policy_id, T0 + MIN, t.halted)
+    assert snap.halted and flat.reason.startswith("halt")
+
+    fresh = _trader(tmp_path / "again", max_drawdown=0.1, max_notional=1e9)
+    for order in (o, flat):
+        fresh.restore_order(order)
+    assert not fresh.halted  # an order's reason is text for people, not state
+    fresh.restore_halt(t.book.snapshot("another policy", T0 + MIN, True))
+    assert not fresh.halted  # another policy's snapshot says nothing about this one
+    fresh.restore_halt(snap)
+    assert fresh.halted and "halted before the restart" in fresh.risk.halt_reason
+    assert fresh.on_feature(feature(T0 + 2 * MIN, 1.0, close=90.0), 0).orders == []

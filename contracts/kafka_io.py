@@ -1,4 +1,7 @@
-"""Kafka plumbing shared by the trader and the paper broker: transactional loops, rebuild reads, DLQ."""
+"""Kafka plumbing more than one service uses: transactional loops, committed offsets, the DLQ writer.
+
+Reading a topic to its end (rebuilds, dumps, reports) is in ``contracts.topic_reader``.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +9,12 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from contracts import V1, DeadLetter, Topic
+from contracts.serde import encode
 from contracts.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -36,53 +39,13 @@ def transactional_producer(bootstrap: str, transactional_id: str) -> Producer:
     return producer
 
 
-def partitions(c: Consumer, topic: Topic) -> list[TopicPartition]:
-    md = c.list_topics(topic.name, timeout=10)
-    meta = md.topics.get(topic.name)
+def partitions(c: Consumer, topic: Topic | str) -> list[TopicPartition]:
+    name = topic if isinstance(topic, str) else topic.name
+    md = c.list_topics(name, timeout=10)
+    meta = md.topics.get(name)
     if meta is None or meta.error is not None:
-        raise KafkaException(f"topic {topic.name} is not available: {meta.error if meta else 'missing'}")
-    return [TopicPartition(topic.name, p) for p in sorted(meta.partitions)]
-
-
-def read_to_end(bootstrap: str, topic: Topic, start: dict[int, int] | None = None,
-                stop: dict[int, int] | None = None) -> Iterator[Message]:
-    """Every committed record of ``topic`` from ``start`` (default: the beginning) to ``stop`` (default:
-    the end right now), partition by partition order preserved."""
-    c = consumer(bootstrap, f"tickflow-rebuild-{topic.name}")
-    try:
-        tps = partitions(c, topic)
-        ends: dict[int, int] = {}
-        assign = []
-        for tp in tps:
-            low, high = c.get_watermark_offsets(tp, timeout=10)
-            end = high if stop is None else min(high, stop.get(tp.partition, high))
-            begin = OFFSET_BEGINNING if start is None else max(low, start.get(tp.partition, low))
-            if (start is None and low < end) or (start is not None and begin < end):
-                ends[tp.partition] = end
-                assign.append(TopicPartition(topic.name, tp.partition, begin))
-        if not assign:
-            return
-        c.assign(assign)
-        deadline = time.monotonic() + 120
-        while ends and time.monotonic() < deadline:
-            for m in c.consume(1000, timeout=0.5):
-                if not usable(m):
-                    continue
-                p, off = m.partition() or 0, m.offset() or 0
-                if p not in ends:
-                    continue
-                if off < ends[p]:
-                    yield m
-                if off >= ends[p] - 1:
-                    ends.pop(p, None)
-            # read_committed: aborted records and markers leave holes; position tells where we are
-            for tp in c.position([TopicPartition(topic.name, p) for p in list(ends)]):
-                if tp.offset >= ends.get(tp.partition, 0):
-                    ends.pop(tp.partition, None)
-        if ends:
-            raise TimeoutError(f"reading {topic.name} to its end did not finish: partitions {sorted(ends)} left")
-    finally:
-        c.close()
+        raise KafkaException(f"topic {name} is not available: {meta.error if meta else 'missing'}")
+    return [TopicPartition(name, p) for p in sorted(meta.partitions)]
 
 
 def usable(m: Message) -> bool:
@@ -102,8 +65,6 @@ def dead_letter(m: Message, source: Topic, reason: str) -> tuple[str, bytes]:
     log.warning("Refused %s[%d]@%d: %s.", m.topic(), m.partition(), m.offset(), reason)
     dl = DeadLetter(schema_version=V1, source=source.name, raw=raw.decode("utf-8", "replace")[:10_000],
                     reason=reason, ts=now_ms(), partition=m.partition(), offset=m.offset())
-    from contracts import encode
-
     return source.dlq.name, encode(dl)
 
 

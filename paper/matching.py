@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import msgspec
 
 from contracts import V1, Fill, Order, Trade
-from trader.costs import CostModel, CostSettings
+from contracts.costs import CostModel, CostSettings
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts import V1, Order, Trade
-from trader.costs import CostSettings
-from trader.execution.matching import Matcher, PaperSettings
+from contracts.costs import CostSettings
+from paper.matching import Matcher, PaperSettings
 from trader.portfolio import Book
 
 

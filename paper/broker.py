@@ -15,12 +15,11 @@ from collections import defaultdict
 
 from confluent_kafka import Consumer, Message, Producer
 
-from contracts import Fill, Order, Trade, decode, encode, market_key
+from contracts import Fill, Order, Trade, decode, encode, kafka_io, market_key, topic_reader
 from contracts.errors import ContractError
 from contracts.settings import kafka_bootstrap, load
-from contracts.topics import FILLS, MARKET_TRADES, ORDERS
-from trader import kafka_io
-from trader.execution.matching import Matcher, PaperSettings
+from contracts.topics import FILLS, MARKET_TRADES, ORDERS, prefixed
+from paper.matching import Matcher, PaperSettings
 
 log = logging.getLogger(__name__)
 GROUP = "tickflow-paper"
@@ -28,24 +27,24 @@ GROUP = "tickflow-paper"
 
 class PaperBroker:
     def __init__(self, settings: PaperSettings | None = None, bootstrap: str | None = None,
-                 group: str = GROUP) -> None:
+                 group: str | None = None) -> None:
         self.settings = settings or load(PaperSettings, "PAPER")
         self.bootstrap = bootstrap or kafka_bootstrap()
-        self.group = group
+        self.group = group or prefixed(GROUP)  # one group and transactional id per environment
         self.matcher = Matcher(self.settings)
         self.stopper = kafka_io.Stopper()
         self.fills_out = 0
+        self._orders, self._fills = ORDERS.name, FILLS.name  # under the topic prefix at start, read once
 
-    def _rebuild(self, c: Consumer) -> None:
+    def _rebuild(self, c: Consumer, producer: Producer) -> None:
         orders_at = kafka_io.committed(c, ORDERS)
         trades_at = kafka_io.committed(c, MARKET_TRADES)
+        rebuild = topic_reader.RebuildRead(self.bootstrap)
         filled: dict[str, float] = defaultdict(float)
         counts: dict[str, int] = defaultdict(int)
         finished: set[str] = set()
-        for m in kafka_io.read_to_end(self.bootstrap, FILLS):
-            try:
-                f = decode(m.value() or b"", Fill)
-            except ContractError:
+        for _, f in rebuild.records(FILLS, Fill):
+            if f is None:
                 continue
             filled[f.order_id] += f.qty
             counts[f.order_id] += 1
@@ -53,30 +52,25 @@ class PaperBroker:
                 finished.add(f.order_id)
         restored = 0
         if orders_at:
-            for m in kafka_io.read_to_end(self.bootstrap, ORDERS, stop=orders_at):
-                try:
-                    o = decode(m.value() or b"", Order)
-                except ContractError:
-                    continue
-                if not self.matcher.known(o.order_id):
+            for _, o in rebuild.records(ORDERS, Order, stop=orders_at):
+                if o is not None and not self.matcher.known(o.order_id):
                     self.matcher.restore(o, filled.get(o.order_id, 0.0), counts.get(o.order_id, 0),
                                          o.order_id in finished)
                     restored += 1
         if trades_at:
             back = {p: off - self.settings.trade_buffer for p, off in trades_at.items()}
-            for m in kafka_io.read_to_end(self.bootstrap, MARKET_TRADES, start=back, stop=trades_at):
-                try:
-                    self.matcher.remember_trade(decode(m.value() or b"", Trade))
-                except ContractError:
-                    continue
-        log.info("Paper broker rebuilt %d orders (%d open) from the committed offsets %s / %s.", restored,
-                 len(self.matcher.open), orders_at, trades_at)
+            for _, t in rebuild.records(MARKET_TRADES, Trade, start=back, stop=trades_at):
+                if t is not None:
+                    self.matcher.remember_trade(t)
+        dead = rebuild.send_dead_letters(producer)
+        log.info("Paper broker rebuilt %d orders (%d open) from the committed offsets %s / %s; %d records newly "
+                 "dead-lettered.", restored, len(self.matcher.open), orders_at, trades_at, dead)
 
     def run(self, max_seconds: float | None = None) -> int:
         self.stopper.install()
         producer = kafka_io.transactional_producer(self.bootstrap, self.group)
         c = kafka_io.consumer(self.bootstrap, self.group)
-        self._rebuild(c)
+        self._rebuild(c, producer)
         kafka_io.assign_at_committed(c, [ORDERS, MARKET_TRADES])
         log.info("Paper broker consumes %s and %s as group %s (latency %d ms, fee %.2f bps, slippage %.2f bps).",
                  ORDERS.name, MARKET_TRADES.name, self.group, self.settings.latency_ms,
@@ -103,13 +97,13 @@ class PaperBroker:
             if not kafka_io.usable(m):
                 continue
             for fill in self._handle(producer, m):
-                producer.produce(FILLS.name, encode(fill), key=market_key(fill.exchange, fill.symbol))
+                producer.produce(self._fills, encode(fill), key=market_key(fill.exchange, fill.symbol))
                 self.fills_out += 1
         producer.send_offsets_to_transaction(c.position(c.assignment()), c.consumer_group_metadata())
         producer.commit_transaction()
 
     def _handle(self, producer: Producer, m: Message) -> list[Fill]:
-        if m.topic() == ORDERS.name:
+        if m.topic() == self._orders:
             try:
                 order = decode(m.value() or b"", Order)
             except ContractError as err:

@@ -1,0 +1,156 @@
+"""Reading topics: to their end (``read_to_end``, the one such read of tickflow), on while records
+arrive (``follow``), and the services' start-up rebuilds with their error policy (``RebuildRead``)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import TypeVar
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
+
+from contracts import DeadLetter, Topic, kafka_io
+from contracts.errors import ContractError
+from contracts.messages import Message as ContractMessage
+from contracts.serde import decode
+from contracts.topics import DLQ_BY_SOURCE
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=ContractMessage)
+
+
+def read_to_end(bootstrap: str, topic: Topic | str, start: dict[int, int] | None = None,
+                stop: dict[int, int] | None = None, idle_s: float = 120.0) -> Iterator[Message]:
+    """Every committed record of ``topic`` from ``start`` (default: the beginning) to ``stop`` (default:
+    the end right now), partition by partition order preserved. The one "read a topic to its end" of
+    tickflow: the services' rebuilds, `tickflow topic dump`, the demo's report and the tests use it.
+
+    Raises KafkaException when the topic does not exist, TimeoutError when the broker delivers nothing
+    for ``idle_s`` seconds before the end is reached.
+    """
+    name = topic if isinstance(topic, str) else topic.name
+    c = kafka_io.consumer(bootstrap, f"tickflow-read-{name}")
+    try:
+        ends, assign = _bounds(c, kafka_io.partitions(c, name), start, stop)
+        if not assign:
+            return
+        c.assign(assign)
+        last = time.monotonic()
+        while ends and time.monotonic() - last < idle_s:
+            for m in c.consume(1000, timeout=0.5):
+                last = time.monotonic()
+                if not kafka_io.usable(m):
+                    continue
+                p, off = m.partition() or 0, m.offset() or 0
+                if p not in ends:
+                    continue
+                if off < ends[p]:
+                    yield m
+                if off >= ends[p] - 1:
+                    ends.pop(p, None)
+            # read_committed: aborted records and markers leave holes; position tells where we are
+            for tp in c.position([TopicPartition(name, p) for p in list(ends)]):
+                if tp.offset >= ends.get(tp.partition, 0):
+                    ends.pop(tp.partition, None)
+        if ends:
+            raise TimeoutError(f"reading {name} to its end stalled for {idle_s:g} s: partitions {sorted(ends)} left")
+    finally:
+        c.close()
+
+
+def end_offsets(bootstrap: str, topic: Topic | str) -> dict[int, int]:
+    """The end offset (high watermark) of every partition of ``topic`` now."""
+    c = kafka_io.consumer(bootstrap, "tickflow-end-offsets")
+    try:
+        return {tp.partition: c.get_watermark_offsets(tp, timeout=10)[1] for tp in kafka_io.partitions(c, topic)}
+    finally:
+        c.close()
+
+
+def follow(bootstrap: str, topic: Topic | str, start: dict[int, int], idle_s: float) -> Iterator[Message]:
+    """The records of ``topic`` from ``start`` (partition -> offset) on, as they arrive, until none has
+    arrived for ``idle_s`` seconds (after a ``read_to_end`` with ``stop=start``: what came since)."""
+    name = topic if isinstance(topic, str) else topic.name
+    c = kafka_io.consumer(bootstrap, f"tickflow-follow-{name}")
+    try:
+        c.assign([TopicPartition(name, p, off) for p, off in sorted(start.items())])
+        last = time.monotonic()
+        while time.monotonic() - last < idle_s:
+            for m in c.consume(1000, timeout=0.2):
+                last = time.monotonic()
+                if kafka_io.usable(m):
+                    yield m
+    finally:
+        c.close()
+
+
+def read_then_follow(bootstrap: str, topic: Topic | str, idle_s: float) -> Iterator[Message]:
+    """Every record up to the end offsets now, then those that arrive until none has for ``idle_s`` s
+    (what `tickflow topic dump` and `tickflow book dump` print)."""
+    ends = end_offsets(bootstrap, topic)
+    yield from read_to_end(bootstrap, topic, stop=ends, idle_s=idle_s)
+    yield from follow(bootstrap, topic, ends, idle_s)
+
+
+def _bounds(c: Consumer, tps: list[TopicPartition], start: dict[int, int] | None,
+            stop: dict[int, int] | None) -> tuple[dict[int, int], list[TopicPartition]]:
+    """The end offset of each partition with records to read, and the assignment at their first offsets."""
+    ends: dict[int, int] = {}
+    assign = []
+    for tp in tps:
+        low, high = c.get_watermark_offsets(tp, timeout=10)
+        end = high if stop is None else min(high, stop.get(tp.partition, high))
+        begin = OFFSET_BEGINNING if start is None else max(low, start.get(tp.partition, low))
+        if (start is None and low < end) or (start is not None and begin < end):
+            ends[tp.partition] = end
+            assign.append(TopicPartition(tp.topic, tp.partition, begin))
+    return ends, assign
+
+
+class RebuildRead:
+    """The reads of a service's start-up rebuild, with one error policy: a record that fails its
+    contract is logged with topic[partition]@offset and kept for its topic's dead-letter topic;
+    ``send_dead_letters`` produces those the DLQ does not hold yet (a restart reads the same records
+    again, and a record refused while the service ran is there already) in one transaction.
+    """
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.refused: dict[Topic, list[tuple[int, int, bytes]]] = {}  # source -> (partition, offset, dead letter)
+
+    def records(self, topic: Topic, kind: type[M], start: dict[int, int] | None = None,
+                stop: dict[int, int] | None = None) -> Iterator[tuple[Message, M | None]]:
+        """(record, its value) from ``read_to_end``; the value is None when the record was refused."""
+        for m in read_to_end(self.bootstrap, topic, start, stop):
+            try:
+                yield m, decode(m.value() or b"", kind)
+            except ContractError as err:
+                if topic.name not in DLQ_BY_SOURCE:
+                    log.warning("Refused %s[%d]@%d while rebuilding: %s (the topic has no dead-letter topic).",
+                                m.topic(), m.partition(), m.offset(), err)
+                else:
+                    _, value = kafka_io.dead_letter(m, topic, f"{err} (read while rebuilding)")
+                    self.refused.setdefault(topic, []).append((m.partition() or 0, m.offset() or 0, value))
+                yield m, None
+
+    def send_dead_letters(self, producer: Producer) -> int:
+        """Produce the refused records that their DLQ lacks, in one transaction; returns how many."""
+        fresh: list[tuple[str, bytes]] = []
+        for source, refused in self.refused.items():
+            held = set()
+            for m in read_to_end(self.bootstrap, source.dlq):
+                try:
+                    d = decode(m.value() or b"", DeadLetter)
+                except ContractError as err:
+                    log.warning("Skipped %s[%d]@%d, not a dead letter: %s.", m.topic(), m.partition(), m.offset(), err)
+                    continue
+                held.add((d.source, d.partition, d.offset))
+            fresh += [(source.dlq.name, value) for p, off, value in refused if (source.name, p, off) not in held]
+        if fresh:
+            producer.begin_transaction()
+            for dlq, value in fresh:
+                producer.produce(dlq, value)
+            producer.commit_transaction()
+        self.refused.clear()
+        return len(fresh)

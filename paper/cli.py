@@ -1,0 +1,20 @@
+"""`tickflow paper`: the paper broker's command. The broker is imported by the handler."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    pp = sub.add_parser("paper", help="the paper broker: fill orders at the market trades that follow them",
+                        description="Consumes orders and market.trades, produces fills exactly once. Settings: "
+                        "PAPER__LATENCY_MS, PAPER__PARTICIPATION, PAPER__COSTS__FEE_BPS, PAPER__COSTS__SLIPPAGE_BPS, "
+                        "PAPER__COSTS__IMPACT_BPS_PER_10K, PAPER__TRADE_BUFFER.")
+    pp.add_argument("--max-seconds", type=float, default=None, help="stop after this long (tests, demos)")
+    pp.set_defaults(func=_paper)
+
+
+def _paper(args: argparse.Namespace) -> int:
+    from paper.broker import PaperBroker
+
+    return PaperBroker().run(args.max_seconds)

@@ -1,0 +1,46 @@
+"""The trader's status endpoint over HTTP: what it shows comes from the trader and the latencies it is given."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from trader_support import feature, linear_bundle
+
+from trader.handler import PolicyTrader
+from trader.status import StatusServer
+
+MIN = 60_000
+T0 = 1_750_000_000_000 - 1_750_000_000_000 % MIN
+
+
+def _get(port: int, path: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+        return str(r.read().decode())
+
+
+def test_status_shows_the_trader_and_the_latencies_live(tmp_path: Path) -> None:
+    trader = PolicyTrader(linear_bundle(tmp_path / "b"), "p1", notional=1000.0, capital=10_000.0)
+    latencies: list[float] = []
+    server = StatusServer(trader, latencies, "127.0.0.1", 0)
+    try:
+        health = json.loads(_get(server.port, "/health"))
+        assert health["status"] == "ok" and health["policy_id"] == "p1" and health["decisions"] == 0
+        [order] = trader.on_feature(feature(T0, 1.0, close=2000.0), 0).orders
+        latencies.extend([5.0] * 99 + [70.0])  # the service appends to the same list
+        assert json.loads(_get(server.port, "/health"))["decisions"] == 1
+        assert json.loads(_get(server.port, "/positions"))["intended"] == {"binance:ETH-USDT": order.qty}
+        assert [o["order_id"] for o in json.loads(_get(server.port, "/orders"))] == [order.order_id]
+        metrics = _get(server.port, "/metrics")
+        assert 'tickflow_trader_handler_p99_us{policy_id="p1"' in metrics and "} 70.0" in metrics
+        trader.restore_halt(trader.book.snapshot("p1", T0, True))
+        assert json.loads(_get(server.port, "/health"))["status"] == "halted"
+        halted = [ln for ln in _get(server.port, "/metrics").splitlines() if ln.startswith("tickflow_trader_halted{")]
+        assert [ln.rsplit(" ", 1)[1] for ln in halted] == ["1.0"]
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            _get(server.port, "/nothing")
+    finally:
+        server.close()
