@@ -47,8 +47,8 @@ class NodeStatus:
     def line(self) -> str:
         state = "down" if self.info is None else f"pid {self.info.pid}"
         lead = "quorum leader" if self.leads_quorum else "quorum follower" if self.info else "-"
-        return (f"node {self.node_id}  {state}  broker {self.host}:{self.port}  controller {self.host}:{self.controller_port}"
-                f"  roles broker,controller  {lead}")
+        return (f"node {self.node_id}  {state}  broker {self.host}:{self.port}  "
+                f"controller {self.host}:{self.controller_port}  roles broker,controller  {lead}")
 
 
 class LocalCluster:
@@ -176,6 +176,6 @@ class LocalCluster:
     def status(self) -> list[NodeStatus]:
         layout = self._layout()
         leader = self.quorum_leader()
-        return [NodeStatus(i, layout.host, layout.ports[i - 1], layout.controller_ports[i - 1], self.node(i, layout).running(),
-                           leader == i)
+        return [NodeStatus(i, layout.host, layout.ports[i - 1], layout.controller_ports[i - 1],
+                           self.node(i, layout).running(), leader == i)
                 for i in range(1, len(layout.ports) + 1)]
