@@ -124,7 +124,7 @@ class PaperBroker:
             problem = order_problem(order, self.settings, self.served,
                                     self.matcher.last_price(order.exchange, order.symbol))
             if problem is not None:
-                producer.produce(*kafka_io.dead_letter(m, ORDERS, problem))
+                out.append((*kafka_io.dead_letter(m, ORDERS, problem), None))
                 return []
             fills = self.matcher.on_order(order)
             log.info("Order %s (%s %.8g %s) from %s[%d]@%d: %d fills at once.", order.order_id, order.side,
