@@ -112,7 +112,11 @@ class LocalCluster:
             for b, run in launched:  # every node must be up before any answers: the quorum needs a majority
                 b.await_ready(run, timeout)
             self.wait_brokers(nodes, timeout)
-        except (BrokerError, TimeoutError):
+        except BrokerError:
+            for b, run in launched:  # those not awaited yet have no broker.json for stop() to find
+                if run.proc.poll() is None:
+                    run.proc.kill()
+                    run.proc.wait(10)
             self.stop()
             raise
         ensure_topics(layout.bootstrap)
@@ -128,7 +132,7 @@ class LocalCluster:
         return info
 
     def wait_brokers(self, count: int, timeout: float) -> None:
-        """Wait until the metadata lists ``count`` brokers and a node leads the quorum."""
+        """Wait until the metadata lists ``count`` brokers and a node leads the quorum; BrokerError if not."""
         client = admin(self._layout().bootstrap, quiet=True)
         deadline = time.monotonic() + timeout
         seen = 0
@@ -137,8 +141,9 @@ class LocalCluster:
             if seen >= count and self.quorum_leader() is not None:
                 return
             time.sleep(0.2)
-        raise TimeoutError(f"{seen} of {count} brokers registered, quorum leader {self.quorum_leader()}, "
-                           f"{timeout:.0f}s after the start")
+        raise BrokerError(f"the cluster in {self.home} is not up {timeout:.0f}s after the start: {seen} of {count} "
+                          f"brokers registered, quorum leader {self.quorum_leader()}; the nodes' logs are in "
+                          f"{self.home / 'kafka'}/node-N/logs")
 
     # -- stop ------------------------------------------------------------------------------------
     def stop(self, node_id: int | None = None, timeout: float = 30.0) -> list[BrokerInfo]:
