@@ -113,7 +113,7 @@ class LocalCluster:
                 b.await_ready(run, timeout)
             self.wait_brokers(nodes, timeout)
         except BrokerError:
-            for b, run in launched:  # those not awaited yet have no broker.json for stop() to find
+            for _, run in launched:  # those not awaited yet have no broker.json for stop() to find
                 if run.proc.poll() is None:
                     run.proc.kill()
                     run.proc.wait(10)
