@@ -79,14 +79,19 @@ def transact(producer: Producer, records: Sequence[tuple[str, bytes, bytes | Non
         except KafkaException as err:
             kerr = err.args[0]
             if not kerr.txn_requires_abort() or kerr.fatal():
-                raise TransactionInDoubt(kerr) from err
+                raise _in_doubt(len(records), kerr.str()) from err
             log.warning("Transaction of %d records aborted (attempt %d of %d): %s.", len(records), attempt,
                         attempts, kerr.str())
             try:
                 producer.abort_transaction(COMMIT_TIMEOUT_S)
             except KafkaException as abort_err:
-                raise TransactionInDoubt(abort_err.args[0]) from abort_err
-    raise TransactionInDoubt(KafkaError(KafkaError._FATAL, f"{attempts} transactions aborted in a row"))
+                raise _in_doubt(len(records), f"its abort failed: {abort_err.args[0].str()}") from abort_err
+    raise _in_doubt(len(records), f"{attempts} transactions aborted in a row")
+
+
+def _in_doubt(n: int, why: str) -> TransactionInDoubt:
+    return TransactionInDoubt(f"a transaction of {n} records failed ({why}); its producer is not used again: "
+                              "restart the service to rebuild its state from the committed offsets")
 
 
 def replication(brokers: int) -> tuple[int, int]:

@@ -57,7 +57,7 @@ def test_an_abortable_error_aborts_then_commits_the_same_records_and_offsets() -
 ], ids=["fatal", "timed-out"])
 def test_a_fatal_or_timed_out_commit_is_raised_without_reusing_the_producer(err: KafkaError) -> None:
     p = _Producer(err)
-    with pytest.raises(TransactionInDoubt):
+    with pytest.raises(TransactionInDoubt, match="not used again: restart the service"):
         transact(p, RECORDS, None)  # type: ignore[arg-type]
     assert p.calls.count("begin") == 1 and "abort" not in p.calls
 
