@@ -105,27 +105,26 @@ class PaperBroker:
         if first is None:
             return
         msgs = [first, *c.consume(self.settings.batch, timeout=0)]
-        producer.begin_transaction()
+        out: list[tuple[str, bytes, bytes | None]] = []
         for m in msgs:
             if not kafka_io.usable(m):
                 continue
-            for fill in self._handle(producer, m):
-                producer.produce(self._fills, encode(fill), key=market_key(fill.exchange, fill.symbol))
+            for fill in self._handle(out, m):
+                out.append((self._fills, encode(fill), market_key(fill.exchange, fill.symbol)))
                 self.fills_out += 1
-        producer.send_offsets_to_transaction(c.position(c.assignment()), c.consumer_group_metadata())
-        producer.commit_transaction()
+        kafka_io.transact(producer, out, lambda: (c.position(c.assignment()), c.consumer_group_metadata()))
 
-    def _handle(self, producer: Producer, m: Message) -> list[Fill]:
+    def _handle(self, out: list[tuple[str, bytes, bytes | None]], m: Message) -> list[Fill]:
         if m.topic() == self._orders:
             try:
                 order = decode(m.value() or b"", Order)
             except ContractError as err:
-                producer.produce(*kafka_io.dead_letter(m, ORDERS, str(err)))
+                out.append((*kafka_io.dead_letter(m, ORDERS, str(err)), None))
                 return []
             problem = order_problem(order, self.settings, self.served,
                                     self.matcher.last_price(order.exchange, order.symbol))
             if problem is not None:
-                producer.produce(*kafka_io.dead_letter(m, ORDERS, problem))
+                out.append((*kafka_io.dead_letter(m, ORDERS, problem), None))
                 return []
             fills = self.matcher.on_order(order)
             log.info("Order %s (%s %.8g %s) from %s[%d]@%d: %d fills at once.", order.order_id, order.side,

@@ -43,6 +43,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
 
+from contracts.kafka_io import replication_at
 from contracts.settings import kafka_bootstrap, tickflow_home
 from contracts.topics import MARKET_TRADES, SIGNALS_FEATURES
 from streams import faust_seam
@@ -64,7 +65,8 @@ class StreamsWorkerApp:
         brokers = ";".join(f"kafka://{hp}" for hp in bootstrap.split(","))
         self.app = faust_seam.StreamsApp(
             settings.app_id, broker=brokers, datadir=str(datadir), store="memory://",
-            topic_partitions=MARKET_TRADES.partitions, topic_replication_factor=1, topic_disable_leader=True,
+            topic_partitions=MARKET_TRADES.partitions, topic_disable_leader=True,
+            topic_replication_factor=replication_at(bootstrap),  # changelogs: min(3, brokers) replicas
             table_standby_replicas=0, web_enabled=settings.web_port > 0, web_port=settings.web_port or 6066,
             consumer_auto_offset_reset="earliest", producer_acks=-1, producer_linger=0.005,
             # a killed worker's partitions move to the others (or its restart) after this, not after 60 s

@@ -177,13 +177,8 @@ class TraderService:
         return self._portfolio, encode(snap), self.policy_id.encode()
 
     def _transact(self, producer: Producer, features: Consumer, out: list[tuple[str, bytes, bytes | None]]) -> None:
-        producer.begin_transaction()
-        for topic, value, key in out:
-            producer.produce(topic, value, key)
-        if self._offsets_pending:
-            producer.send_offsets_to_transaction(features.position(features.assignment()),
-                                                 features.consumer_group_metadata())
-        producer.commit_transaction()
+        offsets = lambda: (features.position(features.assignment()), features.consumer_group_metadata())  # noqa: E731
+        kafka_io.transact(producer, out, offsets if self._offsets_pending else None)
         self._offsets_pending = False
 
     def _finish(self, producer: Producer, features: Consumer) -> None:
