@@ -45,8 +45,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from contracts.client_config import check_copartitioned, producer_config
 from contracts.settings import kafka_bootstrap, tickflow_home
-from contracts.topics import MARKET_TRADES, SIGNALS_FEATURES
+from contracts.topics import MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES
 from streams.processor import Output, Processor
 from streams.spec import StreamsSettings, load_settings
 
@@ -110,8 +111,8 @@ class StreamsWorkerApp:
                                  logger=log)
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="trades-reader")  # every call on self.consumer
         # Outputs go through librdkafka (idempotent, acks=all): far cheaper per record than Faust's producer.
-        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 0,
-                                  "client.id": f"{settings.app_id}-out"}, logger=log)
+        self.producer = Producer(producer_config(bootstrap, {"linger.ms": 0, "client.id": f"{settings.app_id}-out"}),
+                                 logger=log)
         self.delivery_errors: list[str] = []
         self.lock = asyncio.Lock()
         self.partitions: frozenset[int] = frozenset()  # the trade partitions being read
@@ -343,6 +344,7 @@ def run_worker() -> int:
     from contracts.logs import setup_logging
 
     built = build()
+    check_copartitioned(built.consumer, (MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES))
     s = built.settings
     log.info("Streams worker starting: broker %s, intervals %s s, grace %d ms, state table %s.",
              kafka_bootstrap(), list(s.intervals), s.grace_ms, built.table.changelog_topic.get_topic_name())

@@ -12,6 +12,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from contracts import V1, DeadLetter, Topic
+from contracts.client_config import producer_config
 from contracts.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,9 @@ def consumer(bootstrap: str, group: str, **extra: Any) -> Consumer:
 
 
 def transactional_producer(bootstrap: str, transactional_id: str) -> Producer:
-    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": transactional_id,
-                         "enable.idempotence": True, "linger.ms": 0, "transaction.timeout.ms": 60_000,
-                         "retry.backoff.ms": 5,
-                         "log_level": 3})
+    producer = Producer(producer_config(bootstrap, {"transactional.id": transactional_id, "linger.ms": 0,
+                                                    "transaction.timeout.ms": 60_000, "retry.backoff.ms": 5,
+                                                    "log_level": 3}))
     producer.init_transactions(30)
     return producer
 

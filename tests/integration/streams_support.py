@@ -14,13 +14,13 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from contracts import Trade, encode, market_key
+from contracts.client_config import producer_config
 from tests.helpers import REPO
 
 
 def produce_trades(bootstrap: str, trades: Iterable[Trade], topic: str = "market.trades") -> int:
     """Produce trades keyed ``exchange:symbol`` with an idempotent producer; return how many."""
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20,
-                         "compression.type": "lz4"})
+    producer = Producer(producer_config(bootstrap, {"linger.ms": 20, "compression.type": "lz4"}))
     n = 0
     for t in trades:
         while True:
@@ -37,7 +37,7 @@ def produce_trades(bootstrap: str, trades: Iterable[Trade], topic: str = "market
 
 
 def produce_raw(bootstrap: str, values: list[tuple[bytes, bytes]], topic: str = "market.trades") -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    producer = Producer(producer_config(bootstrap))
     for key, value in values:
         producer.produce(topic, key=key, value=value)
     assert producer.flush(30) == 0

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from contracts.client_config import producer_config
 from contracts.topics import REGISTRY
 from infra.kafka.admin import admin, describe_topics
 from infra.kafka.broker import BrokerInfo, LocalBroker, free_port, port_in_use
@@ -62,7 +63,7 @@ def test_start_on_a_taken_port_says_so(tmp_path: Path) -> None:
 
 
 def test_topic_dump_prints_values_until_idle(bootstrap: str, tmp_path: Path) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer(producer_config(bootstrap))
     for i in range(5):
         producer.produce("market.events.dlq", json.dumps({"n": i}).encode())
     producer.flush(10)

@@ -20,6 +20,7 @@ import pytest
 from confluent_kafka import Producer
 
 from contracts import DeadLetter, FeatureVector, Fill, Order, PortfolioSnapshot, Trade, decode, encode, market_key
+from contracts.client_config import producer_config
 from contracts.history import candle_trades
 from contracts.topics import FILLS, MARKET_TRADES, ORDERS, PORTFOLIO, SIGNALS_FEATURES
 from infra.kafka.broker import BrokerInfo
@@ -117,7 +118,7 @@ def test_features_to_orders_to_fills_exactly_once_across_sigkill(make_broker: ob
     bundle = setup["bundle"]
     env = cli_env(info.bootstrap, root)
     env.update({"TRADER__NOTIONAL": str(NOTIONAL), "TRADER__CAPITAL": str(CAPITAL), "TRADER__HTTP_PORT": "-1"})
-    producer = Producer({"bootstrap.servers": info.bootstrap, "linger.ms": 5, "enable.idempotence": True})
+    producer = Producer(producer_config(info.bootstrap, {"linger.ms": 5}))
     for t in trades:
         producer.produce(MARKET_TRADES.name, encode(t), market_key(t.exchange, t.symbol))
     producer.produce(SIGNALS_FEATURES.name, b'{"not": "a feature vector"}', b"binance:ETH-USDT")

@@ -35,6 +35,7 @@ from contracts import (
     market_key,
     topic,
 )
+from contracts.client_config import producer_config
 from contracts.history import binance_dump_trades, candle_trades
 from infra.kafka.broker import free_port
 from tests.helpers import DATA, REPO, cli_env, tickflow_cmd
@@ -87,7 +88,7 @@ def _known_records() -> list[Message]:
 def _produce(bootstrap: str, records: list[Message]) -> None:
     names = {Trade: "market.trades", Bar: "signals.bars", FeatureVector: "signals.features", Order: "orders",
              Fill: "fills", PortfolioSnapshot: "portfolio"}
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    producer = Producer(producer_config(bootstrap, {"linger.ms": 5}))
     for rec in records:
         key = rec.policy_id.encode() if isinstance(rec, PortfolioSnapshot) else market_key(
             rec.exchange, rec.symbol)  # type: ignore[attr-defined]
