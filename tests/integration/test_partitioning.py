@@ -68,12 +68,10 @@ def test_murmur2_is_java_s() -> None:
 
 
 def test_faust_s_producer_hashes_with_murmur2() -> None:
-    """Faust's aiokafka producer: its default partitioner (Faust leaves ``producer_partitioner`` unset)."""
+    """Faust's aiokafka producer uses aiokafka's DefaultPartitioner unless ``producer_partitioner`` is set
+    (the worker leaves it unset: checked in the test below, on the worker's own app)."""
     from aiokafka.partitioner import DefaultPartitioner
 
-    from streams.spec import StreamsSettings
-
-    assert StreamsSettings().app_id  # the worker builds its Faust app without a partitioner of its own
     for n in (4, 7):
         assert [DefaultPartitioner()(k, list(range(n)), list(range(n))) for k in KEYS] == [
             java_partition(k, n) for k in KEYS]
@@ -107,6 +105,7 @@ def _producer_paths(bootstrap: str, tmp: Path) -> dict[str, object]:
     from trader import kafka_io
 
     worker = build(StreamsSettings(app_id=f"partitioning-{uuid.uuid4().hex[:6]}"), bootstrap, tmp / "streams")
+    assert worker.app.conf.producer_partitioner is None  # Faust's own producer: aiokafka's murmur2 partitioner
     paths: dict[str, object] = {
         "ingestor (Publisher: replay, live, demo)": Publisher(bootstrap, reports="all"),
         "streams worker (bars and features out)": worker.producer,
