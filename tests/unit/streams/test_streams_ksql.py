@@ -115,10 +115,10 @@ class FakeKsql(BaseHTTPRequestHandler):
         exists = name in st.setdefault("objects", set())
         st["objects"].add(name)
         kind = "Stream" if text.split()[1] == "STREAM" else "Table"
-        if exists:  # what ksqlDB 0.29.0 answers to CREATE ... IF NOT EXISTS of an existing source
+        if exists:  # ksqlDB 0.29.0's answer to CREATE ... IF NOT EXISTS of an existing source (DistributingExecutor)
             self._send(200, [{"@type": "warning_entity", "statementText": text, "warnings": [],
-                              "message": f"Cannot add {kind.lower()} '{name.upper()}': A {kind.lower()} with the "
-                                         "same name already exists"}])
+                              "message": f"Cannot add {kind.lower()} {name.upper()}: A {kind.lower()} with the "
+                                         "same name already exists."}])
             return
         self._send(200, [{"@type": "currentStatus", "statementText": text, "commandId": f"x/{name}/create",
                           "commandStatus": {"status": "SUCCESS", "message": f"{kind} created and running"},
