@@ -260,6 +260,7 @@ def test_ksqldb_sql_applies_twice(run: Run) -> None:
     assert sum("SUCCESS:" in line for line in first.stdout.splitlines()) == 8, first.stdout
     assert sum("-> warning: " in line and "already exists" in line for line in second.stdout.splitlines()) == 8
     assert "warning_entity" not in second.stdout
+    print("first apply:\n" + first.stdout + "second apply:\n" + second.stdout)
 
 
 def test_bars_equal_the_faust_worker_s_and_the_reference_for_every_interval(run: Run) -> None:
@@ -340,6 +341,6 @@ def test_every_readme_query_runs_and_returns_rows(run: Run) -> None:
                      for c in re.split(r",(?![^(]*\))", selected.group(1))]
             assert [c.lower() for c in columns] == [n.lower() for n in names], (sql, columns)
         assert rows, f"no row came back for the README query: {sql}"
-        seen.append(f"{sql[:60]}...: {len(rows)} rows, {len(columns)} columns")
+        seen.append(f"{sql}\n    -> {len(rows)} rows; {columns}\n    " + "\n    ".join(json.dumps(r) for r in rows[:2]))
     print("README queries:\n  " + "\n  ".join(seen))
     assert len(seen) >= 14
