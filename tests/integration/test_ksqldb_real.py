@@ -39,7 +39,7 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from contracts import Trade, encode, market_key
+from contracts import V1, Trade, encode, market_key
 from contracts.client_config import producer_config
 from contracts.topics import MARKET_TRADES, SIGNALS_BARS
 from infra.kafka.admin import admin
@@ -138,7 +138,8 @@ def _flush_trades(bootstrap: str, start_ts: int) -> int:
     for rnd in range(5):
         ts = start_ts + rnd * 1000
         for part, symbol in sorted(keys.items()):
-            t = Trade(exchange="tickflow", symbol=symbol, venue_symbol=symbol, trade_id=f"flush-{rnd}-{part}",
+            t = Trade(schema_version=V1, exchange="tickflow", symbol=symbol, venue_symbol=symbol,
+                      trade_id=f"flush-{rnd}-{part}",
                       price=1.0, size=1.0, side="buy", ts_event=ts, ts_ingest=ts)
             p.produce(MARKET_TRADES.name, key=market_key(t.exchange, t.symbol), value=encode(t))
         assert p.flush(30) == 0
