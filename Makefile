@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tickflow-setup
 export TICKFLOW_HOME ?= $(CURDIR)/.tickflow
 
-.PHONY: setup kafka browser test lint typecheck unit integration bench demo clean help
+.PHONY: setup kafka browser test test-ksqldb lint typecheck unit integration bench demo clean help
 
 help:
 	@echo "make demo   run the embedded demo (local broker, streams, trader, paper broker, report)"
@@ -38,6 +38,12 @@ typecheck: $(STAMP)
 
 test: setup browser lint typecheck
 	$(PY) -m pytest
+
+# The opt-in suite on a real ksqlDB 0.29.0 server (tests/integration/test_ksqldb_real.py): either
+# KSQLDB_UP=<command> (run as `<command> <bootstrap> <port> <service id>` against the suite's own broker)
+# or KSQLDB_URL=http://host:port with KAFKA_BOOTSTRAP=<the empty broker that server reads>.
+test-ksqldb: setup
+	$(PY) -m pytest -m ksqldb -s tests/integration/test_ksqldb_real.py
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit

@@ -12,6 +12,7 @@ import numpy as np
 
 from bench.context import BenchContext
 from bench.results import Result
+from contracts.client_config import producer_config
 
 
 def producer_perf(ctx: BenchContext, records: int = 2_000_000, size: int = 200) -> float:
@@ -45,7 +46,7 @@ def client_end_to_end_ms(ctx: BenchContext, records: int = 3_000, warm_up: int =
     from confluent_kafka import Consumer, Producer, TopicPartition
 
     topic = "bench.end-to-end-client"
-    producer = Producer({"bootstrap.servers": ctx.bootstrap, "linger.ms": 0, "enable.idempotence": True})
+    producer = Producer(producer_config(ctx.bootstrap, {"linger.ms": 0}))
     producer.produce(topic, b"create")
     producer.flush(30)
     consumer = Consumer({"bootstrap.servers": ctx.bootstrap, "group.id": "bench-end-to-end",

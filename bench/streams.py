@@ -33,6 +33,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from bench.context import BenchContext
 from bench.results import Result
 from contracts import V1, Trade, decode, encode, market_key
+from contracts.client_config import producer_config
 from contracts.messages import FeatureVector
 from contracts.topics import SIGNALS_BARS, SIGNALS_FEATURES
 from streams.processor import Output, Processor
@@ -60,8 +61,7 @@ def _trades(n: int, t0: int) -> list[Trade]:
 
 
 def _produce(bootstrap: str, trades: list[Trade]) -> None:
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "compression.type": "lz4",
-                  "enable.idempotence": True})
+    p = Producer(producer_config(bootstrap, {"linger.ms": 50, "compression.type": "lz4"}))
     for t in trades:
         while True:
             try:
@@ -152,7 +152,7 @@ def _live_latency(bootstrap: str, seconds: float, warm_up_bars: int = 2) -> tupl
 
 def _trade_load(bootstrap: str, topic: str, seconds: float) -> None:
     """Trades stamped now for 20 symbols (5 of them quiet), every 10 ms."""
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    p = Producer(producer_config(bootstrap, {"linger.ms": 0, "enable.idempotence": False}))
     rnd = random.Random(3)
     start = time.monotonic()
     i = 0
@@ -186,7 +186,7 @@ def _burst_floor(bootstrap: str, seconds: float, burst: list[Output]) -> list[in
         f.result(30)
     for t in topics.values():
         _log_append_time(admin, t)
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 0})
+    p = Producer(producer_config(bootstrap, {"linger.ms": 0}))
     load = threading.Thread(target=_trade_load, args=(bootstrap, "bench.load", seconds), daemon=True)
     load.start()
     lat: list[int] = []

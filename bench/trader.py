@@ -17,6 +17,7 @@ import numpy as np
 
 from bench.context import BenchContext
 from bench.results import Result
+from contracts.client_config import producer_config
 
 if TYPE_CHECKING:  # the benchmark imports training code only when it runs
     from trader.policy.bundle import Bundle
@@ -154,7 +155,7 @@ def _transaction_floor(ctx: BenchContext, n: int = 600) -> list[float]:
     admin = AdminClient({"bootstrap.servers": ctx.bootstrap})
     for f in admin.create_topics([NewTopic(t, 4, 1) for t in topics]).values():
         f.result(30)
-    source = Producer({"bootstrap.servers": ctx.bootstrap, "linger.ms": 0})
+    source = Producer(producer_config(ctx.bootstrap, {"linger.ms": 0, "enable.idempotence": False}))
     loop_in = kafka_io.consumer(ctx.bootstrap, "bench-txn-floor")
     loop_in.assign([TopicPartition(topics[0], p, 0) for p in range(4)])
     loop_out = kafka_io.transactional_producer(ctx.bootstrap, "bench-txn-floor")
@@ -203,7 +204,7 @@ def _over_kafka(ctx: BenchContext, bundle: Path, fvs: list[Any]) -> list[Result]
                          "auto.offset.reset": "latest", "isolation.level": "read_committed",
                          "fetch.wait.max.ms": 1})
     consumer.subscribe([ORDERS.name])
-    producer = Producer({"bootstrap.servers": ctx.bootstrap, "linger.ms": 0})
+    producer = Producer(producer_config(ctx.bootstrap, {"linger.ms": 0, "enable.idempotence": False}))
     sent: dict[int, float] = {}
     got: dict[int, float] = {}
     stop = threading.Event()

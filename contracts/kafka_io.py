@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from contracts import V1, DeadLetter, Topic
+from contracts.client_config import producer_config
 from contracts.serde import encode
 from contracts.timeutil import now_ms
 
@@ -53,9 +54,9 @@ class TransactionInDoubt(KafkaException):
 
 
 def transactional_producer(bootstrap: str, transactional_id: str) -> Producer:
-    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": transactional_id,
-                         **LEADER_CHANGE_SAFE, "linger.ms": 0, "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
-                         "log_level": 3})
+    producer = Producer(producer_config(bootstrap, {"transactional.id": transactional_id, **LEADER_CHANGE_SAFE,
+                                                    "linger.ms": 0, "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
+                                                    "log_level": 3}))
     producer.init_transactions(30)
     return producer
 

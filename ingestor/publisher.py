@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from contracts import client_config
 from contracts.messages import DeadLetter, MarketEvent, Trade
 from contracts.serde import encode
 from contracts.topics import MARKET_EVENTS, MARKET_TRADES, market_key
@@ -26,10 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def producer_config(bootstrap: str, reports: Literal["all", "errors"] = "all") -> dict[str, Any]:
-    return {
-        "bootstrap.servers": bootstrap,
-        "enable.idempotence": True,
-        "acks": "all",
+    return client_config.producer_config(bootstrap, {
         "linger.ms": 50,
         "batch.size": 4_000_000,
         "batch.num.messages": 100_000,
@@ -39,7 +37,7 @@ def producer_config(bootstrap: str, reports: Literal["all", "errors"] = "all") -
         "message.timeout.ms": 300_000,  # a broker away for 5 minutes fails the delivery (reported)
         "delivery.report.only.error": reports == "errors",
         "socket.keepalive.enable": True,
-    }
+    })
 
 
 class Publisher:

@@ -43,9 +43,10 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
 
+from contracts.client_config import check_copartitioned, producer_config
 from contracts.kafka_io import replication_at
 from contracts.settings import kafka_bootstrap, tickflow_home
-from contracts.topics import MARKET_TRADES, SIGNALS_FEATURES
+from contracts.topics import MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES
 from streams import faust_seam
 from streams.processor import Output, Processor
 from streams.spec import StreamsSettings, load_settings
@@ -86,8 +87,8 @@ class StreamsWorkerApp:
                                  logger=log)
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="trades-reader")  # every call on self.consumer
         # Outputs go through librdkafka (idempotent, acks=all): far cheaper per record than Faust's producer.
-        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 0,
-                                  "client.id": f"{settings.app_id}-out"}, logger=log)
+        self.producer = Producer(producer_config(bootstrap, {"linger.ms": 0, "client.id": f"{settings.app_id}-out"}),
+                                 logger=log)
         self.delivery_errors: list[str] = []
         self.lock = asyncio.Lock()
         self.partitions: frozenset[int] = frozenset()  # the trade partitions being read
@@ -295,6 +296,7 @@ def run_worker() -> int:
         print(f"tickflow streams worker: {err}", file=sys.stderr)
         return 2
     built = build()
+    check_copartitioned(built.consumer, (MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES))
     s = built.settings
     log.info("Streams worker starting: broker %s, intervals %s s, grace %d ms, state table %s.",
              kafka_bootstrap(), list(s.intervals), s.grace_ms, built.table.changelog_topic.get_topic_name())

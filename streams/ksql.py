@@ -88,19 +88,50 @@ def wait_until_running(url: str, timeout: float, echo: Callable[[str], None]) ->
 
 
 def describe(result: Any) -> str:
-    """One line per entity of a /ksql response (status and message, or the entity's type)."""
+    """One line per entity of a /ksql response: the command's status and message, a warning's text
+    (``warning_entity``: e.g. "Cannot add table 'BARS_1S': A table with the same name already exists"),
+    or the entity's type and message; then the entity's warnings."""
     parts = []
     for entity in result if isinstance(result, list) else [result]:
         if not isinstance(entity, dict):
             parts.append(str(entity))
             continue
         status = entity.get("commandStatus") or {}
+        kind = str(entity.get("@type", "ok"))
         if status:
             parts.append(f"{status.get('status', '?')}: {status.get('message', '')}".strip())
+        elif kind == "warning_entity":
+            parts.append(f"warning: {entity.get('message', '(no message)')}")
         else:
-            parts.append(str(entity.get("@type", "ok")))
-        parts.extend(f"warning: {w.get('message', w)}" for w in entity.get("warnings") or [])
+            parts.append(f"{kind}: {entity['message']}" if entity.get("message") else kind)
+        parts.extend(f"warning: {w.get('message', w) if isinstance(w, dict) else w}"
+                     for w in entity.get("warnings") or [])
     return "; ".join(parts) or "ok"
+
+
+_TOPIC_CONFLICT = re.compile(
+    r"A Kafka topic with the name '(?P<topic>[^']+)' already exists.*?KSQL expects (?P<want_p>\d+) partitions "
+    r"\(topic has (?P<have_p>\d+)\), (?P<want_r>-?\d+) replication factor \(topic has (?P<have_r>\d+)\)"
+    r"(?:, and (?P<want_ret>-?\d+) retention \(topic has (?P<have_ret>-?\d+)\))?", re.DOTALL)
+
+
+def explain_topic_conflict(message: str) -> str | None:
+    """For ksqlDB's "topic already exists with different configuration" refusal: what differs and how to fix it."""
+    m = _TOPIC_CONFLICT.search(message)
+    if not m:
+        return None
+    diffs = []
+    if m["want_p"] != m["have_p"]:
+        diffs.append(f"partitions: the statement wants {m['want_p']}, the topic has {m['have_p']}")
+    if int(m["want_r"]) > 0 and int(m["have_r"]) < int(m["want_r"]):
+        diffs.append(f"replicas: the statement wants {m['want_r']}, the topic has {m['have_r']}")
+    if m["want_ret"] is not None and m["want_ret"] != m["have_ret"]:
+        diffs.append(f"retention.ms: the statement wants {m['want_ret']}, the topic has {m['have_ret']}")
+    topic = m["topic"]
+    return (f"topic {topic!r} exists with another configuration ({'; '.join(diffs) or 'see the message'}). "
+            f"Fix: if {topic!r} holds nothing you need (ksqlDB rebuilds it from its source), delete it "
+            f"(kafka-topics.sh --bootstrap-server <broker> --delete --topic {topic}) and apply again; "
+            f"otherwise change the statement's WITH clause (PARTITIONS, REPLICAS, RETENTION_MS) to match the topic.")
 
 
 def run_statement(url: str, statement: str, properties: dict[str, str]) -> Any:
@@ -113,6 +144,11 @@ def run_statement(url: str, statement: str, properties: dict[str, str]) -> Any:
                           headers={"Content-Type": "application/vnd.ksql.v1+json; charset=utf-8",
                                    "Accept": "application/vnd.ksql.v1+json"})
     text = response.text
+    try:
+        json.loads(text)
+    except ValueError:
+        raise KsqlApplyError(f"ksqlDB answered HTTP {response.status_code} with a body that is not JSON: "
+                             f"{text.strip()[:200]!r}") from None
     BaseAPI._raise_for_status(response, text)
     return json.loads(text)
 
@@ -141,7 +177,12 @@ def apply_file(url: str, path: Path, timeout: float = 120.0, echo: Callable[[str
             result = run_statement(url, statement, dict(properties))
         except KSQLError as err:
             message, code = [*err.args, None, None][:2]
-            raise KsqlApplyError(f"statement {n} was refused (error {code}): {message}\n  {statement}") from err
+            echo(f"[{n}/{len(statements)}] {head} -> REFUSED (error {code}): {message}")
+            hint = explain_topic_conflict(str(message))
+            raise KsqlApplyError(f"statement {n} was refused (error {code}): {message}"
+                                 + (f"\n  {hint}" if hint else "") + f"\n  {statement}") from err
+        except KsqlApplyError as err:
+            raise KsqlApplyError(f"statement {n}: {err}\n  {statement}") from err
         except (httpx.HTTPError, ValueError) as err:
             raise KsqlApplyError(f"statement {n} could not be sent to {url}: {type(err).__name__}: {err}") from err
         sent += 1

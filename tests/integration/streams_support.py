@@ -13,6 +13,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from contracts import Trade, encode, market_key
+from contracts.client_config import producer_config
 from contracts.topic_reader import read_to_end
 from contracts.topics import MARKET_TRADES
 from tests.helpers import REPO, cli_env
@@ -22,8 +23,7 @@ def produce_trades(bootstrap: str, trades: Iterable[Trade], topic: str | None = 
     """Produce trades keyed ``exchange:symbol`` with an idempotent producer (to market.trades unless ``topic``
     is given); return how many."""
     topic = topic or MARKET_TRADES.name
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20,
-                         "compression.type": "lz4"})
+    producer = Producer(producer_config(bootstrap, {"linger.ms": 20, "compression.type": "lz4"}))
     n = 0
     for t in trades:
         while True:
@@ -41,7 +41,7 @@ def produce_trades(bootstrap: str, trades: Iterable[Trade], topic: str | None = 
 
 def produce_raw(bootstrap: str, values: list[tuple[bytes, bytes]], topic: str | None = None) -> None:
     topic = topic or MARKET_TRADES.name
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    producer = Producer(producer_config(bootstrap))
     for key, value in values:
         producer.produce(topic, key=key, value=value)
     assert producer.flush(30) == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 from confluent_kafka import Producer
 
 from contracts import V1, DeadLetter, Fill, Order, Trade, decode, encode, market_key
+from contracts.client_config import producer_config
 from contracts.topic_reader import read_to_end
 from contracts.topics import FILLS, MARKET_TRADES, ORDERS, prefixed
 from infra.kafka.broker import BrokerInfo
@@ -22,7 +23,7 @@ def _order(oid: str, qty: float, policy: str = "champion") -> Order:
 
 def test_absurd_orders_and_unserved_policies_go_to_the_dlq(shared_broker: BrokerInfo) -> None:
     info = shared_broker
-    producer = Producer({"bootstrap.servers": info.bootstrap, "enable.idempotence": True})
+    producer = Producer(producer_config(info.bootstrap))
     key = market_key("binance", "ETH-USDT")
     trade = Trade(schema_version=V1, exchange="binance", symbol="ETH-USDT", venue_symbol="ETHUSDT", trade_id="1",
                   price=100.0, size=50.0, side="buy", ts_event=900, ts_ingest=900)

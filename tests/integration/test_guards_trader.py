@@ -14,6 +14,7 @@ import numpy as np
 from confluent_kafka import Producer
 
 from contracts import V1, DeadLetter, FeatureVector, Fill, Order, PortfolioSnapshot, decode, encode, market_key
+from contracts.client_config import producer_config
 from contracts.feature_schema import V1 as V1_NAMES
 from contracts.topic_reader import read_to_end
 from contracts.topics import FILLS, ORDERS, PORTFOLIO, SIGNALS_FEATURES
@@ -59,7 +60,7 @@ def test_bloated_vectors_and_forged_fills_go_to_the_dlq(shared_broker: BrokerInf
                                 env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait(log, f"consumes {SIGNALS_FEATURES.name}")
-        producer = Producer({"bootstrap.servers": info.bootstrap, "enable.idempotence": True})
+        producer = Producer(producer_config(info.bootstrap))
         key = market_key("binance", "ETH-USDT")
         good = {n: 0.0 for n in V1_NAMES}
         bloated = {**good, "ret_1": 1.0, **{f"junk_{i}": 0.0 for i in range(45_000)}}

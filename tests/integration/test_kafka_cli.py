@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from contracts.client_config import producer_config
 from contracts.topics import ORDERS, REGISTRY, topic
 from infra.kafka.admin import admin, describe_topics
 from infra.kafka.broker import BrokerInfo, LocalBroker, free_port, port_in_use
@@ -63,7 +64,7 @@ def test_start_on_a_taken_port_says_so(tmp_path: Path) -> None:
 def test_topic_dump_prints_values_until_idle(shared_broker: BrokerInfo, tmp_path: Path) -> None:
     """Under a topic prefix, `topic dump` takes the registry's base name."""
     bootstrap = shared_broker.bootstrap
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer(producer_config(bootstrap))
     for i in range(5):
         producer.produce(topic("market.events.dlq").name, json.dumps({"n": i}).encode())
     producer.flush(10)
@@ -80,7 +81,7 @@ def test_topic_dump_prints_values_until_idle(shared_broker: BrokerInfo, tmp_path
 def test_topic_dump_also_prints_what_arrives_until_it_is_idle(bootstrap: str, tmp_path: Path) -> None:
     """A record produced after the dump printed what was there is printed too, as it comes within --timeout."""
     marker = time.time_ns()
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer(producer_config(bootstrap))
     producer.produce("signals.bars.dlq", json.dumps({"early": marker}).encode())
     producer.flush(10)
     env = {**cli_env(bootstrap, tmp_path), "PYTHONUNBUFFERED": "1"}

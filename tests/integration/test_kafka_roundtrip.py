@@ -9,6 +9,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from contracts import V1, Topic, Trade, decode, encode, market_key
+from contracts.client_config import producer_config
 from infra.kafka.admin import ensure_topics
 from infra.kafka.broker import BrokerInfo
 
@@ -21,10 +22,7 @@ SYMBOLS = [("binance", f"S{i:02d}-USDT") for i in range(12)] + [("kraken", "BTC-
 def test_200k_trades_idempotent_producer_to_consumer_group(broker: BrokerInfo) -> None:
     name = f"test.roundtrip.{uuid.uuid4().hex[:6]}"
     ensure_topics(broker.bootstrap, [Topic(name, "exchange:symbol", Trade, 4)])
-    producer = Producer({
-        "bootstrap.servers": broker.bootstrap, "enable.idempotence": True, "acks": "all",
-        "linger.ms": 20, "compression.type": "lz4",
-    })
+    producer = Producer(producer_config(broker.bootstrap, {"linger.ms": 20, "compression.type": "lz4"}))
     sent: dict[bytes, list[bytes]] = defaultdict(list)
     delivered = 0
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from contracts import V1, Bar, Trade, to_dict
+from contracts.client_config import producer_config
 from contracts.feature_schema import FEATURE_NAMES, FEATURE_SCHEMA
 from contracts.history import binance_dump_trades, candle_trades
 from contracts.topics import MARKET_EVENTS, MARKET_TRADES, SIGNALS_BARS, prefixed, topic
@@ -206,7 +207,7 @@ def test_live_bars_close_ahead_of_time_on_the_wall_clock_and_equal_offline(
     while f"Reading {MARKET_TRADES.name} partitions [0, 1, 2, 3]" not in worker.log.read_text(errors="replace"):
         assert time.monotonic() < deadline and worker.proc.poll() is None, worker.tail()
         time.sleep(0.2)
-    producer = Producer({"bootstrap.servers": b, "enable.idempotence": True, "linger.ms": 0})
+    producer = Producer(producer_config(b, {"linger.ms": 0}))
     sent: list[Trade] = []
     started = time.time()
     i = 0

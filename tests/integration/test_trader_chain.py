@@ -31,6 +31,7 @@ from contracts import (
     encode,
     market_key,
 )
+from contracts.client_config import producer_config
 from contracts.history import candle_trades
 from contracts.topic_reader import read_to_end
 from contracts.topics import FILLS, MARKET_TRADES, ORDERS, PORTFOLIO, SIGNALS_FEATURES
@@ -129,7 +130,7 @@ def test_features_to_orders_to_fills_exactly_once_across_sigkill(shared_broker: 
     bundle = setup["bundle"]
     env = cli_env(info.bootstrap, root)
     env.update({"TRADER__NOTIONAL": str(NOTIONAL), "TRADER__CAPITAL": str(CAPITAL), "TRADER__HTTP_PORT": "-1"})
-    producer = Producer({"bootstrap.servers": info.bootstrap, "linger.ms": 5, "enable.idempotence": True})
+    producer = Producer(producer_config(info.bootstrap, {"linger.ms": 5}))
     for t in trades:
         producer.produce(MARKET_TRADES.name, encode(t), market_key(t.exchange, t.symbol))
     producer.produce(SIGNALS_FEATURES.name, b'{"not": "a feature vector"}', b"binance:ETH-USDT")
@@ -243,7 +244,7 @@ def test_a_bad_fill_that_arrives_while_the_trader_is_down_goes_to_the_dlq_once(
     _wait_log(trader.log, "consumes signals.features", 1)
     trader.kill(signal.SIGTERM)
     raw = f'{{"not": "a fill", "n": {time.time_ns()}}}'
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    producer = Producer(producer_config(bootstrap))
     producer.produce(FILLS.name, raw.encode(), b"binance:ETH-USDT")
     producer.flush(10)
     bad = next(m for m in read_to_end(bootstrap, FILLS) if m.value() == raw.encode())

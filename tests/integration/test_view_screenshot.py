@@ -36,6 +36,7 @@ from contracts import (
     market_key,
     topic,
 )
+from contracts.client_config import producer_config
 from contracts.history import binance_dump_trades, candle_trades
 from contracts.topic_reader import read_to_end
 from contracts.topics import FILLS, MARKET_TRADES, ORDERS, PORTFOLIO, SIGNALS_FEATURES
@@ -90,7 +91,7 @@ def _known_records() -> list[Message]:
 def _produce(bootstrap: str, records: list[Message]) -> None:
     names = {Trade: "market.trades", Bar: "signals.bars", FeatureVector: "signals.features", Order: "orders",
              Fill: "fills", PortfolioSnapshot: "portfolio"}
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    producer = Producer(producer_config(bootstrap, {"linger.ms": 5}))
     for rec in records:
         key = rec.policy_id.encode() if isinstance(rec, PortfolioSnapshot) else market_key(
             rec.exchange, rec.symbol)  # type: ignore[attr-defined]
