@@ -119,17 +119,22 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"replay {path.name} ({report.mode}): {c.trades:,} trades, {c.skipped:,} frames skipped"
               + (f" ({skipped})" if skipped else "") + f", {c.dead_lettered:,} dead-lettered{extra}; "
               f"{report.seconds:.2f}s, {report.rate:,.0f} trades/s", flush=True)
-    remaining = publisher.flush()
+    remaining = publisher.flush(stop=stop)
     seconds = time.perf_counter() - started
     delivered = publisher.delivered
     print(f"delivered {delivered:,} of {publisher.produced:,} records "
           f"({publisher.failed:,} failed, {remaining:,} unacknowledged); {total:,} trades in {seconds:.2f}s "
           f"including the flush: {total / seconds if seconds else 0:,.0f} trades/s", flush=True)
+    if stop.is_set():
+        print(f"tickflow ingest replay: stopped by a signal; the broker acknowledged {delivered:,} of "
+              f"{publisher.produced:,} records, {publisher.failed + remaining:,} were not acknowledged",
+              file=sys.stderr)
+        return 130
     if publisher.failed or remaining:
         print(f"tickflow: the broker did not acknowledge every record ({publisher.first_error or 'timed out'})",
               file=sys.stderr)
         return 1
-    return 130 if stop.is_set() else 0
+    return 0
 
 
 def _live(args: argparse.Namespace) -> int:
