@@ -73,8 +73,9 @@ class Report:
 class Pacer:
     """Sleeps so that event times are replayed at ``speed`` times their original pace."""
 
-    def __init__(self, speed: float) -> None:
+    def __init__(self, speed: float, stop: threading.Event | None = None) -> None:
         self.speed = speed
+        self.stop = stop or threading.Event()  # a stop ends the wait at once
         self.t0_event: int | None = None
         self.t0_wall = 0.0
 
@@ -85,7 +86,7 @@ class Pacer:
         due = self.t0_wall + (ts_ms - self.t0_event) / 1000.0 / self.speed
         delay = due - time.monotonic()
         if delay > 0:
-            time.sleep(delay)
+            self.stop.wait(delay)
 
 
 def detect(path: Path, from_candles: bool) -> str:
@@ -130,7 +131,7 @@ def replay_file(path: Path, publisher: Publisher, *, venue_name: str | None, sym
     stop = stop or threading.Event()
     mode = detect(path, from_candles)
     report = Report(path, mode)
-    pacer = Pacer(speed) if speed else None
+    pacer = Pacer(speed, stop) if speed else None
     start = time.perf_counter()
     with tqdm(desc=path.name[:40], unit=" trades", unit_scale=True, disable=not progress, mininterval=1.0,
               leave=False) as bar:
@@ -168,6 +169,9 @@ def produce_trades(trades: Iterator[Trade], publisher: Publisher, pacer: Pacer |
             key_symbol, key = t.symbol, publisher.key(t.exchange, t.symbol)
         if pacer is not None:
             pacer.wait(t.ts_event)
+            if stop.is_set():  # paced, a stop is seen at the next trade, not CHUNK trades later
+                log.warning("Stopping the replay after %d trades, as asked.", n)
+                break
         value = encode(t)
         try:
             produce(topic, value, key)
@@ -220,6 +224,9 @@ def _frames(path: Path, pipeline: Pipeline, publisher: Publisher, pacer: Pacer |
                 recv_ms = now_ms()
             if pacer is not None:
                 pacer.wait(recv_ms)
+                if stop.is_set():
+                    log.warning("Stopping the replay at line %d, as asked.", lineno)
+                    break
             pipeline.on_frame(raw, recv_ms)
             if books is not None:
                 books.on_frame(raw, recv_ms)
