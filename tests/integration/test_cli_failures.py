@@ -134,3 +134,31 @@ def test_help_shows_the_defaults(command: list[str], defaults: list[str], tmp_pa
     for option in defaults:
         after = text.split(f" {option} ", 1)[1]
         assert "(default: " in after.split(" --", 1)[0], f"{option} shows no default in {command} --help"
+
+
+def test_an_unknown_topic_names_the_closest_one(shared_broker: BrokerInfo, tmp_path: Path) -> None:
+    done, _ = run(["topic", "dump", "market.trade"], cli_env(shared_broker.bootstrap, tmp_path))
+    assert done.returncode == 2
+    assert_one_line(done, "'market.trade'", "did you mean market.trades?")
+
+
+def test_a_dump_into_a_closed_pipe_stops_quietly(shared_broker: BrokerInfo, tmp_path: Path) -> None:
+    from confluent_kafka import Producer
+
+    from contracts.topics import topic
+
+    name = topic("orders").name
+    producer = Producer({"bootstrap.servers": shared_broker.bootstrap})
+    for i in range(5_000):
+        producer.produce(name, f'{{"n": {i}, "pad": "{"x" * 100}"}}'.encode())
+    assert producer.flush(30) == 0
+    dump = subprocess.Popen(tickflow_cmd("topic", "dump", "orders", "--timeout", "1"), cwd=REPO,
+                            env=cli_env(shared_broker.bootstrap, tmp_path), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert dump.stdout is not None
+    first = dump.stdout.readline()  # `| head -1`: read one line, then close the pipe
+    dump.stdout.close()
+    err = dump.stderr.read() if dump.stderr else ""
+    assert dump.wait(timeout=60) == 0, err
+    assert first.startswith('{"n": '), first
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
