@@ -130,7 +130,7 @@ def test_options_are_not_abbreviated_and_log_level_goes_anywhere(tmp_path: Path)
 def test_help_shows_the_defaults(command: list[str], defaults: list[str], tmp_path: Path) -> None:
     done, _ = run([*command, "--help"], cli_env("127.0.0.1:1", tmp_path))
     assert done.returncode == 0
-    text = " ".join(done.stdout.split())
+    text = " ".join(done.stdout.split()).split(" options: ", 1)[1]  # after the description
     for option in defaults:
         after = text.split(f" {option} ", 1)[1]
         assert "(default: " in after.split(" --", 1)[0], f"{option} shows no default in {command} --help"
