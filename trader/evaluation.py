@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from contracts.costs import CostModel, CostSettings
-from trader.backtest import baselines, decision_mask, metrics, simulate
+from trader.backtest import Run, baselines, decision_mask, metrics, simulate
 from trader.policy import bundle as bundle_mod
 from trader.policy.dataset import Dataset, load
 from trader.policy.train import run_runtime
@@ -73,11 +73,7 @@ def evaluate(bundle_dir: Path, data_path: Path, out: Path, seed: int = 0, symbol
     actions = tuple(b.runtime.actions)
     decide = decision_mask(test.ts, _every(b), test.interval_s)
     policy = metrics(run, test.interval_s)
-    # buy-and-hold at the policy's mean exposure: a policy that holds 10 % is compared with holding 10 %,
-    # from the first fill to the end (so its mean |position| over all bars is the policy's)
-    held_bars = len(test) - 1 - int(np.argmax(decide))
-    matched_position = min(1.0, float(policy["exposure"]) * len(test) / max(held_bars, 1))
-    matched = simulate(lambda _t, _p: matched_position, test.opens, test.closes, costs, decide)
+    matched_position, matched = matched_buy_and_hold(test, float(policy["exposure"]), costs, decide)
     trips = round_trips(run, test.ts, test.opens, test.closes)
     training = b.manifest.get("training", {})
     result: dict[str, Any] = {
@@ -110,6 +106,15 @@ def evaluate(bundle_dir: Path, data_path: Path, out: Path, seed: int = 0, symbol
                 f"{b.algo.upper()} {b.version} on {test.symbol}: {len(trips)} round trips")
     (out / "report.md").write_text(report_text(result))
     return result
+
+
+def matched_buy_and_hold(test: Dataset, exposure: float, costs: CostModel,
+                         decide: np.ndarray) -> tuple[float, Run]:
+    """Buy-and-hold at the policy's mean exposure: a policy that holds 10 % is compared with holding 10 %,
+    from the first fill to the end (so its mean |position| over all bars is the policy's)."""
+    held_bars = len(test) - 1 - int(np.argmax(decide))
+    position = min(1.0, exposure * len(test) / max(held_bars, 1))
+    return position, simulate(lambda _t, _p: position, test.opens, test.closes, costs, decide)
 
 
 def baseline_curves(data: Dataset, b: bundle_mod.Bundle, costs: CostModel, seed: int) -> dict[str, np.ndarray]:
@@ -151,12 +156,15 @@ def walk_forward(bundle_dir: Path, data_path: Path, out: Path, folds: int = 3, e
                           net_arch=tuple(m["training"]["net_arch"]), costs=CostSettings(**m["costs"]),
                           hyperparameters=dict(m["training"]["hyperparameters"]), progress=False)
         fold = train(train_set, cfg, out / f"fold{k}")
+        decide = decision_mask(test.ts, _every(b), test.interval_s)
+        policy = evaluate_runtime(fold.bundle.runtime, test, costs, _every(b))
+        position, matched = matched_buy_and_hold(test, policy["exposure"], costs, decide)
         rows.append({"fold": k, "train_bars": len(train_set), "embargo_bars": embargo, "test_bars": len(test),
-                     "test_start_ts": int(test.ts[0]), "test_end_ts": int(test.ts[-1]),
-                     "policy": evaluate_runtime(fold.bundle.runtime, test, costs, _every(b)),
-                     "baselines": baselines(test.closes, test.opens, tuple(b.runtime.actions), costs,
-                                            test.interval_s, decide=decision_mask(test.ts, _every(b),
-                                                                                  test.interval_s))})
+                     "test_start_ts": int(test.ts[0]), "test_end_ts": int(test.ts[-1]), "policy": policy,
+                     "baselines": {**baselines(test.closes, test.opens, tuple(b.runtime.actions), costs,
+                                               test.interval_s, decide=decide),
+                                   "buy_and_hold_matched": {**metrics(matched, test.interval_s),
+                                                            "position": position}}})
         log.info("Walk-forward fold %d: policy return %+.4f, buy-and-hold %+.4f.", k,
                  rows[-1]["policy"]["total_return"], rows[-1]["baselines"]["buy_and_hold"]["total_return"])
     summary = {name: float(np.mean([r["policy"][name] for r in rows])) for name in rows[0]["policy"]}

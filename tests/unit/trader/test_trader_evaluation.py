@@ -61,9 +61,11 @@ def test_walk_forward_uses_three_folds_with_an_embargo(tmp_path: Path, data_file
         assert f["train_bars"] == f["fold"] * block - 30
         assert f["test_start_ts"] == int(data.ts[f["fold"] * block])
         assert set(f["policy"]) >= KEYS
+        assert f["baselines"]["buy_and_hold_matched"]["exposure"] == pytest.approx(f["policy"]["exposure"])
     assert (tmp_path / "wf" / "walk_forward.json").exists()
     table = (tmp_path / "wf" / "walk_forward.csv").read_text().splitlines()
     assert len(table) == 4 and table[0].startswith("fold,train_bars,test_start,test_end")
+    assert table[0].endswith("buy_and_hold_matched_return")
     assert (tmp_path / "wf" / "walk_forward.png").stat().st_size > 10_000
 
 
