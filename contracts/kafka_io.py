@@ -14,6 +14,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from contracts import V1, DeadLetter, Topic
+from contracts.broker_check import librdkafka_logger
 from contracts.serde import encode
 from contracts.timeutil import now_ms
 
@@ -25,7 +26,7 @@ _COORDINATOR_WAIT = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_
 def consumer(bootstrap: str, group: str, **extra: Any) -> Consumer:
     conf = {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
             "auto.offset.reset": "earliest", "isolation.level": "read_committed",
-            "enable.partition.eof": False, "fetch.wait.max.ms": 5, "log_level": 3}
+            "enable.partition.eof": False, "fetch.wait.max.ms": 5, "log_level": 3, "logger": librdkafka_logger()}
     conf.update(extra)
     return Consumer(conf)
 
@@ -34,7 +35,7 @@ def transactional_producer(bootstrap: str, transactional_id: str) -> Producer:
     producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": transactional_id,
                          "enable.idempotence": True, "linger.ms": 0, "transaction.timeout.ms": 60_000,
                          "retry.backoff.ms": 5,
-                         "log_level": 3})
+                         "log_level": 3, "logger": librdkafka_logger()})
     producer.init_transactions(30)
     return producer
 

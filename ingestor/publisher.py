@@ -41,7 +41,6 @@ def producer_config(bootstrap: str, reports: Literal["all", "errors"] = "all") -
         "message.timeout.ms": 300_000,  # a broker away for 5 minutes fails the delivery (reported)
         "delivery.report.only.error": reports == "errors",
         "socket.keepalive.enable": True,
-        "logger": librdkafka_logger(),  # connection errors are counted and reported, not printed one by one
     }
 
 
@@ -53,7 +52,7 @@ class Publisher:
         self.reports = reports
         config = producer_config(bootstrap, reports)
         config["on_delivery"] = self._report
-        self.producer = Producer(config, logger=log)
+        self.producer = Producer(config, logger=librdkafka_logger())  # failures are counted and reported
         self.produced = 0
         self.acked = 0
         self.failed = 0
