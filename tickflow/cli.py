@@ -36,8 +36,9 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 LOG_LEVEL_HELP = "DEBUG, INFO, WARNING (env TICKFLOW_LOG_LEVEL); accepted before or after the subcommand"
 
-# The commands that talk to Kafka, as (command, subcommand): each checks the broker before it starts.
-NEEDS_KAFKA = {("ingest", "live"), ("ingest", "replay"), ("trade", None), ("paper", None), ("kafka", "topics"),
+# The commands that talk to Kafka, as (command, subcommand): each checks the broker before it starts
+# (`trade` checks it itself, once its bundle is accepted: a bad bundle is named first).
+NEEDS_KAFKA = {("ingest", "live"), ("ingest", "replay"), ("paper", None), ("kafka", "topics"),
                ("kafka", "create-topics"), ("topic", "dump"), ("view", None), ("book", "dump"),
                ("streams", "worker")}
 
@@ -78,10 +79,7 @@ def command_name(args: argparse.Namespace) -> str:
 
 
 def needs_kafka(args: argparse.Namespace) -> bool:
-    sub = subcommand(args)
-    if args.command == "trade" and args.check:
-        return False
-    return (args.command, sub) in NEEDS_KAFKA
+    return (args.command, subcommand(args)) in NEEDS_KAFKA
 
 
 def build_parser() -> TickflowParser:

@@ -159,6 +159,7 @@ def _trade(args: argparse.Namespace) -> int:
                           "feature_schema": b.feature_schema, "features": list(b.feature_names),
                           "golden_cases": len(b.manifest["golden"]), "files": b.manifest["files"]}, indent=1))
         return 0
+    from contracts.broker_check import require_broker
     from trader.service import TraderService
 
     try:
@@ -166,5 +167,6 @@ def _trade(args: argparse.Namespace) -> int:
     except BundleError as err:
         print(f"tickflow trade: {args.bundle} is refused: {err}", file=sys.stderr)
         return 1
+    require_broker(service.bootstrap)
     return service.run(args.max_seconds)
 

@@ -17,6 +17,7 @@ import pytest
 
 from infra.kafka.broker import BrokerInfo
 from tests.helpers import DATA, REPO, cli_env, tickflow_cmd
+from tests.unit.trader.trader_support import linear_bundle
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +51,7 @@ def assert_one_line(done: subprocess.CompletedProcess[str], *expected: str) -> s
 
 @pytest.mark.parametrize("command", [
     ["ingest", "replay", str(TICKS), "--speed", "max"],
-    ["trade", "--bundle", str(REPO / "nowhere")],
+    ["trade", "--bundle", "BUNDLE"],  # a bundle the trader accepts: the broker is what is missing
     ["paper"],
     ["kafka", "topics"],
     ["topic", "dump", "orders"],
@@ -59,6 +60,8 @@ def assert_one_line(done: subprocess.CompletedProcess[str], *expected: str) -> s
 ], ids=lambda c: " ".join(c[:2]) if c[0] in ("ingest", "kafka", "topic", "book") else c[0])
 def test_a_command_that_needs_kafka_says_at_once_that_there_is_none(command: list[str], tmp_path: Path) -> None:
     address = f"127.0.0.1:{closed_port()}"
+    if "BUNDLE" in command:
+        command = [str(linear_bundle(tmp_path / "bundle").path) if c == "BUNDLE" else c for c in command]
     done, seconds = run(command, cli_env(address, tmp_path), timeout=30)
     assert done.returncode != 0
     assert seconds < 10, f"{command} took {seconds:.1f} s"
