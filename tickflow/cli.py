@@ -44,11 +44,11 @@ NEEDS_KAFKA = {("ingest", "live"), ("ingest", "replay"), ("paper", None), ("kafk
 
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows ``(default: X)`` after each option that has a default (not after required or unset ones)."""
+    """Shows ``(default: X)`` after each option that has a default (not after required, unset or on/off ones)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.required:
-            return action.help
+        if action.default is None or action.required or action.nargs == 0 or "default" in (action.help or "").lower():
+            return action.help  # nothing to show, or the help says it already
         return super()._get_help_string(action)
 
 
