@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import msgspec
+from msgspec import Meta
 
 
 class CostSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Costs in basis points. ``impact_bps_per_10k``: extra slippage per 10,000 quote of notional."""
 
-    fee_bps: float = 5.0
-    slippage_bps: float = 1.0
-    impact_bps_per_10k: float = 0.0
+    fee_bps: Annotated[float, Meta(ge=0, le=1000)] = 5.0
+    slippage_bps: Annotated[float, Meta(ge=0, le=1000)] = 1.0
+    impact_bps_per_10k: Annotated[float, Meta(ge=0, le=1000)] = 0.0
 
 
 @dataclass(frozen=True)

@@ -27,22 +27,20 @@ from __future__ import annotations
 FEATURE_SCHEMA: str = "v1"
 
 FEATURE_NAMES: tuple[str, ...] = (
-    "ret_1",
-    "ret_5",
-    "ret_15",
-    "ret_60",
-    "rv_20",
-    "rv_60",
+    "ret_1", "ret_5", "ret_15", "ret_60",
+    "rv_20", "rv_60",
     "rsi_14",
-    "macd",
-    "macd_signal",
+    "macd", "macd_signal",
     "bb_z_20",
     "close_vwap",
     "volume_z_20",
-    "flow_imb",
-    "flow_imb_ema_10",
+    "flow_imb", "flow_imb_ema_10",
     "trades_z_20",
 )
+V1: tuple[str, ...] = FEATURE_NAMES
+
+# Every schema a FeatureVector or a bundle may name: the trader refuses names that are not its schema's.
+SCHEMAS: dict[str, tuple[str, ...]] = {"v1": V1}
 
 # VWAP, taker flow and trade counts of candle-derived trades come from the expansion
 # (contracts.history.candle_trades), not from the market: leave these out of a policy trained on candles.
@@ -63,3 +61,20 @@ WARMUP_BARS: dict[str, int] = {
     "trades_z_20": 19,
 }
 READY_AFTER_BARS: int = max(WARMUP_BARS.values()) + 1
+
+
+def names_problem(schema: str, names: list[str] | tuple[str, ...]) -> str | None:
+    """Why ``names`` are not a selection of ``schema``'s features in its order (None when they are)."""
+    known = SCHEMAS.get(schema)
+    if known is None:
+        return f"feature schema {schema!r} is not one this tickflow knows ({', '.join(SCHEMAS)})"
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        return f"feature names {', '.join(map(repr, unknown[:5]))} are not in feature schema {schema!r}"
+    if len(set(names)) != len(names):
+        return "feature names repeat a name"
+    order = [known.index(n) for n in names]
+    if order != sorted(order):
+        return (f"feature order {', '.join(names)} differs from feature schema {schema!r}'s order "
+                f"({', '.join(n for n in known if n in names)})")
+    return None

@@ -24,7 +24,7 @@ import csv
 import gzip
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -33,6 +33,9 @@ from contracts.symbols import normalise_symbol
 
 CANDLE_HEADER = ["open_time_ms", "open", "high", "low", "close", "volume"]
 _DUMP_NAME = re.compile(r"^([A-Z0-9]+)-trades-")
+# called with (line number, the row as text, the reason naming file and line) for a row that does not parse:
+# the row is skipped instead of raising
+BadRow = Callable[[int, str, str], None]
 
 
 def open_text(path: Path) -> IO[str]:
@@ -55,11 +58,12 @@ def is_candle_file(path: Path) -> bool:
     return first == CANDLE_HEADER
 
 
-def binance_dump_trades(path: Path, venue_symbol: str, exchange: str = "binance") -> Iterator[Trade]:
+def binance_dump_trades(path: Path, venue_symbol: str, exchange: str = "binance",
+                        bad_row: BadRow | None = None) -> Iterator[Trade]:
     """Trades of a Binance trade dump (no header: id, price, qty, quote_qty, time, is_buyer_maker, ...).
 
     ``is_buyer_maker`` true means the seller was the taker. Rows that do not parse raise ValueError
-    naming the file and line.
+    naming the file and line, or go to ``bad_row`` when it is given.
     """
     symbol = normalise_symbol(venue_symbol)
     with open_text(path) as f:
@@ -71,7 +75,10 @@ def binance_dump_trades(path: Path, venue_symbol: str, exchange: str = "binance"
                             trade_id=str(int(row[0])), price=_positive(row[1]), size=_positive(row[2]),
                             side=side, ts_event=ts, ts_ingest=ts)
             except (IndexError, ValueError) as err:
-                raise ValueError(f"{path}:{lineno}: not a Binance trade row ({err}): {row!r}") from err
+                reason = f"{path}:{lineno}: not a Binance trade row ({err}): {row!r}"
+                if bad_row is None:
+                    raise ValueError(reason) from err
+                bad_row(lineno, ",".join(row), reason)
 
 
 def _positive(text: str) -> float:
@@ -81,8 +88,10 @@ def _positive(text: str) -> float:
     return value
 
 
-def candle_trades(path: Path, venue_symbol: str, interval_s: int = 60, exchange: str = "binance") -> Iterator[Trade]:
-    """The deterministic trade expansion of a candle file (see the module docstring)."""
+def candle_trades(path: Path, venue_symbol: str, interval_s: int = 60, exchange: str = "binance",
+                  bad_row: BadRow | None = None) -> Iterator[Trade]:
+    """The deterministic trade expansion of a candle file (see the module docstring). Rows that do not
+    parse raise ValueError naming the file and line, or go to ``bad_row`` when it is given."""
     symbol = normalise_symbol(venue_symbol)
     interval_ms = interval_s * 1000
     with open_text(path) as f:
@@ -95,10 +104,14 @@ def candle_trades(path: Path, venue_symbol: str, interval_s: int = 60, exchange:
                 t = int(row[0])
                 o, h, low, c = (_positive(x) for x in row[1:5])
                 v = float(row[5])
+                if not (v >= 0 and low <= min(o, c) and h >= max(o, c)) or t % interval_ms:
+                    raise ValueError("inconsistent candle (low/high/volume/alignment)")
             except (IndexError, ValueError) as err:
-                raise ValueError(f"{path}:{lineno}: not a candle row ({err}): {row!r}") from err
-            if not (v >= 0 and low <= min(o, c) and h >= max(o, c)) or t % interval_ms:
-                raise ValueError(f"{path}:{lineno}: inconsistent candle (low/high/volume/alignment): {row!r}")
+                reason = f"{path}:{lineno}: not a candle row ({err}): {row!r}"
+                if bad_row is None:
+                    raise ValueError(reason) from err
+                bad_row(lineno, ",".join(row), reason)
+                continue
             if v == 0:
                 continue
             first, second = (low, h) if c >= o else (h, low)

@@ -9,6 +9,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -31,13 +32,82 @@ def consumer(bootstrap: str, group: str, **extra: Any) -> Consumer:
     return Consumer(conf)
 
 
+# Settings that survive a leader change (a broker of a cluster dies): every write waits for the in-sync
+# replicas (acks=all, idempotent so a retry never duplicates), and librdkafka retries a record until its
+# delivery timeout. A leader moves within the broker session timeout (18 s in KRaft) plus an election:
+# 120 s leaves room for that several times over, and stays under the transaction timeout, as librdkafka
+# requires of a transactional producer.
+DELIVERY_TIMEOUT_MS = 120_000
+TRANSACTION_TIMEOUT_MS = 180_000
+COMMIT_TIMEOUT_S = 60.0  # a commit not acknowledged by then leaves the producer's epoch in doubt
+LEADER_CHANGE_SAFE = {"enable.idempotence": True, "acks": "all", "message.timeout.ms": DELIVERY_TIMEOUT_MS,
+                      "retry.backoff.ms": 5, "retry.backoff.max.ms": 1_000}
+
+
+class TransactionInDoubt(KafkaException):
+    """A transaction failed fatally or its commit timed out: the producer must not be used again.
+
+    librdkafka does not bump the producer epoch per transaction (KIP-890), so continuing after such a
+    failure may tear or lose transactions; the caller stops, and a new producer (a restart) rebuilds its
+    state from the committed offsets.
+    """
+
+
 def transactional_producer(bootstrap: str, transactional_id: str) -> Producer:
     producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": transactional_id,
-                         "enable.idempotence": True, "linger.ms": 0, "transaction.timeout.ms": 60_000,
-                         "retry.backoff.ms": 5,
+                         **LEADER_CHANGE_SAFE, "linger.ms": 0, "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
                          "log_level": 3, "logger": librdkafka_logger()})
     producer.init_transactions(30)
     return producer
+
+
+def transact(producer: Producer, records: Sequence[tuple[str, bytes, bytes | None]],
+             offsets: Callable[[], tuple[list[TopicPartition], Any]] | None = None, attempts: int = 5) -> None:
+    """Produce ``records`` and (when ``offsets`` gives them) the consumed offsets in one transaction.
+
+    An abortable error (a leader or coordinator moved) aborts and retries the same records and offsets;
+    a fatal error, a commit that times out, or ``attempts`` aborts in a row raise ``TransactionInDoubt``.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            producer.begin_transaction()
+            for topic, value, key in records:
+                producer.produce(topic, value, key)
+            if offsets is not None:
+                producer.send_offsets_to_transaction(*offsets())
+            producer.commit_transaction(COMMIT_TIMEOUT_S)
+            return
+        except KafkaException as err:
+            kerr = err.args[0]
+            if not kerr.txn_requires_abort() or kerr.fatal():
+                raise _in_doubt(len(records), kerr.str()) from err
+            log.warning("Transaction of %d records aborted (attempt %d of %d): %s.", len(records), attempt,
+                        attempts, kerr.str())
+            try:
+                producer.abort_transaction(COMMIT_TIMEOUT_S)
+            except KafkaException as abort_err:
+                raise _in_doubt(len(records), f"its abort failed: {abort_err.args[0].str()}") from abort_err
+    raise _in_doubt(len(records), f"{attempts} transactions aborted in a row")
+
+
+def _in_doubt(n: int, why: str) -> TransactionInDoubt:
+    return TransactionInDoubt(f"a transaction of {n} records failed ({why}); its producer is not used again: "
+                              "restart the service to rebuild its state from the committed offsets")
+
+
+def replication(brokers: int) -> tuple[int, int]:
+    """The replication factor and min.insync.replicas of a topic on ``brokers`` brokers: min(3, brokers)
+    replicas, and two of them in sync from three on (one may be down and writes go on)."""
+    rf = max(1, min(3, brokers))
+    return rf, 2 if rf >= 3 else 1
+
+
+def replication_at(bootstrap: str, timeout: float = 10.0) -> int:
+    """The replication factor for new topics at ``bootstrap``: min(3, the brokers its metadata lists)."""
+    from confluent_kafka.admin import AdminClient
+
+    md = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3}).list_topics(timeout=timeout)
+    return replication(len(md.brokers))[0]
 
 
 def partitions(c: Consumer, topic: Topic | str) -> list[TopicPartition]:

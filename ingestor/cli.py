@@ -35,8 +35,10 @@ def register(sub: Any) -> None:
     replay = cmds.add_parser("replay", help="replay trade dumps, recorded frames or candles into Kafka",
                              description="Replay files into market.trades: Binance trade dumps "
                              "(SYMBOL-trades-*.csv), recorded websocket frames (.jsonl/.jsonl.gz, through the "
-                             "live parser) or 1-minute candles expanded to trades (derived data). Exits 0 only "
-                             "when every record was acknowledged by the broker.")
+                             "live parser) or 1-minute candles expanded to trades (derived data). Rows that do not "
+                             "parse go to market.trades.dlq (file, line, reason) and the replay goes on. Exits 0 only "
+                             "when every record was acknowledged by the broker and every file was read to its end; "
+                             "1 for an empty, truncated or non-text file (after saying what was produced).")
     replay.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     replay.add_argument("--venue", choices=VENUE_NAMES, help="the venue (default: from the file name, "
                         "binance for dumps and candles)")
@@ -44,6 +46,8 @@ def register(sub: Any) -> None:
     replay.add_argument("--speed", default="max", help="'max' (as fast as possible) or N: original timing x N")
     replay.add_argument("--from-candles", action="store_true",
                         help="the file holds candles (open_time_ms,open,high,low,close,volume): expand them")
+    replay.add_argument("--resume", action="store_true", help="skip the trades market.trades already holds for "
+                        "each key: those up to the key's last (event time, trade id) there (dumps and candles)")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar")
     replay.set_defaults(func=_replay)
 
@@ -102,16 +106,20 @@ def _replay(args: argparse.Namespace) -> int:
     from ingestor.replay import replay_file
 
     speed = _speed(args.speed)
+    from ingestor.resume import ResumePoint
+
     publisher = Publisher(kafka_bootstrap(), reports="errors")
+    resume = ResumePoint(kafka_bootstrap()) if args.resume else None
     stop = _stop_on_signals()
     started = time.perf_counter()
     total = 0
+    problems = 0
     for path in args.paths:
         if stop.is_set():
             break
         report = replay_file(path, publisher, venue_name=args.venue, symbol=args.symbol, speed=speed,
                              from_candles=args.from_candles, stop=stop,
-                             progress=not args.no_progress and sys.stderr.isatty())
+                             progress=not args.no_progress and sys.stderr.isatty(), resume=resume)
         c = report.counts
         total += c.trades
         extra = f", duplicates {c.duplicates:,}, gaps {c.gaps:,}" if report.mode == "frames" else ""
@@ -119,6 +127,11 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"replay {path.name} ({report.mode}): {c.trades:,} trades, {c.skipped:,} frames skipped"
               + (f" ({skipped})" if skipped else "") + f", {c.dead_lettered:,} dead-lettered{extra}; "
               f"{report.seconds:.2f}s, {report.rate:,.0f} trades/s", flush=True)
+        if report.problem:
+            problems += 1
+            rest = "nothing was produced" if not c.trades else \
+                f"{c.trades:,} trades of it were produced, the rest of the file was not"
+            print(f"tickflow: replay {path} {report.problem}; {rest}", file=sys.stderr, flush=True)
     remaining = publisher.flush(stop=stop)
     seconds = time.perf_counter() - started
     delivered = publisher.delivered
@@ -134,7 +147,7 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"tickflow: the broker did not acknowledge every record ({publisher.first_error or 'timed out'})",
               file=sys.stderr)
         return 1
-    return 0
+    return 1 if problems else 0
 
 
 def _live(args: argparse.Namespace) -> int:

@@ -9,14 +9,21 @@
 
 Input is streamed (memory stays flat however long the file); ``speed`` replays with the original
 timing sped up N times, or as fast as the broker takes it (``None``).
+
+Bad input: a row that does not parse goes to ``market.trades.dlq`` (reason ``file:line: why``) and the
+replay goes on. A file that cannot be read to its end (a truncated gzip, bytes that are not text)
+ends its replay with ``Report.problem`` set: what came before that point was produced and is counted.
+An empty file (no trades, no bad rows) is a problem too.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 import re
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,14 +33,15 @@ from tqdm import tqdm
 
 from contracts.errors import SettingsError
 from contracts.history import binance_dump_trades, candle_trades, is_candle_file, open_text, symbol_from_dump_name
-from contracts.messages import Trade
+from contracts.messages import V1, DeadLetter, Trade
 from contracts.serde import encode
 from contracts.timeutil import now_ms
 from ingestor.books.recorded import book_feed
 from ingestor.books.recorded import report as book_report
 from ingestor.metrics import Counts
-from ingestor.pipeline import Pipeline
+from ingestor.pipeline import MAX_RAW, Pipeline
 from ingestor.publisher import Publisher
+from ingestor.resume import ResumePoint
 from ingestor.venues import VENUES, venue
 
 log = logging.getLogger(__name__)
@@ -42,6 +50,7 @@ _CANDLE_NAME = re.compile(r"_([A-Z0-9]+)_\d+[smhd]_")
 _INTERVAL = re.compile(r"_(\d+)([smhd])_")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 CHUNK = 16_384  # trades between progress updates, polls and stop checks
+_UNREADABLE = (EOFError, gzip.BadGzipFile, zlib.error)  # a gzip stream cut short or corrupt
 
 
 class Recorded(msgspec.Struct):
@@ -64,6 +73,7 @@ class Report:
     mode: str
     counts: Counts = field(default_factory=Counts)
     seconds: float = 0.0
+    problem: str | None = None  # why the file was not replayed to its end (or holds nothing)
 
     @property
     def rate(self) -> float:
@@ -124,18 +134,37 @@ def _recorded_venue(path: Path) -> str | None:
 
 def replay_file(path: Path, publisher: Publisher, *, venue_name: str | None, symbol: str | None,
                 speed: float | None, from_candles: bool = False, stop: threading.Event | None = None,
-                progress: bool = True) -> Report:
-    """Replay one file into ``publisher``; the caller flushes."""
+                progress: bool = True, resume: ResumePoint | None = None) -> Report:
+    """Replay one file into ``publisher``; the caller flushes. With ``resume``, the trades market.trades
+    already holds are skipped (``ingestor.resume``)."""
     if not path.is_file():
         raise SettingsError(f"{path} is not a file")
     stop = stop or threading.Event()
-    mode = detect(path, from_candles)
-    report = Report(path, mode)
-    pacer = Pacer(speed, stop) if speed else None
     start = time.perf_counter()
+    report = Report(path, "?")
+    try:
+        report.mode = detect(path, from_candles)
+        _replay(path, report, publisher, venue_name, symbol, speed, stop, progress, resume)
+    except _UNREADABLE as err:
+        report.problem = f"is truncated or not valid gzip ({err})"
+    except UnicodeDecodeError as err:
+        report.problem = f"is not a text file (byte {err.object[err.start]:#04x} is not UTF-8)"
+    c = report.counts
+    if report.problem is None and not (c.trades or c.dead_lettered or c.frames or c.skipped):
+        report.problem = "is empty: it holds no trades"
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _replay(path: Path, report: Report, publisher: Publisher, venue_name: str | None, symbol: str | None,
+            speed: float | None, stop: threading.Event, progress: bool, resume: ResumePoint | None) -> None:
+    mode = report.mode
+    pacer = Pacer(speed, stop) if speed else None
     with tqdm(desc=path.name[:40], unit=" trades", unit_scale=True, disable=not progress, mininterval=1.0,
               leave=False) as bar:
         if mode == "frames":
+            if resume is not None:
+                raise SettingsError(f"--resume replays trade dumps and candle files; {path.name} holds frames")
             name = venue_name or venue_from_name(path) or _recorded_venue(path)
             if name is None:
                 raise SettingsError(f"say which venue recorded {path.name} with --venue ({', '.join(VENUES)})")
@@ -145,54 +174,68 @@ def replay_file(path: Path, publisher: Publisher, *, venue_name: str | None, sym
             venue_symbol = symbol or symbol_from_dump_name(path) or _candle_symbol(path)
             if not venue_symbol:
                 raise SettingsError(f"say which symbol {path.name} holds with --symbol (e.g. BTCUSDT)")
+
+            def bad_row(lineno: int, raw: str, reason: str) -> None:
+                report.counts.dead_lettered += 1
+                publisher.dead_letter(DeadLetter(schema_version=V1, source=exchange, raw=raw[:MAX_RAW],
+                                                 reason=reason, ts=now_ms()))
+                log.warning("Dead-lettered %s", reason)
+
             if mode == "candles":
-                trades = candle_trades(path, venue_symbol, _interval_s(path), exchange=exchange)
+                trades = candle_trades(path, venue_symbol, _interval_s(path), exchange=exchange, bad_row=bad_row)
             else:
-                trades = binance_dump_trades(path, venue_symbol, exchange=exchange)
-            report.counts.trades = produce_trades(trades, publisher, pacer, stop, bar)
-            report.counts.frames = report.counts.trades
-    report.seconds = time.perf_counter() - start
-    return report
+                trades = binance_dump_trades(path, venue_symbol, exchange=exchange, bad_row=bad_row)
+            before = resume.skipped if resume else 0
+            produce_trades(trades, publisher, pacer, stop, bar, report.counts, resume)
+            if resume is not None and resume.skipped > before:
+                report.counts.skipped += resume.skipped - before
+                report.counts.skipped_by["already on market.trades"] = resume.skipped - before
 
 
 def produce_trades(trades: Iterator[Trade], publisher: Publisher, pacer: Pacer | None,
-                   stop: threading.Event, bar: tqdm) -> int:
-    """The hot loop: about 4 microseconds a trade, so nothing here that is not needed."""
+                   stop: threading.Event, bar: tqdm, counts: Counts, resume: ResumePoint | None = None) -> None:
+    """The hot loop: about 4 microseconds a trade, so nothing here that is not needed. ``counts`` holds
+    what was produced even when reading the file fails part way."""
     producer = publisher.producer
     produce = producer.produce
     topic = publisher.trades_topic
     key = b""
     key_symbol = ""
     n = 0
-    for t in trades:
-        if t.symbol != key_symbol:
-            key_symbol, key = t.symbol, publisher.key(t.exchange, t.symbol)
-        if pacer is not None:
-            pacer.wait(t.ts_event)
-            if stop.is_set():  # paced, a stop is seen at the next trade, not CHUNK trades later
-                log.warning("Stopping the replay after %d trades, as asked.", n)
-                break
-        value = encode(t)
-        try:
-            produce(topic, value, key)
-        except BufferError:
-            while True:
-                producer.poll(0.05)
-                try:
-                    produce(topic, value, key)
+    try:
+        for t in trades:
+            if t.symbol != key_symbol:
+                key_symbol, key = t.symbol, publisher.key(t.exchange, t.symbol)
+            if resume is not None and resume.held(key, t):
+                continue
+            if pacer is not None:
+                pacer.wait(t.ts_event)
+                if stop.is_set():  # paced, a stop is seen at the next trade, not CHUNK trades later
+                    log.warning("Stopping the replay after %d trades, as asked.", n)
                     break
-                except BufferError:
-                    continue
-        n += 1
-        if not n % CHUNK:
-            producer.poll(0)
-            bar.update(CHUNK)
-            if stop.is_set():
-                log.warning("Stopping the replay after %d trades, as asked.", n)
-                break
-    bar.update(n % CHUNK)
-    publisher.produced += n
-    return n
+            value = encode(t)
+            try:
+                produce(topic, value, key)
+            except BufferError:
+                while True:
+                    producer.poll(0.05)
+                    try:
+                        produce(topic, value, key)
+                        break
+                    except BufferError:
+                        continue
+            n += 1
+            if not n % CHUNK:
+                producer.poll(0)
+                bar.update(CHUNK)
+                if stop.is_set():
+                    log.warning("Stopping the replay after %d trades, as asked.", n)
+                    break
+    finally:
+        bar.update(n % CHUNK)
+        publisher.produced += n
+        counts.trades += n
+        counts.frames += n
 
 
 def _frames(path: Path, pipeline: Pipeline, publisher: Publisher, pacer: Pacer | None, stop: threading.Event,

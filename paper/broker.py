@@ -15,11 +15,12 @@ from collections import defaultdict
 
 from confluent_kafka import Consumer, Message, Producer
 
-from contracts import Fill, Order, Trade, decode, encode, kafka_io, market_key, topic_reader
+from contracts import DeadLetter, Fill, Order, Trade, decode, encode, kafka_io, market_key, topic_reader
 from contracts.errors import ContractError
 from contracts.settings import kafka_bootstrap, load
 from contracts.topics import FILLS, MARKET_TRADES, ORDERS, prefixed
 from paper.matching import Matcher, PaperSettings
+from paper.order_checks import order_problem, served_policies
 
 log = logging.getLogger(__name__)
 GROUP = "tickflow-paper"
@@ -32,6 +33,7 @@ class PaperBroker:
         self.bootstrap = bootstrap or kafka_bootstrap()
         self.group = group or prefixed(GROUP)  # one group and transactional id per environment
         self.matcher = Matcher(self.settings)
+        self.served = served_policies(self.settings.policies)
         self.stopper = kafka_io.Stopper()
         self.fills_out = 0
         self._orders, self._fills = ORDERS.name, FILLS.name  # under the topic prefix at start, read once
@@ -52,8 +54,9 @@ class PaperBroker:
                 finished.add(f.order_id)
         restored = 0
         if orders_at:
+            refused = self._refused_orders()
             for _, o in rebuild.records(ORDERS, Order, stop=orders_at):
-                if o is not None and not self.matcher.known(o.order_id):
+                if o is not None and o.order_id not in refused and not self.matcher.known(o.order_id):
                     self.matcher.restore(o, filled.get(o.order_id, 0.0), counts.get(o.order_id, 0),
                                          o.order_id in finished)
                     restored += 1
@@ -65,6 +68,16 @@ class PaperBroker:
         dead = rebuild.send_dead_letters(producer)
         log.info("Paper broker rebuilt %d orders (%d open) from the committed offsets %s / %s; %d records newly "
                  "dead-lettered.", restored, len(self.matcher.open), orders_at, trades_at, dead)
+
+    def _refused_orders(self) -> set[str]:
+        """Ids of the orders refused before (orders.dlq, written in the transaction of their offsets)."""
+        refused: set[str] = set()
+        for m in topic_reader.read_to_end(self.bootstrap, ORDERS.dlq):
+            try:
+                refused.add(decode(decode(m.value() or b"", DeadLetter).raw.encode(), Order).order_id)
+            except ContractError:
+                continue  # a record that was not an order: nothing to restore
+        return refused
 
     def run(self, max_seconds: float | None = None) -> int:
         self.stopper.install()
@@ -92,22 +105,26 @@ class PaperBroker:
         if first is None:
             return
         msgs = [first, *c.consume(self.settings.batch, timeout=0)]
-        producer.begin_transaction()
+        out: list[tuple[str, bytes, bytes | None]] = []
         for m in msgs:
             if not kafka_io.usable(m):
                 continue
-            for fill in self._handle(producer, m):
-                producer.produce(self._fills, encode(fill), key=market_key(fill.exchange, fill.symbol))
+            for fill in self._handle(out, m):
+                out.append((self._fills, encode(fill), market_key(fill.exchange, fill.symbol)))
                 self.fills_out += 1
-        producer.send_offsets_to_transaction(c.position(c.assignment()), c.consumer_group_metadata())
-        producer.commit_transaction()
+        kafka_io.transact(producer, out, lambda: (c.position(c.assignment()), c.consumer_group_metadata()))
 
-    def _handle(self, producer: Producer, m: Message) -> list[Fill]:
+    def _handle(self, out: list[tuple[str, bytes, bytes | None]], m: Message) -> list[Fill]:
         if m.topic() == self._orders:
             try:
                 order = decode(m.value() or b"", Order)
             except ContractError as err:
-                producer.produce(*kafka_io.dead_letter(m, ORDERS, str(err)))
+                out.append((*kafka_io.dead_letter(m, ORDERS, str(err)), None))
+                return []
+            problem = order_problem(order, self.settings, self.served,
+                                    self.matcher.last_price(order.exchange, order.symbol))
+            if problem is not None:
+                out.append((*kafka_io.dead_letter(m, ORDERS, problem), None))
                 return []
             fills = self.matcher.on_order(order)
             log.info("Order %s (%s %.8g %s) from %s[%d]@%d: %d fills at once.", order.order_id, order.side,

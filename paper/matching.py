@@ -15,8 +15,10 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from typing import Annotated
 
 import msgspec
+from msgspec import Meta
 
 from contracts import V1, Fill, Order, Trade
 from contracts.costs import CostModel, CostSettings
@@ -25,13 +27,19 @@ log = logging.getLogger(__name__)
 
 
 class PaperSettings(msgspec.Struct, frozen=True, kw_only=True):
-    latency_ms: int = 0
-    participation: float = 1.0  # the largest share of one market trade an order may take
+    latency_ms: Annotated[int, Meta(ge=0, le=3_600_000)] = 0
+    participation: Annotated[float, Meta(gt=0, le=1)] = 1.0  # the largest share of one market trade an order may take
     costs: CostSettings = msgspec.field(default_factory=CostSettings)
-    trade_buffer: int = 200_000  # recent trades kept per symbol
-    max_open_orders: int = 10_000
-    remember_done: int = 200_000  # finished order ids kept to refuse duplicates
-    batch: int = 2_000
+    trade_buffer: Annotated[int, Meta(ge=1)] = 200_000  # recent trades kept per symbol
+    max_open_orders: Annotated[int, Meta(ge=1)] = 10_000
+    remember_done: Annotated[int, Meta(ge=1)] = 200_000  # finished order ids kept to refuse duplicates
+    batch: Annotated[int, Meta(ge=1, le=100_000)] = 2_000
+    # what the broker refuses (paper.order_checks); off switches a limit off
+    max_qty: Annotated[float, Meta(gt=0, extra={"off": True})] = 1e9
+    max_notional: Annotated[float, Meta(gt=0, extra={"off": True})] = 1_000_000.0  # quote per order
+    # comma-separated policy ids served; * = every policy
+    policies: Annotated[str, Meta(pattern=r"^(\*|[^,\s]+(\s*,\s*[^,\s]+)*)$",
+                                  extra={"allowed": "* or comma-separated policy ids"})] = "*"
 
 
 @dataclass
@@ -80,6 +88,10 @@ class Matcher:
         if ring is None:
             ring = self.trades[(trade.exchange, trade.symbol)] = deque(maxlen=self.s.trade_buffer)
         ring.append(BufferedTrade(trade.ts_event, trade.price, trade.size, trade.trade_id))
+
+    def last_price(self, exchange: str, symbol: str) -> float | None:
+        ring = self.trades.get((exchange, symbol))
+        return ring[-1].price if ring else None
 
     def on_order(self, order: Order) -> list[Fill]:
         """Accept a new order and fill it against the trades already seen after it; duplicates give nothing."""

@@ -5,7 +5,8 @@ and revoked, it holds the state table ``<app_id>-streams-state`` and restores it
 before a partition is processed, and it commits the group's offsets. The trades themselves are not
 read through Faust's per-event stream (a few tens of thousands of events per second per core at best,
 see ARCHITECTURE.md): for the partitions Faust assigns, a librdkafka consumer reads them in batches
-from the group's committed offsets, and Faust's own fetcher leaves them alone (``AssignOnlyConsumer``).
+from the group's committed offsets, and Faust's own fetcher leaves them alone. Every private Faust detail
+this needs is in ``streams.faust_seam``.
 The work is ``streams.processor.Processor``. Per batch:
 
 1. apply the trades (decode, bars, features; bad records become dead letters),
@@ -18,13 +19,14 @@ The work is ``streams.processor.Processor``. Per batch:
 A crash between 2 and 3 replays the batch from the older state: the same records again, identical.
 A crash after 3 but before the commit re-delivers trades the state has applied: they are skipped
 (each key keeps its last applied offset). So outputs are at-least-once and idempotent, and a
-restarted worker resumes from its table. The table is our own, not a Faust windowed table: those
+restarted worker resumes from its table. Trades produced twice (a replay run again) are dropped by trade id
+(``streams.processor``). The table is our own, not a Faust windowed table: those
 expire on wall-clock time and lose windows during a replay.
 
 Live mode: the batch read waits no longer than the next due bar of a live key (trades arriving within
 STREAMS__LIVE_LAG_MS of their event time), which is closed at end + grace on the wall clock, so a quiet
 symbol's bar is not held open. The close itself is done STREAMS__CLOSE_AHEAD_MS earlier and its records
-held back until end + grace (``Processor.close_ahead``); held keys' state is stored, and offsets are
+held back until end + grace (``streams.close_ahead``); held keys' state is stored, and offsets are
 committed, only once those records are out.
 """
 
@@ -33,20 +35,18 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
-import threading
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import faust
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
-from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
 
+from contracts.kafka_io import replication_at
 from contracts.settings import kafka_bootstrap, tickflow_home
 from contracts.topics import MARKET_TRADES, SIGNALS_FEATURES
+from streams import faust_seam
 from streams.processor import Output, Processor
 from streams.spec import StreamsSettings, load_settings
 
@@ -57,39 +57,16 @@ _FEATURES = SIGNALS_FEATURES.name
 _COMMIT_CLEARANCE_MS = 100  # no commit this close to a live bar's close
 
 
-class AssignOnlyConsumer(faust_aiokafka.Consumer):
-    """Faust's consumer, minus fetching ``market.trades``: it still joins the group, takes the partitions
-    and restores the table; the worker reads the assigned partitions itself, in batches."""
-
-    def _get_active_partitions(self) -> set[TP]:
-        tps: set[TP] = super()._get_active_partitions()
-        for tp in [tp for tp in tps if tp.topic == _TRADES]:
-            tps.discard(tp)
-        return tps
-
-    def verify_event_path(self, now: float, tp: TP) -> None:
-        if tp.topic != _TRADES:  # Faust would report the partitions it does not fetch as stuck
-            super().verify_event_path(now, tp)
-
-
-class StreamsTransport(faust_aiokafka.Transport):
-    Consumer = AssignOnlyConsumer
-
-
-class StreamsApp(faust.App):
-    def _new_transport(self) -> StreamsTransport:
-        return StreamsTransport(self.conf.broker_consumer, self)
-
-
 class StreamsWorkerApp:
     """The Faust app, its state table and the batch loop over the assigned trade partitions."""
 
     def __init__(self, settings: StreamsSettings, bootstrap: str, datadir: Path) -> None:
         self.settings = settings
         brokers = ";".join(f"kafka://{hp}" for hp in bootstrap.split(","))
-        self.app = StreamsApp(
+        self.app = faust_seam.StreamsApp(
             settings.app_id, broker=brokers, datadir=str(datadir), store="memory://",
-            topic_partitions=MARKET_TRADES.partitions, topic_replication_factor=1, topic_disable_leader=True,
+            topic_partitions=MARKET_TRADES.partitions, topic_disable_leader=True,
+            topic_replication_factor=replication_at(bootstrap),  # changelogs: min(3, brokers) replicas
             table_standby_replicas=0, web_enabled=settings.web_port > 0, web_port=settings.web_port or 6066,
             consumer_auto_offset_reset="earliest", producer_acks=-1, producer_linger=0.005,
             # a killed worker's partitions move to the others (or its restart) after this, not after 60 s
@@ -100,8 +77,7 @@ class StreamsWorkerApp:
         self.app.topics.add(self.trades)  # subscribed: Faust assigns its partitions (and the table's with them)
         self.table = self.app.Table("streams-state", partitions=MARKET_TRADES.partitions, key_type=bytes,
                                     value_type=bytes)
-        self.processor = Processor(settings.intervals, settings.grace_ms)
-        self.processor.loader = self.table.data.get
+        self.processor = Processor(settings.intervals, settings.grace_ms, loader=faust_seam.table_reader(self.table))
         # The group id is only used to read the offsets Faust commits; this consumer never joins the group.
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": settings.app_id,
                                   "enable.auto.commit": False, "enable.auto.offset.store": False,
@@ -130,7 +106,7 @@ class StreamsWorkerApp:
     # -- assignment ------------------------------------------------------------------------------
     async def _on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         """Tables restored: read the assigned trade partitions from the group's committed offsets."""
-        parts = frozenset(tp.partition for tp in self.app.consumer.assignment() if tp.topic == _TRADES)
+        parts = faust_seam.assigned_partitions(self.app, _TRADES)
         async with self.lock:
             if parts == self.partitions:
                 return
@@ -179,7 +155,7 @@ class StreamsWorkerApp:
         due = self.processor.next_live_deadline(s.live_lag_ms)
         if due is None:
             return (now_ms + s.wall_tick_ms) / 1000
-        ahead = 0 if self.processor.held else s.close_ahead_ms
+        ahead = 0 if self.processor.ahead.holding else s.close_ahead_ms
         return min(due - ahead, now_ms + s.wall_tick_ms) / 1000
 
     def _read(self, n: int, until: float) -> list[Message]:
@@ -215,7 +191,7 @@ class StreamsWorkerApp:
                 now = int(time.time() * 1000)
                 proc = self.processor
                 out = proc.apply(records, now) if records else []
-                if s.close_ahead_ms and not proc.held:
+                if s.close_ahead_ms and not proc.ahead.holding:
                     due = proc.next_live_deadline(s.live_lag_ms)
                     if due is not None and due - s.close_ahead_ms <= now < due:
                         proc.close_ahead(due, s.live_lag_ms)
@@ -269,8 +245,7 @@ class StreamsWorkerApp:
                 raise RuntimeError(f"{left} output records were not delivered: {self.delivery_errors[:3]}; the "
                                    "batch is not committed and will be processed again after a restart")
         for key, partition, state in self.processor.take_dirty():
-            self.table.data[key] = state
-            self.table.send_changelog(partition, key, state)
+            faust_seam.store(self.table, partition, key, state)
 
     async def _commit(self, force: bool = False) -> None:
         """Commit the offsets after the applied trades, about once a second (at once when forced), but not
@@ -278,14 +253,12 @@ class StreamsWorkerApp:
         s = self.settings
         if not self.positions or not (force or time.monotonic() - self.last_commit >= s.commit_interval_s):
             return
-        if self.processor.held:  # their keys' state is not stored yet; forced commits release them first
+        if self.processor.ahead.holding:  # their keys' state is not stored yet; forced commits undo them first
             return
         due = self.processor.next_live_deadline(s.live_lag_ms)
         if not force and due is not None and due - time.time() * 1000 < _COMMIT_CLEARANCE_MS:
             return
-        offsets = {TP(_TRADES, p): off for p, off in self.positions.items()}
-        # Faust's own commit path: flushes its producer (the state's changelog), then commits for the group.
-        await cast(AssignOnlyConsumer, self.app.consumer)._commit_offsets(offsets)
+        await faust_seam.commit_offsets(self.app, _TRADES, self.positions)
         self.positions.clear()
         self.last_commit = time.monotonic()
 
@@ -297,36 +270,10 @@ class StreamsWorkerApp:
             if self.applied != last:
                 p = self.processor
                 log.info("Applied %d trades (%.0f/s over the last 30 s), published %d records; %d keys, %d late "
-                         "trades dropped, %d re-delivered trades skipped, %d closes ahead of time undone.",
-                         self.applied, (self.applied - last) / 30, self.emitted, len(p.keys), p.late, p.skipped,
-                         p.undone)
+                         "trades dropped, %d re-delivered trades skipped, %d trades produced again dropped, %d "
+                         "closes ahead of time undone.", self.applied, (self.applied - last) / 30, self.emitted,
+                         len(p.keys), p.late, p.skipped, p.duplicates, p.ahead.undone)
                 last = self.applied
-
-
-class _Worker(faust.Worker):
-    """Faust's worker, with a deadline on stopping.
-
-    With the broker gone, aiokafka's consumer can wait forever in its shutdown; a stop that takes
-    longer than STREAMS__STOP_TIMEOUT_S ends the process (exit 1). That loses nothing: state is
-    written before a batch is acknowledged, so a restart re-applies, idempotently, what was not committed.
-    """
-
-    stop_timeout_s: float = 20.0
-
-    def _schedule_shutdown(self, signal: Any) -> None:
-        if not self._signal_stop_time:
-            timeout = self.stop_timeout_s
-
-            def watchdog() -> None:
-                time.sleep(timeout)
-                log.error("The streams worker did not stop within %.0f s of %s (is the broker reachable?); "
-                          "exiting now. Trades after the last committed offset will be re-applied on restart.",
-                          timeout, getattr(signal, "name", signal))
-                logging.shutdown()
-                os._exit(1)
-
-            threading.Thread(target=watchdog, name="stop-watchdog", daemon=True).start()
-        super()._schedule_shutdown(signal)
 
 
 def build(settings: StreamsSettings | None = None, bootstrap: str | None = None,
@@ -342,19 +289,29 @@ def run_worker() -> int:
     """Run the worker until SIGTERM or SIGINT (Faust's Worker stops the app cleanly on either)."""
     from contracts.logs import setup_logging
 
+    try:
+        faust_seam.check()
+    except faust_seam.FaustSeamError as err:  # an upgrade removed what the worker relies on: one line, exit 2
+        print(f"tickflow streams worker: {err}", file=sys.stderr)
+        return 2
     built = build()
     s = built.settings
     log.info("Streams worker starting: broker %s, intervals %s s, grace %d ms, state table %s.",
              kafka_bootstrap(), list(s.intervals), s.grace_ms, built.table.changelog_topic.get_topic_name())
-    worker = _Worker(built.app, loglevel="WARNING", override_logging=False, quiet=True)
-    worker.stop_timeout_s = s.stop_timeout_s
+    # With the broker gone, aiokafka's consumer can wait forever in its shutdown: a stop that takes longer than
+    # STREAMS__STOP_TIMEOUT_S ends the process (exit 1). That loses nothing: state is written before a batch
+    # is acknowledged, so a restart re-applies, idempotently, what was not committed.
+    worker = faust_seam.DeadlineWorker(
+        built.app, s.stop_timeout_s, "Is the broker reachable? Trades after the last committed offset will be "
+        "re-applied on restart.", loglevel="WARNING", override_logging=False, quiet=True)
     setup_logging()
     try:
         worker.execute_from_commandline()
     except SystemExit as err:
         code = err.code if isinstance(err.code, int) else 0
         p = built.processor
-        log.info("Streams worker stopped after applying %d trades (%d late, %d re-delivered skipped, %d closes "
-                 "ahead of time undone).", built.applied, p.late, p.skipped, p.undone)
+        log.info("Streams worker stopped after applying %d trades (%d late, %d re-delivered skipped, %d produced "
+                 "again dropped, %d closes ahead of time undone).", built.applied, p.late, p.skipped, p.duplicates,
+                 p.ahead.undone)
         return code
     return 0

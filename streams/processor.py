@@ -5,11 +5,18 @@ computes features for every closed bar and returns the records to publish: bars,
 ``late`` market events and dead letters. Each key's state remembers the offset of the last trade it
 applied, so a trade re-delivered after a crash is skipped: at-least-once delivery plus this check and
 deterministic outputs make the published records idempotent (the same key and window always give the
-same record). ``take_dirty`` hands out, and ``load_state`` takes back, the bytes kept in the Faust table.
+same record). ``take_dirty`` hands out, and the ``loader`` given at construction hands back, the bytes
+kept in the Faust table.
+
+A trade produced twice (a replay run again, an ingestor restarted on the same data) is a new record with
+new offsets. Each key's state also keeps the highest numeric trade id it applied: a trade whose id is at or
+below it is dropped and counted (``duplicates``), the rule the ingestor's sequencer applies per venue
+symbol (Binance, Coinbase, Kraken and OKX number trades upwards per product). Constant memory per key, and
+restored with the state after a restart. Trades with non-numeric ids are not checked.
 
 Live keys' bars close on the wall clock (``advance_live``); ``close_ahead`` does that work a few
-milliseconds before they are due and holds the records back, undoing it for a key if a trade that still
-counts in them arrives meanwhile, so what is published equals closing on time.
+milliseconds before they are due and holds the records back (``streams.close_ahead``), undoing it for a
+key if a trade that still counts in them arrives meanwhile, so what is published equals closing on time.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from contracts.feature_schema import FEATURE_NAMES, FEATURE_SCHEMA
 from contracts.serde import encode
 from contracts.topics import MARKET_EVENTS, MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES, market_key
 from streams.bars import ClosedBar, KeyBars
+from streams.close_ahead import CloseAhead, Held
 from streams.features.engine import FeatureEngine
 
 log = logging.getLogger(__name__)
@@ -57,6 +65,7 @@ class KeyState:
     last_offset: int = -1
     lag_ms: int = 2**62  # wall-clock arrival minus event time of the newest trade (live detection)
     late_pending: int = 0
+    last_id: int = -1  # the highest numeric trade id applied
     # encoded engine states, reused until the engine changes (engines change once per bar, trades far more often)
     encoded: dict[int, bytes] = field(default_factory=dict)
 
@@ -67,41 +76,34 @@ class KeyState:
                 enc[i] = msgspec.msgpack.encode(e.to_builtins())
         return msgspec.msgpack.encode({
             "x": self.exchange, "s": self.symbol, "p": self.partition, "o": self.last_offset, "l": self.lag_ms,
-            "b": self.bars.to_builtins(), "e": [[i, msgspec.Raw(enc[i])] for i in sorted(self.engines)]})
+            "t": self.last_id, "b": self.bars.to_builtins(),
+            "e": [[i, msgspec.Raw(enc[i])] for i in sorted(self.engines)]})
 
     @classmethod
     def from_bytes(cls, data: bytes) -> KeyState:
         s: dict[str, Any] = msgspec.msgpack.decode(data)
         return cls(s["x"], s["s"], KeyBars.from_builtins(s["b"]),
-                   {int(i): FeatureEngine.from_builtins(e) for i, e in s["e"]}, s["p"], s["o"], s["l"])
+                   {int(i): FeatureEngine.from_builtins(e) for i, e in s["e"]}, s["p"], s["o"], s["l"],
+                   last_id=s.get("t", -1))  # states stored before trade ids were kept have none
 
 
-@dataclass(slots=True)
-class _Held:
-    """A key whose bars were closed ahead of their due time: the watermark they were closed at, the key's state
-    before, the records held back, the trades applied since (partition, offset, trade, wall ms) and the latest
-    wall-clock watermark that reached the key meanwhile."""
-
-    watermark: int
-    before: bytes
-    outputs: list[Output]
-    since: list[tuple[int, int, Trade, int]] = field(default_factory=list)
-    live_watermark: int | None = None
-
-
-@dataclass
 class Processor:
-    """Bars and features for every key seen; the state of each key is independent of the others."""
+    """Bars and features for every key seen; the state of each key is independent of the others.
 
-    intervals_s: tuple[int, ...]
-    grace_ms: int
-    keys: dict[bytes, KeyState] = field(default_factory=dict)
-    dirty: set[bytes] = field(default_factory=set)
-    skipped: int = 0
-    late: int = 0
-    loader: Callable[[bytes], bytes | None] | None = None  # the stored state of a key not in memory
-    held: dict[bytes, _Held] = field(default_factory=dict)  # keys whose bars were closed ahead of time
-    undone: int = 0  # closes ahead of time undone by a trade that still counted in them
+    ``loader`` returns the stored state of a key not in memory (None: the key is new).
+    """
+
+    def __init__(self, intervals_s: tuple[int, ...], grace_ms: int,
+                 loader: Callable[[bytes], bytes | None] | None = None) -> None:
+        self.intervals_s = intervals_s
+        self.grace_ms = grace_ms
+        self.loader = loader
+        self.keys: dict[bytes, KeyState] = {}
+        self.dirty: set[bytes] = set()
+        self.ahead = CloseAhead(grace_ms)  # keys whose bars were closed ahead of time
+        self.skipped = 0  # re-delivered trades (offset already applied)
+        self.duplicates = 0  # trades produced again (trade id already applied)
+        self.late = 0
 
     def state(self, exchange: str, symbol: str) -> tuple[bytes, KeyState]:
         key = market_key(exchange, symbol)
@@ -153,15 +155,20 @@ class Processor:
         if ks.partition == partition and offset <= ks.last_offset:
             self.skipped += 1  # re-delivered after a restart: already applied
             return
-        held = self.held.get(key)
-        if held is not None:
-            if t.ts_event < held.watermark:  # it still counts in a bar closed ahead of time: undo the close
-                ks = self._undo_close_ahead(key, held, out, touched)
-                held = None
-            elif t.ts_event - self.grace_ms >= held.watermark:  # its event time closes them now anyway
-                out.extend(self.held.pop(key).outputs)
-                held = None
+        tid = t.trade_id
+        if tid.isdecimal():  # what int() reads
+            n = int(tid)
+            if n <= ks.last_id:
+                self.duplicates += 1  # produced again: already applied
+                return
+        else:
+            n = -1
+        undo = self.ahead.before_trade(key, t.ts_event, out)
+        if undo is not None:  # it still counts in a bar closed ahead of time
+            ks = self._undo_close_ahead(key, undo, out, touched)
         ks.partition, ks.last_offset = partition, offset
+        if n > ks.last_id:
+            ks.last_id = n
         if t.ts_event > ks.bars.max_ts:
             ks.lag_ms = now_ms - t.ts_event
         closed: list[ClosedBar] = []
@@ -170,8 +177,7 @@ class Processor:
             ks.late_pending += 1
         if closed:
             self._emit(key, ks, closed, out)
-        if held is not None:
-            held.since.append((partition, offset, t, now_ms))
+        self.ahead.applied(key, partition, offset, t, now_ms)
         touched.add(key)
 
     def advance_live(self, now_ms: int, live_lag_ms: int) -> list[Output]:
@@ -179,15 +185,9 @@ class Processor:
         releasing first those closed ahead of time (``close_ahead``) that are now due."""
         out: list[Output] = []
         watermark = now_ms - self.grace_ms
-        for key in [k for k, h in self.held.items() if h.watermark <= watermark]:
-            out.extend(self.held.pop(key).outputs)
-            self.dirty.add(key)
+        self.dirty.update(self.ahead.release_due(watermark, out))
         for key, ks in self.keys.items():
-            if ks.lag_ms > live_lag_ms:
-                continue
-            held = self.held.get(key)
-            if held is not None:
-                held.live_watermark = watermark  # for the state from before, should the close be undone
+            if ks.lag_ms > live_lag_ms or self.ahead.wall(key, watermark):
                 continue
             closed = ks.bars.advance(watermark)
             if closed:
@@ -207,7 +207,7 @@ class Processor:
         """
         watermark = due_ms - self.grace_ms
         for key, ks in self.keys.items():
-            if ks.lag_ms > live_lag_ms or key in self.held:
+            if ks.lag_ms > live_lag_ms or key in self.ahead:
                 continue
             end = ks.bars.next_close_at()
             if end is None or end > watermark:
@@ -215,21 +215,20 @@ class Processor:
             before = ks.to_bytes()
             outputs: list[Output] = []
             self._emit(key, ks, ks.bars.advance(watermark), outputs)
-            self.held[key] = _Held(watermark, before, outputs)
-        return len(self.held)
+            self.ahead.hold(key, watermark, before, outputs)
+        return len(self.ahead.held)
 
     def release_held(self) -> list[Output]:
         """Undo every close made ahead of time (on a revoke or a stop); returns what re-applying gives."""
         out: list[Output] = []
         touched: set[bytes] = set()
-        for key in list(self.held):
-            self._undo_close_ahead(key, self.held[key], out, touched)
+        for key, held in self.ahead.take_all():
+            self._undo_close_ahead(key, held, out, touched)
         self.dirty |= touched
         return out
 
-    def _undo_close_ahead(self, key: bytes, held: _Held, out: list[Output], touched: set[bytes]) -> KeyState:
-        del self.held[key]
-        self.undone += 1
+    def _undo_close_ahead(self, key: bytes, held: Held, out: list[Output], touched: set[bytes]) -> KeyState:
+        """Restore the key's state from before the close and apply the trades since again."""
         ks = self.keys[key] = KeyState.from_bytes(held.before)
         for partition, offset, t, then_ms in held.since:
             self._apply_trade(partition, offset, t, then_ms, out, touched)
@@ -243,13 +242,13 @@ class Processor:
         """The wall-clock ms at which the next bar of a live key is due (its end plus grace)."""
         ends = [e for ks in self.keys.values() if ks.lag_ms <= live_lag_ms
                 for e in (ks.bars.next_close_at(),) if e is not None]
-        ends += [h.watermark for h in self.held.values()]
+        ends += self.ahead.watermarks()
         return min(ends) + self.grace_ms if ends else None
 
     def take_dirty(self) -> list[tuple[bytes, int, bytes]]:
         """(key, partition, state bytes) of every key changed since the last call, except held keys: their
         state must not be stored before their held records are published."""
-        held = self.dirty & self.held.keys()
+        held = self.ahead.unstored(self.dirty)
         rows = [(k, self.keys[k].partition, self.keys[k].to_bytes()) for k in sorted(self.dirty - held)]
         self.dirty = held
         return rows

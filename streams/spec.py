@@ -6,7 +6,10 @@ Settings come from ``STREAMS__*`` variables, e.g. ``STREAMS__INTERVALS_S=1,60,30
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
+from msgspec import Meta
 
 from contracts.errors import SettingsError
 from contracts.messages import Bar
@@ -22,22 +25,24 @@ class StreamsSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The Faust worker's settings (env prefix STREAMS)."""
 
     intervals_s: str = ",".join(str(i) for i in DEFAULT_INTERVALS_S)  # comma-separated seconds
-    grace_ms: int = DEFAULT_GRACE_MS
+    grace_ms: Annotated[int, Meta(ge=0)] = DEFAULT_GRACE_MS
     # A key is live when its newest trade arrived within this many ms of its event time; the bars of a
     # live key also close on the wall clock, at their end plus grace.
-    live_lag_ms: int = 10_000
+    live_lag_ms: Annotated[int, Meta(ge=0)] = 10_000
     # The longest a read waits for trades: live trades are applied as they come, so little is left to
     # do when a bar is due (about 2% of a core when idle).
-    wall_tick_ms: int = 20
+    wall_tick_ms: Annotated[int, Meta(ge=1, le=1000)] = 20
     # Live bars are closed this long before they are due and their records held back until then (undone if a
     # trade still counting in them arrives meanwhile): the work is done before the due time, not after it.
-    close_ahead_ms: int = 10
-    batch_max: int = 5000  # trades read at once
-    commit_interval_s: float = 1.0  # how often the offsets after the applied trades are committed
-    stop_timeout_s: float = 20.0  # a stop (SIGTERM/SIGINT) that takes longer ends the process
-    session_timeout_s: float = 15.0  # how soon a dead worker's partitions are reassigned
-    app_id: str = "tickflow-streams"  # load_settings puts TICKFLOW_TOPIC_PREFIX before it
-    web_port: int = 0  # 0: Faust's web server is off
+    close_ahead_ms: Annotated[int, Meta(ge=0, lt=1000)] = 10
+    batch_max: Annotated[int, Meta(ge=1)] = 5000  # trades read at once
+    commit_interval_s: Annotated[float, Meta(gt=0)] = 1.0  # how often the applied offsets are committed
+    stop_timeout_s: Annotated[float, Meta(gt=0)] = 20.0  # a stop (SIGTERM/SIGINT) that takes longer ends the process
+    session_timeout_s: Annotated[float, Meta(ge=6, le=1800)] = 15.0  # a dead worker's partitions move after this
+    # load_settings puts TICKFLOW_TOPIC_PREFIX before app_id
+    app_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]+$", extra={"allowed": "letters, digits, . _ -"})] = \
+        "tickflow-streams"
+    web_port: Annotated[int, Meta(ge=0, le=65535)] = 0  # 0: Faust's web server is off
 
     @property
     def intervals(self) -> tuple[int, ...]:

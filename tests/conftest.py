@@ -54,7 +54,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     if basetemp is None:
         return
     starts = sum(log.read_text(errors="replace").count("Kafka Server started")
-                 for log in basetemp.rglob("kafka/logs/broker.log"))
+                 for log in basetemp.rglob("logs/broker.log"))  # one node and cluster nodes
     terminalreporter.write_line(f"kafka: {starts} broker starts in this run")
 
 

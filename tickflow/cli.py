@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(getattr(args, "log_level", None))
+    from contracts.kafka_io import TransactionInDoubt
     from infra.kafka.broker import BrokerError
     from infra.kafka.cli import use_local_broker_address
     from infra.kafka.java import PrerequisiteError
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, PrerequisiteError) as err:
         print(f"tickflow: {err}", file=sys.stderr)
         return EXIT_CONFIG
-    except (BrokerError, ContractError) as err:
+    except (BrokerError, ContractError, TransactionInDoubt) as err:
         print(f"tickflow: {err}", file=sys.stderr)
         return EXIT_FAILED
     except ValueError as err:  # a bad argument value found by the command (unknown feature, bad fraction, ...)

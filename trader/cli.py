@@ -70,10 +70,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "orders exactly once (Kafka transactions); books fills and publishes portfolio snapshots. "
                         "Settings: TRADER__NOTIONAL, TRADER__CAPITAL, TRADER__HTTP_PORT, TRADER__RISK__MAX_DRAWDOWN, "
                         "TRADER__RISK__MAX_NOTIONAL, TRADER__RISK__MAX_POSITION, TRADER__RISK__MAX_ORDERS_PER_MINUTE, "
-                        "TRADER__RISK__STALE_AFTER_S, TRADER__RISK__CLOCK (event|wall), TRADER__RISK__GAP_HOLD_S.")
+                        "TRADER__RISK__STALE_AFTER_S, TRADER__RISK__CLOCK (event|wall), TRADER__RISK__GAP_HOLD_S; "
+                        "'off' switches a limit off (README: Configuration has every setting and its range).")
     td.add_argument("--bundle", type=Path, required=True)
     td.add_argument("--policy-id", default=None, help="default: <algo>-<version>; one consumer group per policy")
-    td.add_argument("--check", action="store_true", help="verify checksums, schema and golden outputs, then exit")
+    td.add_argument("--check", action="store_true", help="verify the signature, files, schema, action map and golden "
+                    "outputs, then exit")
     td.add_argument("--max-seconds", type=float, default=None, help="stop after this long (tests, demos)")
     td.set_defaults(func=_trade)
 

@@ -12,16 +12,28 @@ import hashlib
 import logging
 import math
 import operator
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import cast
 
 from contracts import V1, FeatureVector, Fill, MarketEvent, Order, PortfolioSnapshot
+from contracts.feature_schema import SCHEMAS
 from trader.policy.bundle import Bundle
 from trader.portfolio import Book
 from trader.risk import RiskGate, RiskSettings, VerdictKind
 
 log = logging.getLogger(__name__)
+
+# a v1 vector is about 600 bytes; a record far beyond that is refused before it is decoded
+MAX_FEATURE_RECORD_BYTES = 16_384
+REMEMBER_ORDERS = 100_000  # sent order ids whose fills are accepted (one order per decision bar at most)
+
+
+def record_problem(raw: bytes) -> str | None:
+    """Why a raw feature record is refused before decoding (a DLQ reason), or None."""
+    if len(raw) > MAX_FEATURE_RECORD_BYTES:
+        return f"the record has {len(raw):,} bytes, more than a feature vector may ({MAX_FEATURE_RECORD_BYTES:,})"
+    return None
 
 
 def order_id(policy_id: str, version: str, exchange: str, symbol: str, bar_end: int) -> str:
@@ -56,7 +68,6 @@ class PolicyTrader:
             raise ValueError(f"notional per unit of position must be positive, got {self.notional}")
         self.version = self.bundle.version
         self.names = self.bundle.feature_names
-        self._needed = frozenset(self.names)
         self._values = operator.itemgetter(*self.names) if len(self.names) > 1 else (
             lambda d: (d[self.names[0]],))
         self.runtime = self.bundle.runtime
@@ -67,6 +78,7 @@ class PolicyTrader:
         self.interval_s = int(self.bundle.manifest.get("interval_s", 60))
         self.other_intervals = 0
         self.recent: deque[Order] = deque(maxlen=50)
+        self.unfilled: OrderedDict[str, float] = OrderedDict()  # sent order id -> qty not yet filled (capped)
         self.decisions = 0
         self.held = 0
         self.last_feature_ts = 0
@@ -77,9 +89,17 @@ class PolicyTrader:
         if fv.feature_schema != self.bundle.feature_schema:
             return (f"feature schema {fv.feature_schema!r} does not match the bundle's "
                     f"{self.bundle.feature_schema!r}")
-        if not self._needed <= fv.features.keys():
-            missing = [n for n in self.names if n not in fv.features]
-            return f"features lack {', '.join(missing)} that the policy needs"
+        names = tuple(fv.features)
+        schema = SCHEMAS[fv.feature_schema]  # the bundle's schema is a known one (bundle.load)
+        if names != schema:
+            missing = [n for n in schema if n not in fv.features]
+            extra = [n for n in names if n not in schema]
+            if extra:
+                return (f"features {', '.join(extra[:3])}{' ...' if len(extra) > 3 else ''} ({len(extra):,} "
+                        f"names) are not feature schema {fv.feature_schema!r}'s")
+            if missing:
+                return f"features lack {', '.join(missing)} of feature schema {fv.feature_schema!r}"
+            return f"features are not in feature schema {fv.feature_schema!r}'s order"
         return None
 
     def mine(self, fv: FeatureVector) -> bool:
@@ -145,14 +165,37 @@ class PolicyTrader:
                       side="buy" if qty > 0 else "sell", qty=abs(qty), target_position=position, ts=ts,
                       feature_ts=ts, reason=reason[:200])
         st.units = target_units
+        self._sent(order)
         self.risk.order_sent(ts)
         self.recent.append(order)
         return order
 
+    def _sent(self, order: Order) -> None:
+        self.unfilled[order.order_id] = order.qty
+        while len(self.unfilled) > REMEMBER_ORDERS:
+            self.unfilled.popitem(last=False)
+
+    def fill_problem(self, fill: Fill) -> str | None:
+        """Why a fill of this policy is refused (a DLQ reason): not an order it sent, or more than it asked."""
+        if fill.policy_id != self.policy_id:
+            return None
+        remaining = self.unfilled.get(fill.order_id)
+        if remaining is None:
+            return f"fill {fill.fill_id} is for order {fill.order_id}, which policy {self.policy_id} never sent"
+        if fill.qty > remaining * (1 + 1e-9) + 1e-12:
+            return (f"fill {fill.fill_id} of {fill.qty:g} is more than the {remaining:g} left of order "
+                    f"{fill.order_id}")
+        return None
+
     def on_fill(self, fill: Fill) -> bool:
-        """Book a fill of this policy; False when it belongs to another policy."""
+        """Book a fill of this policy; False when it belongs to another policy or is refused (fill_problem)."""
         if fill.policy_id != self.policy_id:
             return False
+        problem = self.fill_problem(fill)
+        if problem is not None:
+            log.warning("Not booked: %s.", problem)
+            return False
+        self.unfilled[fill.order_id] -= fill.qty
         self.book.apply(fill)
         return True
 
@@ -169,6 +212,7 @@ class PolicyTrader:
         st = self.symbols.setdefault((order.exchange, order.symbol), SymbolState())
         st.units += order.qty if order.side == "buy" else -order.qty
         st.position = order.target_position
+        self._sent(order)
         self.risk.order_sent(order.ts)
         self.risk.observe_time(order.ts)
         self.recent.append(order)

@@ -10,19 +10,26 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+from msgspec import Meta
+
+# a limit that the documented word ``off`` (or ``inf``) switches off; it is stored as infinity
+_LIMIT = Meta(gt=0, extra={"off": True})
+# a policy's target position, in units of TRADER__NOTIONAL, lies within +-this: bundles whose action map
+# leaves it are refused (trader.policy.bundle)
+MAX_TARGET_POSITION = 1.0
 
 
 class RiskSettings(msgspec.Struct, frozen=True, kw_only=True):
-    max_position: float = 0.0  # base units per symbol; 0 = no cap
-    max_notional: float = 50_000.0  # quote per symbol at the decision price
-    max_drawdown: float = 0.2  # of peak equity: flatten everything and halt
-    max_orders_per_minute: int = 60
-    stale_after_s: float = 300.0  # features older than this (see clock) are held
+    max_position: Annotated[float, _LIMIT] = float("inf")  # base units per symbol
+    max_notional: Annotated[float, _LIMIT] = 50_000.0  # quote per symbol at the decision price
+    max_drawdown: Annotated[float, Meta(gt=0, le=1)] = 0.2  # of peak equity: flatten everything and halt
+    max_orders_per_minute: Annotated[int, Meta(ge=1, le=1_000_000)] = 60
+    stale_after_s: Annotated[float, _LIMIT] = 300.0  # features older than this (see clock) are held
     clock: Literal["event", "wall"] = "event"
-    gap_hold_s: float = 3600.0  # hold a symbol for features within this long after a gap
+    gap_hold_s: Annotated[float, Meta(ge=0)] = 3600.0  # hold a symbol for features within this long after a gap
 
 
 class VerdictKind(Enum):
@@ -88,9 +95,7 @@ class RiskGate:
                                VerdictKind.HOLD)
         target = desired_units
         kind, note = VerdictKind.POLICY, ""
-        cap = s.max_notional / price if s.max_notional > 0 else float("inf")
-        if s.max_position > 0:
-            cap = min(cap, s.max_position)
+        cap = min(s.max_notional / price, s.max_position)  # an off limit is infinite
         if abs(target) > cap:
             target = cap if target > 0 else -cap
             kind, note = VerdictKind.CLIPPED, f"; clipped to {cap:.6g} units"

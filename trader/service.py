@@ -18,9 +18,11 @@ import gc
 import logging
 import time
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from msgspec import Meta
 
 from contracts import (
     FeatureVector,
@@ -38,7 +40,7 @@ from contracts.errors import ContractError
 from contracts.settings import kafka_bootstrap, load
 from contracts.timeutil import now_ms
 from contracts.topics import FILLS, MARKET_EVENTS, ORDERS, PORTFOLIO, SIGNALS_FEATURES, prefixed
-from trader.handler import PolicyTrader
+from trader.handler import PolicyTrader, record_problem
 from trader.policy import bundle as bundle_mod
 from trader.risk import RiskSettings
 from trader.status import StatusServer
@@ -47,12 +49,12 @@ log = logging.getLogger(__name__)
 
 
 class TraderSettings(msgspec.Struct, frozen=True, kw_only=True):
-    notional: float = 1_000.0  # quote currency per unit of target position
-    capital: float = 10_000.0  # the book's starting cash
-    http_port: int = 0  # status endpoint; 0 picks a free port (logged), -1 turns it off
-    http_host: str = "127.0.0.1"
-    batch: int = 500
-    snapshot_interval_s: float = 1.0  # marks alone publish a portfolio snapshot at most this often
+    notional: Annotated[float, Meta(gt=0)] = 1_000.0  # quote currency per unit of target position
+    capital: Annotated[float, Meta(gt=0)] = 10_000.0  # the book's starting cash
+    http_port: Annotated[int, Meta(ge=-1, le=65535)] = 0  # status endpoint; 0 picks a free port, -1 turns it off
+    http_host: Annotated[str, Meta(min_length=1)] = "127.0.0.1"
+    batch: Annotated[int, Meta(ge=1, le=100_000)] = 500
+    snapshot_interval_s: Annotated[float, Meta(ge=0)] = 1.0  # marks alone publish a snapshot at most this often
     risk: RiskSettings = msgspec.field(default_factory=RiskSettings)
 
 
@@ -175,13 +177,8 @@ class TraderService:
         return self._portfolio, encode(snap), self.policy_id.encode()
 
     def _transact(self, producer: Producer, features: Consumer, out: list[tuple[str, bytes, bytes | None]]) -> None:
-        producer.begin_transaction()
-        for topic, value, key in out:
-            producer.produce(topic, value, key)
-        if self._offsets_pending:
-            producer.send_offsets_to_transaction(features.position(features.assignment()),
-                                                 features.consumer_group_metadata())
-        producer.commit_transaction()
+        offsets = lambda: (features.position(features.assignment()), features.consumer_group_metadata())  # noqa: E731
+        kafka_io.transact(producer, out, offsets if self._offsets_pending else None)
         self._offsets_pending = False
 
     def _finish(self, producer: Producer, features: Consumer) -> None:
@@ -193,6 +190,10 @@ class TraderService:
     def _feature(self, out: list[tuple[str, bytes, bytes | None]], m: Message) -> bool:
         """Decide on one feature record; True when it was for this policy (its book was marked)."""
         t0 = time.perf_counter()
+        too_big = record_problem(m.value() or b"")
+        if too_big is not None:
+            out.append((*kafka_io.dead_letter(m, SIGNALS_FEATURES, too_big), None))
+            return False
         try:
             fv = decode(m.value() or b"", FeatureVector)
         except ContractError as err:
@@ -223,6 +224,10 @@ class TraderService:
             except ContractError as err:
                 # fills.dlq is shared by consumers of fills; the trader reports what it refused
                 out.append((*kafka_io.dead_letter(m, FILLS, str(err)), None))
+                return False
+            problem = self.trader.fill_problem(fill)
+            if problem is not None:
+                out.append((*kafka_io.dead_letter(m, FILLS, problem), None))
                 return False
             return self.trader.on_fill(fill)
         try:

@@ -10,6 +10,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from contracts.broker_check import librdkafka_logger
+from contracts.kafka_io import replication
 from contracts.topics import REGISTRY, Topic
 
 
@@ -40,13 +41,17 @@ def wait_ready(bootstrap: str, timeout: float, alive: Callable[[], bool] = lambd
 
 def ensure_topics(bootstrap: str, topics: Iterable[Topic] | None = None, timeout: float = 30.0) -> list[str]:
     """Create the registry's topics (or the given ones) that do not exist yet; return those created, once
-    every partition of them has a leader (a record produced or an offset asked for then finds them)."""
+    every partition of them has a leader (a record produced or an offset asked for then finds them).
+
+    Each gets min(3, brokers) replicas, and ``min.insync.replicas`` 2 from three replicas on."""
     wanted = list(REGISTRY.values()) if topics is None else list(topics)
     client = admin(bootstrap)
-    existing = set(client.list_topics(timeout=timeout).topics)
+    md = client.list_topics(timeout=timeout)
+    existing = set(md.topics)
+    rf, min_isr = replication(len(md.brokers))
     new = [
-        NewTopic(t.name, num_partitions=t.partitions, replication_factor=1,
-                 config={"cleanup.policy": t.cleanup})
+        NewTopic(t.name, num_partitions=t.partitions, replication_factor=rf,
+                 config={"cleanup.policy": t.cleanup, "min.insync.replicas": str(min_isr)})
         for t in wanted if t.name not in existing
     ]
     if not new:

@@ -1,8 +1,9 @@
 """Start, watch and stop one local Apache Kafka node (KRaft, broker + controller in one process).
 
-State lives under ``<TICKFLOW_HOME>/kafka``: ``config/``, ``data/``, ``logs/broker.log`` and
-``broker.json`` (pid, address, version, start time). ``stop`` only ever signals the process that
-``broker.json`` names, and only when its command line is this home's broker.
+State lives under ``<TICKFLOW_HOME>/kafka`` (a node of a local cluster: ``<TICKFLOW_HOME>/kafka/node-N``,
+see ``infra.kafka.cluster``): ``config/``, ``data/``, ``logs/broker.log`` and ``broker.json`` (pid,
+address, version, start time). ``stop`` only ever signals the process that ``broker.json`` names, and
+only when its command line is this node's broker.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from contracts.kafka_io import replication
 from infra.kafka.admin import ensure_topics, wait_ready
 from infra.kafka.java import find_java
 from infra.kafka.lockfile import read_lock
@@ -64,6 +66,7 @@ class BrokerInfo:
     started_ms: int
     ready_s: float
     home: str
+    node_id: int = 1
 
     @property
     def bootstrap(self) -> str:
@@ -103,14 +106,37 @@ def _die_with_parent() -> None:
     os.setsid()
 
 
-class LocalBroker:
-    """One KRaft node under ``home/kafka``."""
+@dataclass(frozen=True)
+class ClusterNode:
+    """What makes a node one of several: its id, its fixed controller port, the static voters of the
+    quorum, the cluster id they share, and how many nodes there are."""
 
-    def __init__(self, home: Path, host: str = "127.0.0.1", port: int = 9092) -> None:
+    node_id: int
+    controller_port: int
+    voters: str  # controller.quorum.voters: "1@host:port,2@host:port,..."
+    cluster_id: str
+    nodes: int  # how many nodes the cluster has: the internal topics get min(3, nodes) replicas
+
+
+@dataclass(frozen=True)
+class _Launched:
+    proc: subprocess.Popen[bytes]
+    version: str
+    controller_port: int
+    started: float
+
+
+class LocalBroker:
+    """One KRaft node under ``home/kafka`` (alone), or under ``home/kafka/node-N`` (one of a cluster)."""
+
+    def __init__(self, home: Path, host: str = "127.0.0.1", port: int = 9092,
+                 node: ClusterNode | None = None) -> None:
         self.home = Path(home).resolve()
-        self.root = self.home / "kafka"
+        self.node = node
+        self.root = self.home / "kafka" if node is None else self.home / "kafka" / f"node-{node.node_id}"
         self.host = host
         self.port = port
+        self.config_file = self.root / "config" / "server.properties"
         self.info_file = self.root / "broker.json"
         self.log_file = self.root / "logs" / "broker.log"
         self.out_file = self.root / "logs" / "broker.out"
@@ -136,7 +162,7 @@ class LocalBroker:
         cmdline = Path(f"/proc/{pid}/cmdline")
         if cmdline.exists():
             args = cmdline.read_bytes().split(b"\0")
-            return b"kafka.Kafka" in args and str(self.root).encode() in b" ".join(args)
+            return b"kafka.Kafka" in args and str(self.config_file).encode() in args
         return True
 
     def log_tail(self, lines: int = 30) -> str:
@@ -154,20 +180,30 @@ class LocalBroker:
         heap: str | None = None,
         on_progress: Callable[[str], None] | None = None,
     ) -> BrokerInfo:
-        """Start the broker in the background; return once it answers metadata requests."""
+        """Start the broker in the background; return once it answers metadata requests (a lone node
+        then creates the registry's topics; a cluster does that once all its nodes answer)."""
         say = on_progress or (lambda _msg: None)
         current = self._already_running()
         if current is not None:
             say(f"already running (pid {current.pid})")
             return current
+        info = self.await_ready(self.launch(die_with_parent, heap, say), timeout)
+        if self.node is None:
+            ensure_topics(info.bootstrap)
+        return info
+
+    def launch(self, die_with_parent: bool = False, heap: str | None = None,
+               say: Callable[[str], None] = lambda _msg: None) -> _Launched:
+        """Write the configuration, format the storage the first time, and start the JVM; do not wait."""
         java = find_java()
         jvm = self._jvm(str(java.path), provision(), heap)
         version = read_lock().kafka_version
-        controller_port = free_port(self.host)
+        controller_port = free_port(self.host) if self.node is None else self.node.controller_port
         config = self._write_config(controller_port)
         if not (self.root / "data" / "meta.properties").exists():
             self._format_storage(jvm, config)
-        say(f"starting Kafka {version} with Java {java.major} ({java.origin})")
+        what = "" if self.node is None else f"node {self.node.node_id}: "
+        say(f"{what}starting Kafka {version} with Java {java.major} ({java.origin})")
         started = time.monotonic()
         with self.out_file.open("ab") as out:
             proc = subprocess.Popen(
@@ -175,11 +211,15 @@ class LocalBroker:
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent if die_with_parent else os.setsid,
             )
-        self._wait_ready(proc, timeout)
-        info = BrokerInfo(proc.pid, self.host, self.port, controller_port, version,
-                          int(time.time() * 1000), round(time.monotonic() - started, 2), str(self.home))
+        return _Launched(proc, version, controller_port, started)
+
+    def await_ready(self, launched: _Launched, timeout: float) -> BrokerInfo:
+        """Wait for a launched broker to answer metadata requests, then record it in broker.json."""
+        self._wait_ready(launched.proc, timeout)
+        info = BrokerInfo(launched.proc.pid, self.host, self.port, launched.controller_port, launched.version,
+                          int(time.time() * 1000), round(time.monotonic() - launched.started, 2), str(self.home),
+                          1 if self.node is None else self.node.node_id)
         self.info_file.write_text(json.dumps(asdict(info)))
-        ensure_topics(info.bootstrap)
         return info
 
     def _already_running(self) -> BrokerInfo | None:
@@ -208,9 +248,12 @@ class LocalBroker:
 
     def _format_storage(self, jvm: list[str], config: Path) -> None:
         """Format a new KRaft log directory with a fresh cluster id (once per home)."""
+        # a lone node is its own dynamic quorum (--standalone); a cluster's nodes list static voters
+        quorum = ["--standalone"] if self.node is None else []
+        cluster_id = new_cluster_id() if self.node is None else self.node.cluster_id
         fmt = subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(config),
-             "--standalone", "--ignore-formatted"],
+            [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
+             *quorum, "--ignore-formatted"],
             capture_output=True, text=True, timeout=120,
         )
         if fmt.returncode != 0:
@@ -233,10 +276,15 @@ class LocalBroker:
         for d in (conf_dir, self.root / "data", self.root / "logs"):
             d.mkdir(parents=True, exist_ok=True)
         h = self.host
+        node = self.node
+        rf, isr = replication(1 if node is None else node.nodes)
+        min_isr = str(isr)
+        quorum = ({"controller.quorum.bootstrap.servers": f"{h}:{controller_port}"} if node is None
+                  else {"controller.quorum.voters": node.voters})
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"{h}:{controller_port}",
+            "node.id": str(1 if node is None else node.node_id),
+            **quorum,
             "listeners": f"PLAINTEXT://{h}:{self.port},CONTROLLER://{h}:{controller_port}",
             "advertised.listeners": f"PLAINTEXT://{h}:{self.port}",
             "inter.broker.listener.name": "PLAINTEXT",
@@ -244,19 +292,21 @@ class LocalBroker:
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.root / "data"),
             "num.partitions": "4",
-            "offsets.topic.replication.factor": "1",
+            "default.replication.factor": str(rf),  # topics created without a factor (auto-created ones)
+            "min.insync.replicas": min_isr,
+            "offsets.topic.replication.factor": str(rf),
             "offsets.topic.num.partitions": "8",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": str(rf),
+            "transaction.state.log.min.isr": min_isr,
             "transaction.state.log.num.partitions": "4",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": str(rf),
+            "share.coordinator.state.topic.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
             "log.retention.hours": "168",
             "log.segment.bytes": str(256 * 1024 * 1024),
         }
-        config = conf_dir / "server.properties"
+        config = self.config_file
         config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (conf_dir / "log4j2.properties").write_text(LOG4J2.format(log=self.log_file))
         return config
@@ -271,6 +321,16 @@ class LocalBroker:
         if not self._wait_gone(info.pid, timeout):
             self._kill(info.pid)
             self._wait_gone(info.pid, 10)
+        self.info_file.unlink(missing_ok=True)
+        return info
+
+    def kill(self) -> BrokerInfo | None:
+        """SIGKILL the broker this node runs (a fault drill: no clean shutdown); None if none ran."""
+        info = self.running()
+        if info is None:
+            return None
+        self._kill(info.pid)
+        self._wait_gone(info.pid, 10)
         self.info_file.unlink(missing_ok=True)
         return info
 

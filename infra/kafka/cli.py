@@ -12,6 +12,7 @@ from contracts.topics import find, topic_prefix
 
 if TYPE_CHECKING:
     from infra.kafka.broker import LocalBroker
+    from infra.kafka.cluster import LocalCluster
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,11 +27,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     start.add_argument("--host", default=None, help="listen address (default: KAFKA_BOOTSTRAP's host)")
     start.add_argument("--port", type=int, default=None, help="listen port (default: KAFKA_BOOTSTRAP's port)")
     start.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for readiness")
+    start.add_argument("--nodes", type=int, default=1, help="KRaft nodes on loopback, each broker and controller "
+                       "(default 1; 3 gives a replicated cluster: brokers at --port, --port+1, ...)")
+    start.add_argument("--node", type=int, default=None, help="start only this node of the cluster (after a "
+                       "stop or kill)")
     start.set_defaults(func=_start)
-    stop = ks.add_parser("stop", help="stop the broker this TICKFLOW_HOME started (SIGTERM, then kill)")
+    stop = ks.add_parser("stop", help="stop the broker (or every node of the cluster) this TICKFLOW_HOME started "
+                         "(SIGTERM, then kill)")
     stop.add_argument("--timeout", type=float, default=30.0, help="seconds before SIGKILL")
+    stop.add_argument("--node", type=int, default=None, help="stop only this node of the cluster")
     stop.set_defaults(func=_stop)
-    ks.add_parser("status", help="pid, address, version and uptime of the local broker").set_defaults(func=_status)
+    kill = ks.add_parser("kill", help="SIGKILL one node of the cluster (a fault drill)")
+    kill.add_argument("--node", type=int, required=True, help="the node to kill")
+    kill.set_defaults(func=_kill)
+    ks.add_parser("status", help="pid, address, version and uptime of the local broker; on a cluster one line "
+                  "per node (pid, ports, role, quorum leader)").set_defaults(func=_status)
     ks.add_parser("topics", help="list topics and partition counts at KAFKA_BOOTSTRAP (with TICKFLOW_TOPIC_PREFIX "
                   "set, those under the prefix)").set_defaults(func=_topics)
     ks.add_parser("create-topics", help="create the registry's missing topics at KAFKA_BOOTSTRAP (any broker)"
@@ -63,9 +74,39 @@ def _broker(args: argparse.Namespace) -> LocalBroker:
                        getattr(args, "port", None) or int(port))
 
 
+def _cluster() -> LocalCluster | None:
+    """The cluster this TICKFLOW_HOME started, if it did."""
+    from infra.kafka.cluster import LocalCluster
+
+    cluster = LocalCluster(tickflow_home())
+    return cluster if cluster.layout() is not None else None
+
+
 def _start(args: argparse.Namespace) -> int:
+    from infra.kafka.broker import BrokerError
+    from infra.kafka.cluster import LocalCluster
+
+    say = lambda m: print(f"kafka: {m}", flush=True)  # noqa: E731
+    if args.node is not None:
+        cluster = _cluster()
+        if cluster is None:
+            raise BrokerError(f"--node {args.node}: no cluster was started from {tickflow_home()}")
+        info = cluster.start_node(args.node, timeout=args.timeout)
+        print(f"node {args.node} ready at {info.bootstrap} (pid {info.pid})")
+        return 0
+    if args.nodes < 1:
+        raise BrokerError(f"--nodes {args.nodes}: a cluster needs at least one node")
+    if args.nodes > 1 or _cluster() is not None:
+        _host, _, port = kafka_bootstrap().split(",")[0].rpartition(":")
+        started = time.monotonic()
+        layout = LocalCluster(tickflow_home(), args.host or "127.0.0.1").start(
+            args.nodes, args.port or int(port), timeout=args.timeout, on_progress=say)
+        print(f"Kafka cluster of {len(layout.ports)} nodes ready in {time.monotonic() - started:.1f}s "
+              f"(home {tickflow_home()})")
+        print(f"export KAFKA_BOOTSTRAP={layout.bootstrap}")
+        return 0
     broker = _broker(args)
-    info = broker.start(timeout=args.timeout, on_progress=lambda m: print(f"kafka: {m}", flush=True))
+    info = broker.start(timeout=args.timeout, on_progress=say)
     print(f"Kafka {info.version} ready at {info.bootstrap} in {info.ready_s:.1f}s "
           f"(pid {info.pid}, home {info.home})")
     print(f"export KAFKA_BOOTSTRAP={info.bootstrap}")
@@ -73,8 +114,15 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from infra.kafka.broker import LocalBroker
+    from infra.kafka.broker import BrokerError, LocalBroker
 
+    cluster = _cluster()
+    if cluster is not None:
+        for node in cluster.stop(args.node, timeout=args.timeout):
+            print(f"stopped node {node.node_id} at {node.bootstrap} (pid {node.pid})")
+        return 0
+    if args.node is not None:
+        raise BrokerError(f"--node {args.node}: no cluster was started from {tickflow_home()}")
     broker = LocalBroker(tickflow_home())
     info = broker.stop(timeout=args.timeout)
     if info is None:
@@ -84,10 +132,30 @@ def _stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kill(args: argparse.Namespace) -> int:
+    from infra.kafka.broker import BrokerError
+
+    cluster = _cluster()
+    if cluster is None:
+        raise BrokerError(f"--node {args.node}: no cluster was started from {tickflow_home()}")
+    info = cluster.kill(args.node)
+    if info is None:
+        print(f"node {args.node} was not running")
+        return 0
+    print(f"killed node {args.node} at {info.bootstrap} (pid {info.pid}, SIGKILL)")
+    return 0
+
+
 def _status(args: argparse.Namespace) -> int:
     from infra.kafka.admin import describe_topics
     from infra.kafka.broker import LocalBroker
 
+    cluster = _cluster()
+    if cluster is not None:
+        nodes = cluster.status()
+        for node in nodes:
+            print(node.line())
+        return 0 if any(n.info for n in nodes) else 1
     info = LocalBroker(tickflow_home()).running()
     if info is None:
         print(f"no broker started from {tickflow_home()} is running")
@@ -159,8 +227,14 @@ def _dump(args: argparse.Namespace) -> int:
 
 
 def use_local_broker_address() -> None:
-    """When KAFKA_BOOTSTRAP is unset and this home runs a broker, point every command at it."""
+    """When KAFKA_BOOTSTRAP is unset and this home runs a broker (or a cluster), point every command at it."""
     if "KAFKA_BOOTSTRAP" in os.environ:
+        return
+    cluster = _cluster()
+    if cluster is not None:
+        layout = cluster.layout()
+        if layout is not None and any(n.info for n in cluster.status()):
+            os.environ["KAFKA_BOOTSTRAP"] = layout.bootstrap
         return
     info_file = tickflow_home() / "kafka" / "broker.json"
     if info_file.exists():

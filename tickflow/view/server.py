@@ -3,12 +3,16 @@
 - ``GET /``           the page; the current state is inlined, so it renders without a request
 - ``GET /api/state``  the state as JSON (the page polls it)
 - ``GET /healthz``    ``{"ok": true, ...}`` while the Kafka feed runs; 503 once it failed
+
+A connection that sends no complete request within ``request_timeout_s`` (10 s) is closed, so idle
+clients do not hold a thread each; a client that goes away mid-response is logged at debug level.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 from functools import cache
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,6 +38,7 @@ def render_page(state: dict[str, Any], poll_ms: int) -> str:
 
 class ViewServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_timeout_s = 10.0  # per socket operation of a request: reading it, writing the answer
 
     def __init__(self, host: str, port: int, state: ViewState, feed: TopicFeed | None, source: str,
                  poll_ms: int = 1000) -> None:
@@ -46,9 +51,21 @@ class ViewServer(ThreadingHTTPServer):
     def snapshot(self) -> dict[str, Any]:
         return {**self.state.snapshot(), "source": self.source}
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away or timed out is routine; anything else is a bug and logged with its trace."""
+        err = sys.exc_info()[1]
+        if isinstance(err, ConnectionError | TimeoutError):
+            log.debug("view client %s: %s", client_address, err)
+            return
+        log.exception("The view failed on a request from %s.", client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: ViewServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.request_timeout_s)
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
