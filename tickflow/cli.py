@@ -36,11 +36,11 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 LOG_LEVEL_HELP = "DEBUG, INFO, WARNING (env TICKFLOW_LOG_LEVEL); accepted before or after the subcommand"
 
-# The commands that talk to Kafka, as (command, subcommand): each checks the broker before it starts
-# (`trade` checks it itself, once its bundle is accepted: a bad bundle is named first).
-NEEDS_KAFKA = {("ingest", "live"), ("ingest", "replay"), ("paper", None), ("kafka", "topics"),
-               ("kafka", "create-topics"), ("topic", "dump"), ("view", None), ("book", "dump"),
-               ("streams", "worker")}
+# The commands that talk to Kafka, as (command, subcommand): each checks the broker before it starts.
+# `trade` and `paper` call the same check themselves once their bundle and settings are accepted, so a
+# bad bundle or setting is named first.
+NEEDS_KAFKA = {("ingest", "live"), ("ingest", "replay"), ("kafka", "topics"), ("kafka", "create-topics"),
+               ("topic", "dump"), ("view", None), ("book", "dump")}
 
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
