@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from contracts import V1, DeadLetter, Topic
+from contracts.broker_check import librdkafka_logger
 from contracts.client_config import producer_config
 from contracts.serde import encode
 from contracts.timeutil import now_ms
@@ -27,7 +28,7 @@ _COORDINATOR_WAIT = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_
 def consumer(bootstrap: str, group: str, **extra: Any) -> Consumer:
     conf = {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
             "auto.offset.reset": "earliest", "isolation.level": "read_committed",
-            "enable.partition.eof": False, "fetch.wait.max.ms": 5, "log_level": 3}
+            "enable.partition.eof": False, "fetch.wait.max.ms": 5, "log_level": 3, "logger": librdkafka_logger()}
     conf.update(extra)
     return Consumer(conf)
 
@@ -56,7 +57,7 @@ class TransactionInDoubt(KafkaException):
 def transactional_producer(bootstrap: str, transactional_id: str) -> Producer:
     producer = Producer(producer_config(bootstrap, {"transactional.id": transactional_id, **LEADER_CHANGE_SAFE,
                                                     "linger.ms": 0, "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
-                                                    "log_level": 3}))
+                                                    "log_level": 3, "logger": librdkafka_logger()}))
     producer.init_transactions(30)
     return producer
 

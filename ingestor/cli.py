@@ -132,17 +132,22 @@ def _replay(args: argparse.Namespace) -> int:
             rest = "nothing was produced" if not c.trades else \
                 f"{c.trades:,} trades of it were produced, the rest of the file was not"
             print(f"tickflow: replay {path} {report.problem}; {rest}", file=sys.stderr, flush=True)
-    remaining = publisher.flush()
+    remaining = publisher.flush(stop=stop)
     seconds = time.perf_counter() - started
     delivered = publisher.delivered
     print(f"delivered {delivered:,} of {publisher.produced:,} records "
           f"({publisher.failed:,} failed, {remaining:,} unacknowledged); {total:,} trades in {seconds:.2f}s "
           f"including the flush: {total / seconds if seconds else 0:,.0f} trades/s", flush=True)
+    if stop.is_set():
+        print(f"tickflow ingest replay: stopped by a signal; the broker acknowledged {delivered:,} of "
+              f"{publisher.produced:,} records, {publisher.failed + remaining:,} were not acknowledged",
+              file=sys.stderr)
+        return 130
     if publisher.failed or remaining:
         print(f"tickflow: the broker did not acknowledge every record ({publisher.first_error or 'timed out'})",
               file=sys.stderr)
         return 1
-    return 130 if stop.is_set() else 1 if problems else 0
+    return 1 if problems else 0
 
 
 def _live(args: argparse.Namespace) -> int:

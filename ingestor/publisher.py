@@ -12,6 +12,7 @@ acknowledged by the broker, so delivered = produced - failed.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from typing import Any, Literal
 from confluent_kafka import KafkaError, Message, Producer
 
 from contracts import client_config
+from contracts.broker_check import librdkafka_logger
 from contracts.messages import DeadLetter, MarketEvent, Trade
 from contracts.serde import encode
 from contracts.topics import MARKET_EVENTS, MARKET_TRADES, market_key
@@ -48,7 +50,7 @@ class Publisher:
         self.reports = reports
         config = producer_config(bootstrap, reports)
         config["on_delivery"] = self._report
-        self.producer = Producer(config, logger=log)
+        self.producer = Producer(config, logger=librdkafka_logger())  # failures are counted and reported
         self.produced = 0
         self.acked = 0
         self.failed = 0
@@ -104,14 +106,17 @@ class Publisher:
     def queued(self) -> int:
         return len(self.producer)
 
-    def flush(self, timeout_s: float = 330.0) -> int:
-        """Wait until every record is acknowledged or failed; return how many are still outstanding."""
+    def flush(self, timeout_s: float = 330.0, stop: threading.Event | None = None) -> int:
+        """Wait until every record is acknowledged or failed, or ``stop`` is set; return how many are still
+        outstanding."""
         deadline = time.monotonic() + timeout_s
         remaining = len(self.producer)
-        while remaining and time.monotonic() < deadline:
-            remaining = self.producer.flush(min(5.0, max(0.1, deadline - time.monotonic())))
-            if remaining:
+        said = time.monotonic()
+        while remaining and time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+            remaining = self.producer.flush(min(0.5, max(0.1, deadline - time.monotonic())))
+            if remaining and time.monotonic() - said >= 5.0:
                 log.info("Waiting for the broker to acknowledge %d records.", remaining)
+                said = time.monotonic()
         return remaining
 
     @property

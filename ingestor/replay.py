@@ -83,8 +83,9 @@ class Report:
 class Pacer:
     """Sleeps so that event times are replayed at ``speed`` times their original pace."""
 
-    def __init__(self, speed: float) -> None:
+    def __init__(self, speed: float, stop: threading.Event | None = None) -> None:
         self.speed = speed
+        self.stop = stop or threading.Event()  # a stop ends the wait at once
         self.t0_event: int | None = None
         self.t0_wall = 0.0
 
@@ -95,7 +96,7 @@ class Pacer:
         due = self.t0_wall + (ts_ms - self.t0_event) / 1000.0 / self.speed
         delay = due - time.monotonic()
         if delay > 0:
-            time.sleep(delay)
+            self.stop.wait(delay)
 
 
 def detect(path: Path, from_candles: bool) -> str:
@@ -158,7 +159,7 @@ def replay_file(path: Path, publisher: Publisher, *, venue_name: str | None, sym
 def _replay(path: Path, report: Report, publisher: Publisher, venue_name: str | None, symbol: str | None,
             speed: float | None, stop: threading.Event, progress: bool, resume: ResumePoint | None) -> None:
     mode = report.mode
-    pacer = Pacer(speed) if speed else None
+    pacer = Pacer(speed, stop) if speed else None
     with tqdm(desc=path.name[:40], unit=" trades", unit_scale=True, disable=not progress, mininterval=1.0,
               leave=False) as bar:
         if mode == "frames":
@@ -209,6 +210,9 @@ def produce_trades(trades: Iterator[Trade], publisher: Publisher, pacer: Pacer |
                 continue
             if pacer is not None:
                 pacer.wait(t.ts_event)
+                if stop.is_set():  # paced, a stop is seen at the next trade, not CHUNK trades later
+                    log.warning("Stopping the replay after %d trades, as asked.", n)
+                    break
             value = encode(t)
             try:
                 produce(topic, value, key)
@@ -263,6 +267,9 @@ def _frames(path: Path, pipeline: Pipeline, publisher: Publisher, pacer: Pacer |
                 recv_ms = now_ms()
             if pacer is not None:
                 pacer.wait(recv_ms)
+                if stop.is_set():
+                    log.warning("Stopping the replay at line %d, as asked.", lineno)
+                    break
             pipeline.on_frame(raw, recv_ms)
             if books is not None:
                 books.on_frame(raw, recv_ms)

@@ -16,6 +16,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _paper(args: argparse.Namespace) -> int:
+    from contracts.broker_check import require_broker
     from paper.broker import PaperBroker
 
-    return PaperBroker().run(args.max_seconds)
+    broker = PaperBroker()  # its settings are checked first, then the Kafka broker
+    require_broker(broker.bootstrap)
+    return broker.run(args.max_seconds)

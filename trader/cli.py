@@ -1,4 +1,4 @@
-"""`tickflow train | evaluate | trade`: the trader's commands. Heavy imports happen in handlers."""
+"""`tickflow train | evaluate | compare | trade`: the trader's commands. Heavy imports happen in handlers."""
 
 from __future__ import annotations
 
@@ -34,12 +34,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tr.add_argument("--search-trials", type=int, default=0, help="Optuna trials before the final training (0: none)")
     tr.add_argument("--search-timeout", type=float, default=600.0, help="time budget of the search, seconds")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                    help="write SB3's TensorBoard curves (episode reward, loss, entropy) to DIR; view them with "
+                    "`tensorboard --logdir DIR`")
     tr.set_defaults(func=_train)
 
     ev = sub.add_parser("evaluate", help="score a bundle out of sample beside flat, buy-and-hold, random, momentum",
-                        description="Writes OUT/metrics.json and OUT/equity.png, net of fees and slippage. On the "
+                        description="Writes OUT/metrics.json, OUT/report.md, the round trips (OUT/trades.csv) and "
+                        "charts (OUT/equity.png, OUT/trades.png), net of fees and slippage. On the "
                         "training file only the held-out bars count. --walk-forward retrains the bundle's recipe on "
-                        "expanding windows of --data and tests each fold on the next block, with an embargo.")
+                        "expanding windows of --data and tests each fold on the next block, with an embargo, and "
+                        "writes walk_forward.json, .csv and .png.")
     ev.add_argument("--bundle", type=Path, required=True)
     ev.add_argument("--data", type=Path, required=True)
     ev.add_argument("--out", type=Path, required=True)
@@ -50,6 +55,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev.add_argument("--embargo", type=int, default=60, help="bars between each training window and its test fold")
     ev.add_argument("--timesteps", type=int, default=None, help="per fold (default: the bundle's)")
     ev.set_defaults(func=_evaluate)
+
+    cp = sub.add_parser("compare", help="a leaderboard of evaluations (return, Sharpe, drawdown, ...), also as CSV",
+                        description="Reads EVAL_DIR/metrics.json of each `tickflow evaluate --out EVAL_DIR` and "
+                        "prints one row per run, best return first: policy, data, training seed, whether the "
+                        "test was out of time, return, Sharpe, max drawdown, turnover, exposure and both "
+                        "buy-and-hold baselines. The same table is written as CSV.")
+    cp.add_argument("eval_dirs", nargs="+", type=Path, metavar="EVAL_DIR")
+    cp.add_argument("--csv", type=Path, default=None, help="CSV to write (default: TICKFLOW_HOME/compare.csv)")
+    cp.set_defaults(func=_compare)
 
     td = sub.add_parser("trade", help="run a policy bundle on signals.features (or --check the bundle)",
                         description="Consumes signals.features, runs the policy behind the risk gate and produces "
@@ -82,6 +96,7 @@ def _train(args: argparse.Namespace) -> int:
         from trader.policy.search import search
 
         cfg.hyperparameters = search(data, cfg, args.search_trials, args.search_timeout)
+    cfg.tensorboard = args.tensorboard  # the final training's curves, not the search trials'
     result = train(data, cfg, args.out)
     held = result.bundle.manifest.get("metrics", {}).get("held_out")
     print(f"trained {args.algo} in {result.seconds:.1f} s ({result.steps_per_s:,.0f} steps/s); bundle "
@@ -96,24 +111,40 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     if args.walk_forward:
         from trader.evaluation import walk_forward
+        from trader.report import when
 
         wf = walk_forward(args.bundle, args.data, args.out, args.folds, args.embargo, args.timesteps)
         for row in wf["folds"]:
             p, bh = row["policy"], row["baselines"]["buy_and_hold"]
-            print(f"fold {row['fold']}: policy {p['total_return']:+.4f} sharpe {p['sharpe']:+.2f} "
-                  f"vs buy-and-hold {bh['total_return']:+.4f}")
-        print(f"wrote {args.out / 'walk_forward.json'}")
+            print(f"fold {row['fold']} ({when(row['test_start_ts'])} to {when(row['test_end_ts'])}): policy "
+                  f"{p['total_return']:+.4f} sharpe {p['sharpe']:+.2f} vs buy-and-hold {bh['total_return']:+.4f}")
+        print(f"wrote {args.out}: walk_forward.json, walk_forward.csv, walk_forward.png")
         return 0
     from trader.evaluation import evaluate
 
     m = evaluate(args.bundle, args.data, args.out, args.seed, symbol=args.symbol)
     rows = [("policy", m["policy"]), *m["baselines"].items()]
     print(f"{m['data']['symbol']}: {m['data']['out_of_sample']}")
-    print(f"{'':14}{'return':>9}{'sharpe':>8}{'sortino':>9}{'max_dd':>8}{'turnover':>10}{'exposure':>9}{'fees':>8}")
+    print(f"{'':22}{'return':>9}{'sharpe':>8}{'sortino':>9}{'max_dd':>8}{'turnover':>10}{'exposure':>9}{'fees':>8}")
     for name, r in rows:
-        print(f"{name:14}{r['total_return']:+9.4f}{r['sharpe']:+8.2f}{r['sortino']:+9.2f}{r['max_drawdown']:8.4f}"
+        print(f"{name:22}{r['total_return']:+9.4f}{r['sharpe']:+8.2f}{r['sortino']:+9.2f}{r['max_drawdown']:8.4f}"
               f"{r['turnover']:10.0f}{r['exposure']:9.3f}{r['fees']:8.4f}")
-    print(f"wrote {args.out / 'metrics.json'} and {args.out / 'equity.png'}")
+    s = m["trades"]["summary"]
+    print(f"{s['count']:.0f} round trips: win rate {s['win_rate']:.0%}, average win {s['avg_win']:+.4f}, "
+          f"average loss {s['avg_loss']:+.4f} (net of costs)")
+    print(f"wrote {args.out}: metrics.json, report.md, trades.csv, equity.png, trades.png")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from contracts.settings import tickflow_home
+    from trader.compare import format_table, leaderboard, write_csv
+
+    rows = leaderboard(args.eval_dirs)
+    path = args.csv or tickflow_home() / "compare.csv"
+    write_csv(path, rows)
+    print(format_table(rows))
+    print(f"wrote {path}")
     return 0
 
 
@@ -130,6 +161,7 @@ def _trade(args: argparse.Namespace) -> int:
                           "feature_schema": b.feature_schema, "features": list(b.feature_names),
                           "golden_cases": len(b.manifest["golden"]), "files": b.manifest["files"]}, indent=1))
         return 0
+    from contracts.broker_check import require_broker
     from trader.service import TraderService
 
     try:
@@ -137,5 +169,6 @@ def _trade(args: argparse.Namespace) -> int:
     except BundleError as err:
         print(f"tickflow trade: {args.bundle} is refused: {err}", file=sys.stderr)
         return 1
+    require_broker(service.bootstrap)
     return service.run(args.max_seconds)
 

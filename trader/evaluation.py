@@ -1,10 +1,13 @@
 """Out-of-sample evaluation of a policy bundle beside the baselines, net of fees and slippage.
 
 ``evaluate`` runs the bundle's policy (the serving runtime, not SB3) over a data file with the
-environment's accounting and costs, next to flat, buy-and-hold, random and momentum, and writes
-``metrics.json`` and ``equity.png``. Bars inside the bundle's training window are never scored: on
-the training file only the held-out tail is used. ``walk_forward`` retrains the bundle's recipe on
-expanding windows of the data and tests each on the next fold, with an embargo between them.
+environment's accounting and costs, next to flat, buy-and-hold (fully invested and at the policy's
+exposure), random and momentum, and writes ``metrics.json``, the round trips (``trades.csv``), charts
+(``equity.png``, ``trades.png``) and ``report.md`` (trader/report.py). Bars inside the bundle's
+training window are never scored: on the training file only the held-out tail is used.
+``walk_forward`` retrains the bundle's recipe on expanding windows of the data and tests each on the
+next fold, with an embargo between them, and writes the per-fold table (``walk_forward.csv``) and
+chart (``walk_forward.png``).
 """
 
 from __future__ import annotations
@@ -17,10 +20,20 @@ from typing import Any
 import numpy as np
 
 from contracts.costs import CostModel, CostSettings
-from trader.backtest import baselines, decision_mask, metrics, simulate
+from trader.backtest import Run, baselines, decision_mask, metrics, simulate
 from trader.policy import bundle as bundle_mod
 from trader.policy.dataset import Dataset, load
 from trader.policy.train import run_runtime
+from trader.report import (
+    plot_equity,
+    plot_trades,
+    plot_walk_forward,
+    report_text,
+    when,
+    write_folds_csv,
+    write_trades_csv,
+)
+from trader.round_trips import round_trips, trade_summary
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +48,16 @@ def out_of_sample(data: Dataset, manifest: dict[str, Any]) -> tuple[Dataset, str
             raise ValueError(f"{data.source} is the bundle's training file and has no held-out bars after "
                              f"{end}: evaluate on other data")
         return rest, f"the held-out tail of the training file ({len(rest)} bars after the training window)"
-    return data, f"all {len(data)} bars of {Path(data.source).name} (not the training file)"
+    if out_of_time(data, manifest):
+        return data, f"all {len(data)} bars of {Path(data.source).name} (not the training file; after its window)"
+    return data, (f"all {len(data)} bars of {Path(data.source).name} (not the training file, but over the "
+                  f"training window's dates: cross-asset, not out of time)")
+
+
+def out_of_time(test: Dataset, manifest: dict[str, Any]) -> bool:
+    """True when every bar of ``test`` comes after the bundle's training window."""
+    window = manifest.get("training", {}).get("window")
+    return window is None or int(test.ts[0]) > int(window["end_ts"])
 
 
 def _every(b: bundle_mod.Bundle) -> int:
@@ -50,32 +72,53 @@ def evaluate(bundle_dir: Path, data_path: Path, out: Path, seed: int = 0, symbol
     run = run_runtime(b.runtime, test, costs, _every(b))
     actions = tuple(b.runtime.actions)
     decide = decision_mask(test.ts, _every(b), test.interval_s)
+    policy = metrics(run, test.interval_s)
+    matched_position, matched = matched_buy_and_hold(test, float(policy["exposure"]), costs, decide)
+    trips = round_trips(run, test.ts, test.opens, test.closes)
+    training = b.manifest.get("training", {})
     result: dict[str, Any] = {
-        "policy": metrics(run, test.interval_s),
-        "baselines": baselines(test.closes, test.opens, actions, costs, test.interval_s, seed=seed, decide=decide),
+        "policy": policy,
+        "baselines": {**baselines(test.closes, test.opens, actions, costs, test.interval_s, seed=seed, decide=decide),
+                      "buy_and_hold_matched": {**metrics(matched, test.interval_s), "position": matched_position}},
+        "trades": {"summary": trade_summary(trips), "round_trips": [t.as_dict() for t in trips]},
         "data": {"file": str(data_path), "symbol": test.symbol, "bars": len(test), "start_ts": int(test.ts[0]),
-                 "end_ts": int(test.ts[-1]), "out_of_sample": what},
+                 "end_ts": int(test.ts[-1]), "out_of_sample": what, "out_of_time": out_of_time(test, b.manifest),
+                 "training_window": training.get("window")},
         "bundle": {"path": str(bundle_dir), "algo": b.algo, "version": b.version, "mode": b.manifest["mode"],
-                   "decision_every": _every(b),
-                   "trained_on": b.manifest.get("training", {}).get("symbol")},
+                   "decision_every": _every(b), "trained_on": training.get("symbol"),
+                   "seed": training.get("seed")},
         "costs": costs.as_dict(),
         "notes": "returns are fractions of the starting equity, net of fees and slippage; sharpe and sortino are "
                  "annualised from per-bar log returns; turnover is the sum of |position changes| in multiples of "
-                 "equity; exposure is the mean |position|; fees are in units of the starting equity",
+                 "equity; exposure is the mean |position|; fees are in units of the starting equity; "
+                 "buy_and_hold_matched holds the policy's mean exposure throughout; out_of_time is true when "
+                 "every evaluated bar comes after the training window",
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
-    plot_equity(out / "equity.png", test, {"policy": run.equity}, b, costs, seed)
+    write_trades_csv(out / "trades.csv", trips)
+    curves = {"policy": run.equity, **baseline_curves(test, b, costs, seed),
+              f"buy_and_hold at {matched_position:.0%}": matched.equity}
+    kind = "out of time" if result["data"]["out_of_time"] else "same dates as training, not out of time"
+    plot_equity(out / "equity.png", test.ts, curves,
+                f"{b.algo.upper()} {b.version} on {test.symbol}, net of costs ({kind})")
+    plot_trades(out / "trades.png", test.ts, test.closes, trips,
+                f"{b.algo.upper()} {b.version} on {test.symbol}: {len(trips)} round trips")
+    (out / "report.md").write_text(report_text(result))
     return result
 
 
-def plot_equity(path: Path, data: Dataset, curves: dict[str, np.ndarray], b: bundle_mod.Bundle,
-                costs: CostModel, seed: int) -> None:
-    import matplotlib
+def matched_buy_and_hold(test: Dataset, exposure: float, costs: CostModel,
+                         decide: np.ndarray) -> tuple[float, Run]:
+    """Buy-and-hold at the policy's mean exposure: a policy that holds 10 % is compared with holding 10 %,
+    from the first fill to the end (so its mean |position| over all bars is the policy's)."""
+    held_bars = len(test) - 1 - int(np.argmax(decide))
+    position = min(1.0, exposure * len(test) / max(held_bars, 1))
+    return position, simulate(lambda _t, _p: position, test.opens, test.closes, costs, decide)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def baseline_curves(data: Dataset, b: bundle_mod.Bundle, costs: CostModel, seed: int) -> dict[str, np.ndarray]:
+    """The equity curves of buy-and-hold, momentum and random (as ``baselines`` scores them) for the chart."""
     from trader.backtest import Chooser
 
     low = min(b.runtime.actions)
@@ -88,20 +131,7 @@ def plot_equity(path: Path, data: Dataset, curves: dict[str, np.ndarray], b: bun
         "random": lambda t, _p: float(random_targets[t]),
     }
     decide = decision_mask(data.ts, _every(b), data.interval_s)
-    for name, fn in extra.items():
-        curves[name] = simulate(fn, data.opens, data.closes, costs, decide).equity
-    days = (data.ts - data.ts[0]) / 86_400_000.0
-    fig, ax = plt.subplots(figsize=(10, 5))
-    for name, eq in curves.items():
-        ax.plot(days, eq, label=name, linewidth=1.6 if name == "policy" else 0.9)
-    ax.set_xlabel("days")
-    ax.set_ylabel("equity (start = 1)")
-    ax.set_title(f"{b.algo.upper()} {b.version} on {data.symbol}, net of costs (out of sample)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return {name: simulate(fn, data.opens, data.closes, costs, decide).equity for name, fn in extra.items()}
 
 
 def walk_forward(bundle_dir: Path, data_path: Path, out: Path, folds: int = 3, embargo: int = 60,
@@ -126,16 +156,24 @@ def walk_forward(bundle_dir: Path, data_path: Path, out: Path, folds: int = 3, e
                           net_arch=tuple(m["training"]["net_arch"]), costs=CostSettings(**m["costs"]),
                           hyperparameters=dict(m["training"]["hyperparameters"]), progress=False)
         fold = train(train_set, cfg, out / f"fold{k}")
+        decide = decision_mask(test.ts, _every(b), test.interval_s)
+        policy = evaluate_runtime(fold.bundle.runtime, test, costs, _every(b))
+        position, matched = matched_buy_and_hold(test, policy["exposure"], costs, decide)
         rows.append({"fold": k, "train_bars": len(train_set), "embargo_bars": embargo, "test_bars": len(test),
-                     "test_start_ts": int(test.ts[0]), "test_end_ts": int(test.ts[-1]),
-                     "policy": evaluate_runtime(fold.bundle.runtime, test, costs, _every(b)),
-                     "baselines": baselines(test.closes, test.opens, tuple(b.runtime.actions), costs,
-                                            test.interval_s, decide=decision_mask(test.ts, _every(b),
-                                                                                  test.interval_s))})
+                     "test_start_ts": int(test.ts[0]), "test_end_ts": int(test.ts[-1]), "policy": policy,
+                     "baselines": {**baselines(test.closes, test.opens, tuple(b.runtime.actions), costs,
+                                               test.interval_s, decide=decide),
+                                   "buy_and_hold_matched": {**metrics(matched, test.interval_s),
+                                                            "position": position}}})
         log.info("Walk-forward fold %d: policy return %+.4f, buy-and-hold %+.4f.", k,
                  rows[-1]["policy"]["total_return"], rows[-1]["baselines"]["buy_and_hold"]["total_return"])
     summary = {name: float(np.mean([r["policy"][name] for r in rows])) for name in rows[0]["policy"]}
-    result = {"folds": rows, "policy_mean": summary, "data": str(data_path), "embargo_bars": embargo}
+    result = {"folds": rows, "policy_mean": summary, "data": str(data_path), "embargo_bars": embargo,
+              "out_of_time": True}
     out.mkdir(parents=True, exist_ok=True)
     (out / "walk_forward.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_folds_csv(out / "walk_forward.csv", rows)
+    plot_walk_forward(out / "walk_forward.png", rows,
+                      f"Walk-forward {m['algo'].upper()} on {data.symbol}: {folds} folds, {when(int(data.ts[0]))[:10]}"
+                      f" to {when(int(data.ts[-1]))[:10]}, net of costs")
     return result

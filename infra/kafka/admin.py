@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from contracts.broker_check import librdkafka_logger
 from contracts.kafka_io import replication
 from contracts.topics import REGISTRY, Topic
 
 
 def admin(bootstrap: str, quiet: bool = False) -> AdminClient:
     """An admin client; ``quiet`` silences librdkafka's connection errors (expected while starting)."""
-    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 0 if quiet else 3})
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "log_level": 0 if quiet else 3,
+                              "logger": librdkafka_logger()}
+    return AdminClient(config)
 
 
 def wait_ready(bootstrap: str, timeout: float, alive: Callable[[], bool] = lambda: True) -> None:

@@ -210,6 +210,18 @@ def _dump(args: argparse.Namespace) -> int:
     from infra.kafka.dump import dump
 
     known = find(args.topic)
+    if known is None:
+        import difflib
+
+        from contracts.topics import REGISTRY
+        from infra.kafka.admin import describe_topics
+
+        on_broker = describe_topics(kafka_bootstrap())
+        if args.topic not in on_broker:
+            names = sorted({*on_broker, *(t.base for t in REGISTRY.values())})
+            close = difflib.get_close_matches(args.topic, names, n=1)
+            hint = f"did you mean {close[0]}?" if close else "`tickflow kafka topics` lists them"
+            raise ValueError(f"no topic {args.topic!r} on the broker or in the registry: {hint}")
     dump(kafka_bootstrap(), args.topic if known is None else known.name, args.timeout, args.max, args.meta)
     return 0
 

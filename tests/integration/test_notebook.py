@@ -1,10 +1,12 @@
-"""notebooks/train_policy.ipynb runs top to bottom with a real kernel, and its bundle passes the trader's check."""
+"""notebooks/train_policy.ipynb runs top to bottom with a real kernel, from the repo root and from notebooks/,
+writes under TICKFLOW_HOME, shows every plot, and its bundle passes the trader's check."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
+import nbformat
 import papermill
 import pytest
 
@@ -13,20 +15,35 @@ from tests.helpers import REPO, tickflow_cmd
 pytestmark = pytest.mark.integration
 
 NOTEBOOK = REPO / "notebooks" / "train_policy.ipynb"
+PLOTTING = ("plt.", ".plot(", ".hist(", "imshow")
 
 
-def test_notebook_executes_and_exports_a_bundle_the_trader_accepts(tmp_path: Path) -> None:
-    out = tmp_path / "out"
+@pytest.mark.parametrize("cwd", [REPO, NOTEBOOK.parent], ids=["from-repo-root", "from-notebooks"])
+def test_notebook_executes_shows_its_plots_and_exports_a_bundle_the_trader_accepts(
+        cwd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("TICKFLOW_HOME", str(home))  # the kernel inherits it; OUT_DIR is left to its default
+    executed = tmp_path / "executed.ipynb"
     # kernel "python3" is the running interpreter's ipykernel; papermill raises PapermillExecutionError
     # naming the cell when any cell fails.
     papermill.execute_notebook(
-        str(NOTEBOOK), str(tmp_path / "executed.ipynb"), kernel_name="python3", cwd=str(NOTEBOOK.parent),
-        parameters={"OUT_DIR": str(out), "DQN_TIMESTEPS": 1000, "PPO_TIMESTEPS": 1024}, progress_bar=False,
+        str(NOTEBOOK), str(executed), kernel_name="python3", cwd=str(cwd),
+        parameters={"DQN_TIMESTEPS": 1000, "PPO_TIMESTEPS": 1024}, progress_bar=False,
     )
+    out = home / "notebook"
     bundle = out / "bundle"
     assert (bundle / "manifest.json").is_file()
     for algo in ("dqn", "ppo"):
         assert (out / f"eval-{algo}" / "metrics.json").is_file()
+    nb = nbformat.read(executed, as_version=4)
+    plotting = [c for c in nb.cells if c.cell_type == "code" and any(k in c.source for k in PLOTTING)]
+    assert len(plotting) >= 3, "the notebook's plotting cells are not found"
+    for cell in plotting:
+        images = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        assert images, f"a plotting cell shows no image: {cell.source.splitlines()[-1]!r}"
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    warnings = " ".join(str(o.get("text", "")) for o in outputs if o.get("name") == "stderr")
+    assert "ipywidgets" not in warnings, warnings
     check = subprocess.run(tickflow_cmd("trade", "--bundle", str(bundle), "--check"), cwd=REPO,
                            capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stdout + check.stderr

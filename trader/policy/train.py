@@ -49,6 +49,7 @@ class TrainConfig:
     costs: CostSettings = field(default_factory=CostSettings)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
+    tensorboard: Path | None = None  # SB3's TensorBoard logger writes its event files here
 
 
 @dataclass
@@ -70,7 +71,8 @@ def make_model(cfg: TrainConfig, train: Dataset, norm: Normaliser) -> Any:
     """A seeded SB3 model over training-window environments."""
     import torch
     from stable_baselines3 import DQN, PPO
-    from stable_baselines3.common.logger import Logger
+    from stable_baselines3.common.logger import Logger, configure
+    from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.utils import set_random_seed
     from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -79,10 +81,11 @@ def make_model(cfg: TrainConfig, train: Dataset, norm: Normaliser) -> Any:
     feats = norm.apply(train.features)
     costs = CostModel(cfg.costs)
 
-    def env_fn() -> TradingEnv:
-        return TradingEnv(feats, train.opens, train.closes, mode=cfg.mode,  # type: ignore[arg-type]
-                          costs=costs, episode_len=cfg.episode_len, every=cfg.every, ts=train.ts,
-                          interval_s=train.interval_s)
+    def env_fn() -> Monitor:
+        # Monitor records each episode's reward and length (SB3's rollout/ep_rew_mean); it changes nothing else
+        return Monitor(TradingEnv(feats, train.opens, train.closes, mode=cfg.mode,  # type: ignore[arg-type]
+                                  costs=costs, episode_len=cfg.episode_len, every=cfg.every, ts=train.ts,
+                                  interval_s=train.interval_s))
 
     model: Any
     if cfg.algo == "ppo":
@@ -98,7 +101,11 @@ def make_model(cfg: TrainConfig, train: Dataset, norm: Normaliser) -> Any:
                     policy_kwargs={"net_arch": list(cfg.net_arch)}, **params)
     else:
         raise ValueError(f"unknown algorithm {cfg.algo!r}; choose dqn or ppo")
-    model.set_logger(Logger(folder=None, output_formats=[]))  # no SB3-* folders in /tmp
+    if cfg.tensorboard is not None:
+        # episode reward and length (rollout/), losses and, for PPO, entropy (train/), once per rollout
+        model.set_logger(configure(str(cfg.tensorboard), ["tensorboard"]))
+    else:
+        model.set_logger(Logger(folder=None, output_formats=[]))  # no SB3-* folders in /tmp
     return model
 
 

@@ -32,7 +32,16 @@ def test_evaluate_writes_metrics_beside_baselines_out_of_sample(tmp_path: Path, 
     on_disk = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert on_disk["policy"] == pytest.approx(m["policy"])
     assert set(m["policy"]) >= KEYS
-    assert set(m["baselines"]) == {"flat", "buy_and_hold", "random", "momentum"}
+    assert set(m["baselines"]) == {"flat", "buy_and_hold", "random", "momentum", "buy_and_hold_matched"}
+    matched = m["baselines"]["buy_and_hold_matched"]
+    assert matched["exposure"] == pytest.approx(m["policy"]["exposure"])
+    assert m["data"]["out_of_time"] is True
+    summary = m["trades"]["summary"]
+    assert summary["count"] == len(m["trades"]["round_trips"]) == len(
+        (tmp_path / "eval" / "trades.csv").read_text().splitlines()) - 1
+    assert summary["wins"] + summary["losses"] == summary["count"]
+    assert "out-of-time" in (tmp_path / "eval" / "report.md").read_text()
+    assert (tmp_path / "eval" / "trades.png").stat().st_size > 10_000
     for name, row in m["baselines"].items():
         assert set(row) >= KEYS, name
     assert m["baselines"]["flat"]["total_return"] == 0.0 and m["baselines"]["flat"]["fees"] == 0.0
@@ -52,7 +61,12 @@ def test_walk_forward_uses_three_folds_with_an_embargo(tmp_path: Path, data_file
         assert f["train_bars"] == f["fold"] * block - 30
         assert f["test_start_ts"] == int(data.ts[f["fold"] * block])
         assert set(f["policy"]) >= KEYS
+        assert f["baselines"]["buy_and_hold_matched"]["exposure"] == pytest.approx(f["policy"]["exposure"])
     assert (tmp_path / "wf" / "walk_forward.json").exists()
+    table = (tmp_path / "wf" / "walk_forward.csv").read_text().splitlines()
+    assert len(table) == 4 and table[0].startswith("fold,train_bars,test_start,test_end")
+    assert table[0].endswith("buy_and_hold_matched_return")
+    assert (tmp_path / "wf" / "walk_forward.png").stat().st_size > 10_000
 
 
 def test_metrics_of_a_known_equity_curve() -> None:
