@@ -4,7 +4,6 @@ HTTP server for the REST depth snapshot, into a real broker; and the recorder re
 from __future__ import annotations
 
 import gzip
-import http.server
 import json
 import subprocess
 import threading
@@ -20,6 +19,7 @@ from ingestor.recorder import run_record
 from tests.helpers import cli_env, tickflow_cmd
 from tests.integration.books_support import expected_dump
 from tests.integration.ingest_kafka_support import FRAMES, LoopbackServer
+from tests.rest_loopback import serve_body
 
 pytestmark = pytest.mark.integration
 
@@ -37,25 +37,8 @@ def kafka(shared_broker: BrokerInfo) -> BrokerInfo:
 
 @pytest.fixture
 def rest() -> Iterator[tuple[str, list[str]]]:
-    asked: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            asked.append(self.path)
-            body = REST.encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/api/v3/depth?symbol={{symbol}}&limit=5000", asked
-    server.shutdown()
-    server.server_close()
+    with serve_body(REST) as (base, asked):
+        yield f"{base}/api/v3/depth?symbol={{symbol}}&limit=5000", asked
 
 
 def _wait(predicate: object, timeout_s: float, what: str) -> None:

@@ -7,10 +7,10 @@ import bisect
 import json
 
 import pytest
-from books_frames import BINANCE, Frame, Sink, run, timed_frames
 
 from contracts.books import BookUpdate
 from ingestor.books.book import Book
+from tests.unit.ingestor.books_frames import BINANCE, Frame, Sink, run, timed_frames
 
 FRAMES = timed_frames(BINANCE)
 

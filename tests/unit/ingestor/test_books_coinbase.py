@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 
-from books_frames import COINBASE, Sink, raw_frames, run
-
 from ingestor.books.book import Book
 from ingestor.books.feed import BookFeed
 from ingestor.venues import venue
+from tests.unit.ingestor.books_frames import COINBASE, Sink, raw_frames, run
 
 FRAMES = raw_frames(COINBASE)
 

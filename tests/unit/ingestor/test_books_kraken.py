@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 
-from books_frames import DATA, Frame, run
-
 from ingestor.books import checksum
+from tests.unit.ingestor.books_frames import DATA, Frame, run
 
 DOC = (DATA / "ws_samples" / "kraken_v2_book.jsonl").read_text().strip()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-from books_frames import DATA, OKX, Frame, raw_frames, run
+from tests.unit.ingestor.books_frames import DATA, OKX, Frame, raw_frames, run
 
 FRAMES = raw_frames(OKX)
 DOC = [Frame("ws", line, i)

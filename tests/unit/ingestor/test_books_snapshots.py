@@ -4,17 +4,17 @@ when it fails), and the websocket venues' book resubscribed."""
 from __future__ import annotations
 
 import dataclasses
-import http.server
 import json
 import threading
 from collections.abc import Iterator
 
 import pytest
-from books_frames import BINANCE, Sink, timed_frames
 
 from ingestor.books.feed import BookFeed
 from ingestor.books.snapshots import REST_KIND, SnapshotRequests
 from ingestor.venues import venue
+from tests.rest_loopback import serve_body
+from tests.unit.ingestor.books_frames import BINANCE, Sink, timed_frames
 
 FRAMES = timed_frames(BINANCE)[:3000]
 REST = next(f.raw for f in FRAMES if f.kind == REST_KIND)
@@ -23,26 +23,8 @@ REST = next(f.raw for f in FRAMES if f.kind == REST_KIND)
 @pytest.fixture
 def rest_server() -> Iterator[tuple[str, list[str]]]:
     """Serves the recorded REST snapshot; the first request fails with a 503."""
-    asked: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            asked.append(self.path)
-            body = REST.encode()
-            self.send_response(503 if len(asked) == 1 else 200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", asked
-    server.shutdown()
-    server.server_close()
+    with serve_body(REST, fail_first=1) as served:
+        yield served
 
 
 def test_binance_books_start_from_a_fetched_rest_snapshot(rest_server: tuple[str, list[str]]) -> None:
@@ -58,7 +40,7 @@ def test_binance_books_start_from_a_fetched_rest_snapshot(rest_server: tuple[str
 
     requests = SnapshotRequests(spec, deliver, lambda _t: False, stop, retry_s=0.05)
     sink = Sink()
-    sink.resync = requests.resync
+    sink.resync = requests.resync  # type: ignore[method-assign]
     feed = BookFeed(spec, sink)
     ws = [f for f in FRAMES if f.kind == "ws"]
     half = len(ws) // 3

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from trader_support import linear_bundle
 
+from tests.unit.trader.trader_support import linear_bundle
 from trader.policy import bundle
 
 REPO = Path(__file__).resolve().parents[3]

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trader_support import feature, linear_bundle
-
 from contracts import encode
 from contracts.feature_schema import V1
+from tests.unit.trader.trader_support import feature, linear_bundle
 from trader.handler import MAX_FEATURE_RECORD_BYTES, PolicyTrader, record_problem
 
 

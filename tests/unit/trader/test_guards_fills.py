@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trader_support import feature, linear_bundle
-
 from contracts import V1, Fill
+from tests.unit.trader.trader_support import feature, linear_bundle
 from trader.handler import PolicyTrader
 
 

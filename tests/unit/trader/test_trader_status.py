@@ -8,8 +8,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from trader_support import feature, linear_bundle
 
+from tests.unit.trader.trader_support import feature, linear_bundle
 from trader.handler import PolicyTrader
 from trader.status import StatusServer
 
