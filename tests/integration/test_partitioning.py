@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -105,7 +106,8 @@ def _producer_paths(bootstrap: str, tmp: Path) -> dict[str, object]:
     from streams.spec import StreamsSettings
 
     worker = build(StreamsSettings(app_id=f"partitioning-{uuid.uuid4().hex[:6]}"), bootstrap, tmp / "streams")
-    assert worker.app.conf.producer_partitioner is None  # Faust's own producer: aiokafka's murmur2 partitioner
+    conf: Any = worker.app.conf  # faust's Settings types the partitioner as a method
+    assert conf.producer_partitioner is None  # Faust's own producer: aiokafka's murmur2 partitioner
     paths: dict[str, object] = {
         "ingestor (Publisher: replay, live, demo)": Publisher(bootstrap, reports="all"),
         "streams worker (bars and features out)": worker.producer,
