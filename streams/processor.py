@@ -158,8 +158,10 @@ class Processor:
         tid = t.trade_id
         if tid.isdecimal():  # what int() reads
             n = int(tid)
-            if n <= ks.last_id:
-                self.duplicates += 1  # produced again: already applied
+            # produced again: an id this key applied, at or before the newest event time it applied (ids of
+            # another source, such as candle-derived trades after a venue's ticks, come with later times)
+            if n <= ks.last_id and t.ts_event <= ks.bars.max_ts:
+                self.duplicates += 1
                 return
         else:
             n = -1

@@ -150,10 +150,11 @@ def test_an_unknown_topic_names_the_closest_one(shared_broker: BrokerInfo, tmp_p
 def test_a_dump_into_a_closed_pipe_stops_quietly(shared_broker: BrokerInfo, tmp_path: Path) -> None:
     from confluent_kafka import Producer
 
+    from contracts.client_config import producer_config
     from contracts.topics import topic
 
     name = topic("orders").name
-    producer = Producer({"bootstrap.servers": shared_broker.bootstrap})
+    producer = Producer(producer_config(shared_broker.bootstrap))
     for i in range(5_000):
         producer.produce(name, f'{{"n": {i}, "pad": "{"x" * 100}"}}'.encode())
     assert producer.flush(30) == 0

@@ -211,3 +211,17 @@ def test_trades_produced_again_count_once_and_their_ids_survive_a_restart() -> N
     before = sum(acc.n for acc in open_60s.values())
     q.apply(records(named, start=800), now_ms=0)
     assert q.duplicates == 400 and sum(acc.n for acc in open_60s.values()) == before + 3
+
+
+def test_another_sources_lower_ids_with_later_times_still_count() -> None:
+    """Candle-derived trades replayed after a venue's ticks have lower ids but later times (the demo does
+    this): they are new trades, applied; the same trades produced again are dropped."""
+    ts = trades(200)
+    later = [msgspec.structs.replace(t, trade_id=str(i), ts_event=t.ts_event + 3_600_000, ts_ingest=t.ts_ingest +
+                                     3_600_000) for i, t in enumerate(ts[:50])]
+    p = Processor((60,), 2000)
+    p.apply(records(ts), now_ms=0)
+    p.apply(records(later, start=200), now_ms=0)
+    assert p.duplicates == 0 and p.late == 0
+    p.apply(records(later, start=250), now_ms=0)
+    assert p.duplicates == 50
