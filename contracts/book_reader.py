@@ -1,4 +1,4 @@
-"""Books rebuilt from ``market.books``: what `tickflow book dump` (and any consumer) does with the records.
+"""Books rebuilt from ``market.books``: what `tickflow book dump`, the paper broker and any consumer do with them.
 
 A key's book starts at its next snapshot (part 0 clears it; whole again at the part with ``last``),
 so a reader may start anywhere. Deltas are applied in order; where a delta carries the venue's chain
@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from contracts.book import Book
 from contracts.books import BookUpdate
-from ingestor.books.book import Book
 
 log = logging.getLogger(__name__)
 
