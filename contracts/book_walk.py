@@ -11,8 +11,10 @@ setting is added on top: walking the book is the slippage.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 #: what is left of an order below this fraction of its size counts as filled (float dust)
 DUST = 1e-12
@@ -77,3 +79,37 @@ def take_costs(take: Take, buy: bool, mid: float, fee_bps: float) -> tuple[float
     fee = fee_bps / 10_000.0 * take.qty * take.price
     slippage = (take.price - mid) * (take.qty if buy else -take.qty)
     return fee, slippage
+
+
+#: one side of a book, best first
+Levels = list[tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class BarBooks:
+    """The books a backtest fills at, for an account of ``notional`` quote per unit of starting equity:
+    ``books[t]`` is (bids, asks) as they stood at bar t's end (where a decision at bar t is filled), or
+    None where the recording has no book (that trade falls back to the cost model)."""
+
+    books: list[tuple[Levels, Levels] | None]
+    notional: float
+
+    @classmethod
+    def from_dump(cls, path: Path, ts: Sequence[int], notional: float, symbol: str | None = None) -> BarBooks:
+        """The book of the last line of a `tickflow book dump` file with ``ts_event`` at or before each ``ts``."""
+        if not notional > 0:
+            raise ValueError(f"the account's notional for book fills must be positive, got {notional}")
+        books: list[tuple[Levels, Levels] | None] = []
+        current: tuple[Levels, Levels] | None = None
+        with path.open() as f:
+            lines = (json.loads(line) for line in f if line.strip())
+            row = next(lines, None)
+            for t in ts:
+                while row is not None and row["ts_event"] <= t:
+                    if symbol is None or row["symbol"] == symbol:
+                        current = ([tuple(x) for x in row["bids"]], [tuple(x) for x in row["asks"]])
+                    row = next(lines, None)
+                books.append(current)
+        if all(b is None for b in books):
+            raise ValueError(f"{path} holds no book at or before the bars' times ({ts[0]}..{ts[-1]})")
+        return cls(books, notional)
