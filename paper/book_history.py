@@ -79,5 +79,13 @@ class TimedBook(Book):
 
     def next_change_after(self, t: int) -> int | None:
         """The clock of the first change (of a level or of usability) after ``t``, if there is one yet."""
-        found = [c for c, *_ in self.changes if c > t][:1] + [c for c, _ in self.wholes if c > t][:1]
-        return min(found) if found else None
+        found: int | None = None
+        for clock, *_ in reversed(self.changes):  # in clock order: walk back only over the changes after t
+            if clock <= t:
+                break
+            found = clock
+        for clock, _ in reversed(self.wholes):
+            if clock <= t:
+                break
+            found = clock if found is None else min(found, clock)
+        return found

@@ -84,6 +84,13 @@ class BookMatcher:
         """Queue an open order again on restart (a book order has no fill yet: its walk is one transaction)."""
         self._symbol(order.exchange, order.symbol).queue.append(order)
 
+    def drop(self, order: Order) -> None:
+        """Forget a waiting order (the broker dropped it: too many open orders)."""
+        sb = self.held.get((order.exchange, order.symbol))
+        if sb is not None and order in sb.queue:
+            sb.queue.remove(order)
+            sb.after.pop(order.order_id, None)
+
     def restore_taken(self, fill: Fill) -> None:
         """Remember what a past fill took from its level (rebuilt from the fills topic, in its order)."""
         if fill.book_size > 0:

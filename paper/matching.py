@@ -139,6 +139,8 @@ class Matcher:
         if len(self.open) >= self.s.max_open_orders:
             oldest, _ = next(iter(self.open.items()))
             log.warning("More than %d open orders: dropping the oldest, %s.", self.s.max_open_orders, oldest)
+            if self.book is not None:
+                self.book.drop(self.open[oldest].order)
             self._finish(oldest)
         oo = self.open[order.order_id] = OpenOrder(order, order.qty)
         if self.book is not None and self.booked(order):

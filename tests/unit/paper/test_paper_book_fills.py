@@ -114,3 +114,10 @@ def test_the_walk_the_environment_uses_is_the_same_function() -> None:
     w = walk_side([(101.0, 1.0), (102.0, 2.0)], 4.0)
     assert [(t.price, t.qty) for t in w.takes] == [(101.0, 1.0), (102.0, 2.0)] and w.rest == pytest.approx(1.0)
     assert w.average_price == pytest.approx((101.0 + 204.0) / 3)
+
+
+def test_an_order_dropped_for_too_many_open_orders_never_fills() -> None:
+    m = Matcher(PaperSettings(books="BTC-USDT", max_open_orders=1))
+    m.on_book(BOOKS[0])
+    assert m.on_order(_order("old", 1.0)) == [] and m.on_order(_order("new", 1.0)) == []  # both wait for 1,010
+    assert [f.order_id for f in m.on_book(BOOKS[1])] == ["new"]
