@@ -3,7 +3,8 @@
 Rules (ARCHITECTURE, "The data flow" and change 5): no module of ingestor/, streams/, trader/ or paper/
 imports another of those packages; offline tools (trader/policy/, trader/evaluation*) may call
 ``streams.offline``, which reads recordings through the ingestor's own replay code; the streams' book
-features use the ingestor's book reader until it moves to contracts/ (one import, BOOK_READER); the serving paths (the trader service and the paper broker) reach neither torch,
+features use the ingestor's book reader until it moves to contracts/ (one import, BOOK_READER); the
+serving paths (the trader service and the paper broker) reach neither torch,
 stable-baselines3 nor any streams code, even through a lazy import inside a function.
 """
 
