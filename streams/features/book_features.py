@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import Protocol
 
+from contracts.book_reader import BookReader
 from contracts.books import BookUpdate
 from contracts.feature_schema import BOOK_FEATURE_NAMES
-from ingestor.books.reader import BookReader  # moving to contracts/ (the book and its reader): this import alone
 
 Top = tuple[float, float, float, float]  # best bid, its size, best ask, its size
 
