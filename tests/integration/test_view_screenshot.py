@@ -18,7 +18,6 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 from confluent_kafka import Producer
 from PIL import Image
@@ -40,14 +39,11 @@ from contracts import (
 from contracts.books import BookUpdate
 from contracts.client_config import producer_config
 from contracts.history import binance_dump_trades, candle_trades
-from contracts.messages import DeadLetter, MarketEvent
 from contracts.topic_reader import read_to_end
 from contracts.topics import FILLS, MARKET_BOOKS, MARKET_TRADES, ORDERS, PORTFOLIO, SIGNALS_FEATURES
 from infra.kafka.broker import BrokerInfo, free_port
-from ingestor.books.feed import BookFeed
-from ingestor.replay import Recorded
-from ingestor.venues import venue
 from tests.helpers import DATA, REPO, cli_env, tickflow_cmd
+from tests.unit.ingestor.books_frames import BINANCE, run, timed_frames
 from tickflow.view.state import VIEW_TOPICS
 
 pytestmark = pytest.mark.integration
@@ -55,45 +51,15 @@ pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TICKS = DATA / "ticks" / "BTCUSDT-trades-20240808T2354Z-20240809T0005Z.csv"
 CANDLES = DATA / "ohlcv" / "binance_spot_ETHUSDT_1m_20250520T0000_20250818T1827.csv.gz"
-FRAMES = next((DATA / "ticks").glob("binance_spot_btcusdt_*_timed.jsonl.gz"))
 WIDTH, HEIGHT = 1280, 1000
 
 
-class _Books:
-    """The book feed's sink: keeps the book records it publishes."""
-
-    def __init__(self) -> None:
-        self.updates: list[BookUpdate] = []
-
-    def book(self, update: BookUpdate) -> None:
-        self.updates.append(update)
-
-    def event(self, e: MarketEvent) -> None:
-        raise AssertionError(f"the bundled frames gave a book event: {e}")
-
-    def dead_letter(self, d: DeadLetter) -> None:
-        raise AssertionError(f"the bundled frames gave a dead letter: {d.reason}")
-
-    def resync(self, exchange: str, venue_symbol: str) -> None:
-        pass
-
-
-def _book_records(deltas: int = 30) -> list[BookUpdate]:
-    """The bundled Binance frames' first book records (the REST snapshot, then deltas), from the ingestor's
-    own book feed."""
-    import gzip
-
-    sink = _Books()
-    feed = BookFeed(venue("binance"), sink)
-    decoder = msgspec.json.Decoder(Recorded)
-    with gzip.open(FRAMES, "rt") as f:
-        for line in f:
-            rec = decoder.decode(line)
-            assert rec.recv_ts_ns is not None
-            feed.on_frame(rec.raw, rec.recv_ts_ns // 1_000_000, rec.kind, rec.symbol)
-            if len(sink.updates) > deltas:
-                return sink.updates
-    raise AssertionError("the bundled frames hold too few book updates")
+def _book_records(lines: int = 600) -> list[BookUpdate]:
+    """The book records the ingestor's own book feed publishes from the bundled Binance frames' first lines
+    (the REST snapshot, then deltas)."""
+    _feed, sink = run("binance", timed_frames(BINANCE)[:lines])
+    assert not sink.events and not sink.dead and len(sink.books) > 20
+    return sink.books
 
 
 def _known_records() -> list[Message]:
