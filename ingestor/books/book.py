@@ -1,41 +1,30 @@
 """An L2 order book: two sides of price levels kept sorted, best first, with the standard library only.
 
-Each side is a dict (price -> size) beside a list of sort keys kept in order with ``bisect``: a new
-price is one ``insort`` on the list (a memmove of pointers, fast at the 5,000 levels a venue sends); a
-removed price is a dict write, its key left in the list until the best is read or such keys pile up,
-so a price that comes back costs no insertion either (``BookSide`` says how). Bids keep their negated
-prices as keys so both lists ascend from the best level. Asks use the price object itself as its key,
-so an ask level costs one float fewer. About 130 bytes a level: 100 symbols with 5,000 levels a side
-fit in about 130 MB (``tests/unit/ingestor/test_books_memory.py`` measures it).
+Each side is a dict (price -> size) beside a list of sort keys kept in order with ``bisect``: a level
+change is a dict write plus, when the price is new or gone, one ``insort``/``del`` on the list (a
+memmove of pointers, fast at the 5,000 levels a venue sends). Bids keep their negated prices as keys
+so both lists ascend from the best level. Asks use the price object itself as its key, so an ask level
+costs one float fewer. About 130 bytes a level: 100 symbols with 5,000 levels a side fit in about
+130 MB (``tests/unit/ingestor/test_books_memory.py`` measures it).
 
 Venues whose checksum is computed over the text they sent (OKX) keep that text per level as well.
 """
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left, insort
 from collections.abc import Iterable
 
 
 class BookSide:
-    """One side of a book. ``descending`` for bids (best = highest price).
+    """One side of a book. ``descending`` for bids (best = highest price)."""
 
-    ``sizes`` holds the live levels. ``_keys`` is sorted best first and may also hold keys of levels
-    removed since (their prices are in ``_gone``): a removal is a dict write, and a level that comes
-    back (prices near the top come and go many times a second) needs no insertion. The keys of gone
-    levels at the front are dropped when the best is read, and all of them once they outnumber a
-    quarter of the live levels (plus ``SLACK``), so reading the top stays as cheap as before.
-    """
-
-    __slots__ = ("_gone", "_keys", "descending", "sizes", "text")
-
-    SLACK = 64
+    __slots__ = ("_keys", "descending", "sizes", "text")
 
     def __init__(self, descending: bool, keep_text: bool = False) -> None:
         self.descending = descending
         self.sizes: dict[float, float] = {}
         self._keys: list[float] = []
-        self._gone: set[float] = set()  # prices whose keys are still in _keys
         self.text: dict[float, tuple[str, str]] | None = {} if keep_text else None
 
     def __len__(self) -> int:
@@ -43,56 +32,44 @@ class BookSide:
 
     def set(self, price: float, size: float, text: tuple[str, str] | None = None) -> None:
         """Set a level's absolute size; 0 removes it (removing an absent level is a no-op)."""
-        self.update(((price, size),))
-        if self.text is not None and text is not None and size != 0.0:
+        sizes = self.sizes
+        if size == 0.0:
+            if sizes.pop(price, None) is not None:
+                keys = self._keys
+                del keys[bisect_left(keys, -price if self.descending else price)]
+                if self.text is not None:
+                    self.text.pop(price, None)
+            return
+        if price not in sizes:
+            insort(self._keys, -price if self.descending else price)
+        sizes[price] = size
+        if self.text is not None and text is not None:
             self.text[price] = text
 
     def update(self, levels: Iterable[tuple[float, float]]) -> None:
-        """Set many levels' absolute sizes (without text), 0 removing: the hot path."""
-        sizes, keys, gone, desc = self.sizes, self._keys, self._gone, self.descending
-        pop, forget, remember = sizes.pop, gone.discard, gone.add
-        text = self.text
+        """``set`` for many levels (without text), with the loop's lookups hoisted: the hot path."""
+        if self.text is not None:
+            for price, size in levels:
+                self.set(price, size)
+            return
+        sizes, keys, desc = self.sizes, self._keys, self.descending
+        pop = sizes.pop
         for price, size in levels:
             if size == 0.0:
                 if pop(price, None) is not None:
-                    remember(price)
-                    if text is not None:
-                        text.pop(price, None)
+                    del keys[bisect_left(keys, -price if desc else price)]
             else:
                 if price not in sizes:
-                    if price in gone:
-                        forget(price)
-                    else:
-                        insort(keys, -price if desc else price)
+                    insort(keys, -price if desc else price)
                 sizes[price] = size
-        if len(gone) > self.SLACK + (len(sizes) >> 2):
-            self._compact()
-
-    def _compact(self) -> None:
-        gone, desc = self._gone, self.descending
-        self._keys = [k for k in self._keys if (-k if desc else k) not in gone]
-        gone.clear()
-
-    def _trim(self) -> None:
-        """Drop the keys of gone levels at the front."""
-        keys, gone, desc = self._keys, self._gone, self.descending
-        i = 0
-        while i < len(keys) and (-keys[i] if desc else keys[i]) in gone:
-            gone.discard(-keys[i] if desc else keys[i])
-            i += 1
-        if i:
-            del keys[:i]
 
     def clear(self) -> None:
         self.sizes.clear()
         self._keys.clear()
-        self._gone.clear()
         if self.text is not None:
             self.text.clear()
 
     def best(self) -> float | None:
-        if self._gone:
-            self._trim()
         if not self._keys:
             return None
         key = self._keys[0]
@@ -100,22 +77,8 @@ class BookSide:
 
     def prices(self, n: int | None = None) -> list[float]:
         """The best ``n`` prices (all when None), best first."""
-        if self._gone:
-            self._trim()
-        keys, gone = self._keys, self._gone
-        if n is None or n >= len(keys):
-            out = [-k for k in keys] if self.descending else list(keys)
-            return [p for p in out if p not in gone] if gone else out
-        if not gone:
-            return [-k for k in keys[:n]] if self.descending else keys[:n]
-        out = []
-        for k in keys:
-            p = -k if self.descending else k
-            if p not in gone:
-                out.append(p)
-                if len(out) == n:
-                    break
-        return out
+        keys = self._keys if n is None else self._keys[:n]
+        return [-k for k in keys] if self.descending else list(keys)
 
     def top(self, n: int | None = None) -> list[tuple[float, float]]:
         sizes = self.sizes
@@ -129,8 +92,6 @@ class BookSide:
 
     def truncate(self, depth: int) -> None:
         """Keep the best ``depth`` levels (Kraken: the book is cut to the subscribed depth)."""
-        if self._gone:
-            self._compact()
         keys = self._keys
         if len(keys) <= depth:
             return

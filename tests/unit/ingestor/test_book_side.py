@@ -1,15 +1,12 @@
-"""A book side against a plain dict sorted on every read: the same levels, best first, after any changes.
-
-The side leaves the keys of removed levels in its sorted list (for speed); these cases come back to the
-same prices, remove the best, pile removed keys past the point where they are dropped, and truncate.
-"""
+"""A book side against a plain dict sorted on every read: the same levels, best first, after any changes
+(prices that come back, the best removed, truncation)."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingestor.books.book import Book, BookSide
+from ingestor.books.book import BookSide
 
 prices = st.integers(1, 400).map(lambda i: i / 4)
 sizes = st.sampled_from([0.0, 0.0, 0.5, 1.0, 2.25])
@@ -45,15 +42,3 @@ def test_a_side_holds_what_a_sorted_dict_holds(changes: list[list[tuple[float, f
         assert side.top() == _expected(plain, descending)
         assert len(side) == len(plain)
 
-
-def test_removed_keys_that_pile_up_are_dropped_and_the_top_stays_right() -> None:
-    book = Book()
-    book.apply([(float(p), 1.0) for p in range(1, 1001)], [(float(p), 1.0) for p in range(1001, 2001)])
-    for p in range(1000, 100, -1):  # the bids' best levels go one by one, each read
-        book.apply([(float(p), 0.0)], [])
-        assert book.bids.best() == p - 1
-    book.apply([(float(p), 0.0) for p in range(2, 100)], [])  # deep removals, never read at the front
-    assert len(book.bids._keys) <= len(book.bids) + BookSide.SLACK + len(book.bids) // 4 + 1
-    assert book.bids.top() == [(100.0, 1.0), (1.0, 1.0)]
-    book.apply([(50.0, 3.0)], [])  # a removed price comes back
-    assert book.bids.top(2) == [(100.0, 1.0), (50.0, 3.0)]
