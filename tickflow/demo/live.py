@@ -19,6 +19,12 @@ from tickflow.view.feed import TopicFeed
 from tickflow.view.state import ViewState
 
 
+def _top(book: dict[str, Any] | None) -> str:
+    if book is None:
+        return "-"
+    return f"{book['bid']:,.2f} / {book['ask']:,.2f} ({book['spread_bps']:.3f})"
+
+
 class LiveBoard:
     def __init__(self, bootstrap: str, enabled: bool = True) -> None:
         self.state = ViewState(max_points=10, max_rows=8)
@@ -70,14 +76,16 @@ class LiveBoard:
         for name, n in snap["counts"].items():
             topics.add_row(name, f"{n:,}", f"{self._rates.get(name, 0.0):,.0f}")
         markets = Table(title="markets", expand=True)
-        for col in ("market", "last price", "trades", "bars", "last bar (close, volume)", "features"):
+        for col in ("market", "last price", "trades", "bars", "last bar (close, volume)", "features",
+                    "bid / ask (spread bps)"):
             markets.add_column(col)
         for m in snap["markets"]:
             bar = m["last_bar"]
             fv = m["features"]
             markets.add_row(m["key"], f"{m['last_price']:,.2f}" if m["last_price"] else "-", f"{m['trades']:,}",
                             f"{m['bars']:,}", f"{iso(bar['window_end'])[:16]} {bar['close']:,.2f} {bar['volume']:,.3f}"
-                            if bar else "-", ("ready" if fv["ready"] else "warming up") if fv else "-")
+                            if bar else "-", ("ready" if fv["ready"] else "warming up") if fv else "-",
+                            _top(m["book"]))
         decisions = Table(title="latest decisions", expand=True)
         for col in ("bar end", "symbol", "side", "qty", "target"):
             decisions.add_column(col)
