@@ -10,7 +10,7 @@ from contracts.book import BookSide
 
 prices = st.integers(1, 400).map(lambda i: i / 4)
 sizes = st.sampled_from([0.0, 0.0, 0.5, 1.0, 2.25])
-frames = st.lists(st.lists(st.tuples(prices, sizes), max_size=60), max_size=40)
+frames = st.lists(st.lists(st.tuples(prices, sizes), max_size=60), max_size=30)
 reads = st.lists(st.sampled_from(["best", "top3", "all", "truncate"]), min_size=40, max_size=40)
 
 
@@ -18,7 +18,7 @@ def _expected(levels: dict[float, float], descending: bool, n: int | None = None
     return sorted(levels.items(), reverse=descending)[:n]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(frames, reads, st.booleans())
 def test_a_side_holds_what_a_sorted_dict_holds(changes: list[list[tuple[float, float]]], after: list[str],
                                                 descending: bool) -> None:

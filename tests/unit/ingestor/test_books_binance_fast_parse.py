@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from bench.books import depth_lines
 from ingestor.venues import binance
 from ingestor.venues.base import BookFrame, ParseError, epoch_ms, levels
-from tests.unit.ingestor.books_frames import BINANCE, timed_frames
 
 
 def _strict(raw: str) -> BookFrame:
@@ -17,7 +17,7 @@ def _strict(raw: str) -> BookFrame:
 
 
 def test_every_bundled_diff_parses_fast_to_the_strict_parse_s_frame() -> None:
-    diffs = [f.raw for f in timed_frames(BINANCE) if f.kind == "ws" and "@depth" in f.raw[:40]]
+    diffs = [ln.raw for ln in depth_lines() if ln.kind == "ws"]
     assert len(diffs) == 6_495
     for raw in diffs:
         fast = binance._fast_depth(raw, 0)
