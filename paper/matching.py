@@ -46,7 +46,7 @@ class PaperSettings(msgspec.Struct, frozen=True, kw_only=True):
     # symbols filled against their market.books book (paper.book_matching); "" none, * every one
     books: Annotated[str, Meta(pattern=r"^(|\*|[^,\s]+(\s*,\s*[^,\s]+)*)$",
                                extra={"allowed": "empty, * or comma-separated symbols"})] = ""
-    book_history: Annotated[int, Meta(ge=1_000)] = 1_000_000  # level changes kept per symbol (the book's past)
+    book_history: Annotated[int, Meta(ge=1_000)] = 200_000  # level changes kept per symbol (about 27 MB measured)
     book_buffer: Annotated[int, Meta(ge=1)] = 50_000  # book records read back per partition on restart
     remember_taken: Annotated[int, Meta(ge=1)] = 100_000  # levels per symbol whose taken liquidity is kept
 

@@ -3,7 +3,11 @@ fills with the rest cancelled, and the same fills whatever the arrival order of 
 
 from __future__ import annotations
 
+import random
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contracts import V1, Fill, Order
 from contracts.book_walk import walk_side
@@ -121,3 +125,29 @@ def test_an_order_dropped_for_too_many_open_orders_never_fills() -> None:
     m.on_book(BOOKS[0])
     assert m.on_order(_order("old", 1.0)) == [] and m.on_order(_order("new", 1.0)) == []  # both wait for 1,010
     assert [f.order_id for f in m.on_book(BOOKS[1])] == ["new"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 40), st.booleans(), st.integers(0, 5), st.integers(0, 3)), min_size=1,
+                max_size=30),
+       st.lists(st.tuples(st.integers(0, 600), st.booleans(), st.floats(0.1, 6.0)), min_size=1, max_size=12),
+       st.randoms(use_true_random=False))
+def test_fills_do_not_depend_on_how_books_and_orders_interleave(changes: list[tuple[int, bool, int, int]],
+                                                                orders: list[tuple[int, bool, float]],
+                                                                rnd: random.Random) -> None:
+    books, ts = [BOOKS[0]], 1_000
+    for seq, (dt, bid, level, size) in enumerate(changes, 2):
+        ts += dt
+        price = 99.0 - level if bid else 101.0 + level
+        books.append(_book("delta", seq, ts, [(price, float(size))] if bid else [],
+                           [] if bid else [(price, float(size))]))
+    placed = [_order(f"o{i}", qty, "buy" if buy else "sell", 1_000 + t) for i, (t, buy, qty) in enumerate(orders)]
+    mixed, b, o = [], list(books), list(placed)
+    while b or o:  # a random interleaving that keeps each topic's own order
+        mixed.append(b.pop(0) if b and (not o or rnd.random() < 0.5) else o.pop(0))
+
+    def run(seq: list[BookUpdate | Order]) -> list[Fill]:
+        m = Matcher(SETTINGS)
+        return [f for x in seq for f in (m.on_book(x) if isinstance(x, BookUpdate) else m.on_order(x))]
+
+    assert run(mixed) == run([*books, *placed]) == run([*placed, *books])

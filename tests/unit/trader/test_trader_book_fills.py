@@ -10,8 +10,10 @@ import pytest
 
 from contracts.book_walk import BarBooks
 from contracts.costs import CostModel, CostSettings, rebalance, rebalance_on_book
+from tests.unit.trader.trader_support import linear_bundle, synthetic_frame
 from trader.backtest import simulate
 from trader.env import TradingEnv
+from trader.evaluation import evaluate
 
 COSTS = CostModel(CostSettings(fee_bps=5, slippage_bps=100))
 BOOK = ([(99.0, 4.0)], [(100.0, 5.0), (101.0, 10.0)])
@@ -61,3 +63,21 @@ def test_the_environment_and_the_backtest_fill_on_the_same_books(tmp_path: Path)
     cash, units, _, _ = rebalance_on_book(1.0, 0.0, 1.0, 100.0, COSTS, books.books[0], 1_000.0)  # type: ignore[arg-type]
     assert run.equity[1] == pytest.approx(cash + units * closes[1])
     assert rebalance(1.0, 0.0, 1.0, 100.0, COSTS)[2].price == pytest.approx(101.0)
+
+
+def test_evaluate_with_books_fills_the_policy_and_the_baselines_on_them(tmp_path: Path) -> None:
+    data_file = tmp_path / "bars.parquet"
+    frame = synthetic_frame(n=300, seed=2)
+    frame.to_parquet(data_file)
+    linear_bundle(tmp_path / "b")
+    dump = tmp_path / "books.jsonl"  # one book 1 % either side of the first close, before the first bar
+    c0 = float(frame["close"].iloc[0])
+    dump.write_text(json.dumps({"exchange": "binance", "symbol": "X", "seq": 1, "ts_event": 0,
+                                "bids": [[c0 * 0.99, 1e6]], "asks": [[c0 * 1.01, 1e6]]}) + "\n")
+    plain = evaluate(tmp_path / "b", data_file, tmp_path / "plain")
+    booked = evaluate(tmp_path / "b", data_file, tmp_path / "booked", books=dump, book_notional=1_000.0)
+    assert booked["costs"]["fills"] == "book" and plain["costs"]["fills"] == "cost model"
+    bh, bh_plain = booked["baselines"]["buy_and_hold"], plain["baselines"]["buy_and_hold"]
+    # bought once at the ask, 1 % above the first close's mid, with the 5 bp fee; no 1 bp slippage setting
+    assert bh["slippage"] == pytest.approx(0.01, rel=1e-6) and bh_plain["slippage"] == pytest.approx(1e-4, rel=1e-2)
+    assert booked["policy"]["fees"] > 0 and booked["policy"] != plain["policy"]
