@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        "(default 1; 3 gives a replicated cluster: brokers at --port, --port+1, ...)")
     start.add_argument("--node", type=int, default=None, help="start only this node of the cluster (after a "
                        "stop or kill)")
+    start.add_argument("--secure", action="store_true", help="a new cluster with SASL/SCRAM authentication and "
+                       "ACLs, one principal per service; credentials are written to TICKFLOW_HOME/kafka/credentials")
     start.set_defaults(func=_start)
     stop = ks.add_parser("stop", help="stop the broker (or every node of the cluster) this TICKFLOW_HOME started "
                          "(SIGTERM, then kill)")
@@ -96,14 +98,18 @@ def _start(args: argparse.Namespace) -> int:
         return 0
     if args.nodes < 1:
         raise BrokerError(f"--nodes {args.nodes}: a cluster needs at least one node")
-    if args.nodes > 1 or _cluster() is not None:
+    if args.nodes > 1 or args.secure or _cluster() is not None:
         _host, _, port = kafka_bootstrap().split(",")[0].rpartition(":")
         started = time.monotonic()
-        layout = LocalCluster(tickflow_home(), args.host or "127.0.0.1").start(
-            args.nodes, args.port or int(port), timeout=args.timeout, on_progress=say)
+        cluster = LocalCluster(tickflow_home(), args.host or "127.0.0.1")
+        layout = cluster.start(args.nodes, args.port or int(port), timeout=args.timeout, on_progress=say,
+                               secure=args.secure)
         print(f"Kafka cluster of {len(layout.ports)} nodes ready in {time.monotonic() - started:.1f}s "
               f"(home {tickflow_home()})")
         print(f"export KAFKA_BOOTSTRAP={layout.bootstrap}")
+        if layout.secure:
+            print(f"SASL/SCRAM-SHA-512 and ACLs: a service loads its credentials with "
+                  f"`set -a; . {cluster.credentials_dir}/<ingestor|streams|trader|paper|admin>.env; set +a`")
         return 0
     broker = _broker(args)
     info = broker.start(timeout=args.timeout, on_progress=say)
