@@ -1,7 +1,8 @@
 """Benchmarks on a three-node local cluster (``LocalCluster``, `tickflow kafka start --nodes 3`), one per run.
 
 - kafka.cluster_producer_perf_records_per_s: Kafka's ProducerPerformance (as bench.kafka_perf runs it) on a
-  topic with replication factor 3 and ``min.insync.replicas`` 2, acks=all, idempotent.
+  topic of 4 partitions (as ``market.trades``) with replication factor 3 and ``min.insync.replicas`` 2,
+  acks=all, idempotent.
 - ingest.cluster_replay_trades_per_s: bench.ingest's replay (about 1.05M trades) into the cluster's
   ``market.trades`` (RF 3, min ISR 2); goal at least 0.6 of the figure above, same run.
 - cluster.failover_ms: five times, the leader of a one-partition RF 3 topic is SIGKILLed and one record is
@@ -192,7 +193,7 @@ def run(ctx: BenchContext) -> list[Result]:
         assert node_one is not None
         cctx = ClusterContext(layout, BenchContext(node_one, ctx.workdir))
         admin = AdminClient({"bootstrap.servers": layout.bootstrap, "log_level": 0})
-        _replicated(admin, "bench.producer-perf", 1)
+        _replicated(admin, "bench.producer-perf", MARKET_TRADES.partitions)  # as the replay's topic
         perf = producer_perf(cctx, records=1_000_000)
         trades, seconds, _rss = replay(cctx, CANDLES)
         kills = failover_ms(cluster, layout.bootstrap)
@@ -201,8 +202,9 @@ def run(ctx: BenchContext) -> list[Result]:
         cluster.stop()
     return [
         Result("kafka.cluster_producer_perf_records_per_s", perf, "records/s", None,
-               "Kafka's ProducerPerformance on three local KRaft nodes, 1,000,000 records of 200 bytes, one "
-               "partition, replication factor 3, min.insync.replicas 2, acks=all, idempotent"),
+               "Kafka's ProducerPerformance on three local KRaft nodes, 1,000,000 records of 200 bytes, 4 "
+               "partitions (as market.trades and the one-broker figure's topic), replication factor 3, "
+               "min.insync.replicas 2, acks=all, idempotent"),
         Result("ingest.cluster_replay_trades_per_s", trades / seconds, "trades/s",
                "kafka.cluster_producer_perf_records_per_s",
                f"tickflow ingest replay of {trades:,} trades (both 1m candle files expanded) into the cluster's "
