@@ -48,6 +48,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                   "set, those under the prefix)").set_defaults(func=_topics)
     ks.add_parser("create-topics", help="create the registry's missing topics at KAFKA_BOOTSTRAP (any broker)"
                   ).set_defaults(func=_create_topics)
+    ks.add_parser("acls", help="create the services' ACLs (infra/kafka/acls.py, under TICKFLOW_TOPIC_PREFIX) at "
+                  "KAFKA_BOOTSTRAP, logged in as KAFKA_SASL_USERNAME (a super user); `kafka start --secure` does "
+                  "it itself").set_defaults(func=_acls)
     ks.add_parser("provision", help="fetch and verify the locked Kafka jars into the cache").set_defaults(
         func=_provision)
     ks.add_parser("lock", help="regenerate infra/kafka/jars.lock.json from pom.xml (needs Maven)").set_defaults(
@@ -190,6 +193,15 @@ def _create_topics(args: argparse.Namespace) -> int:
     wait_ready(bootstrap, timeout=60)
     created = ensure_topics(bootstrap)
     print(f"created {len(created)} topics at {bootstrap}: {' '.join(sorted(created)) or '(all existed)'}")
+    return 0
+
+
+def _acls(args: argparse.Namespace) -> int:
+    from infra.kafka import acls
+
+    bootstrap = kafka_bootstrap()
+    sent = acls.apply(bootstrap, os.environ)
+    print(f"{sent} ACL bindings for {', '.join(acls.grants())} at {bootstrap} (topic prefix {topic_prefix()!r})")
     return 0
 
 
