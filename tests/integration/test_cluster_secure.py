@@ -18,6 +18,7 @@ from contracts.client_config import client_config, producer_config
 from contracts.history import binance_dump_trades
 from contracts.topic_reader import end_offsets, read_to_end
 from contracts.topics import MARKET_TRADES, ORDERS, SIGNALS_BARS
+from infra.kafka import acls
 from infra.kafka.broker import BrokerError
 from infra.kafka.cluster import Layout, LocalCluster
 from infra.kafka.secure import Credentials
@@ -88,7 +89,7 @@ def test_a_client_without_credentials_or_with_a_wrong_password_is_refused(
 
 
 def test_the_ingestors_principal_writes_market_trades_but_not_orders_nor_another_prefix(
-        secure: tuple[Layout, Credentials]) -> None:
+        secure: tuple[Layout, Credentials], tmp_path: Path) -> None:
     layout, creds = secure
     ingestor = creds.env("ingestor")
     assert MARKET_TRADES.name == f"{PREFIX}market.trades"
@@ -103,6 +104,11 @@ def test_the_ingestors_principal_writes_market_trades_but_not_orders_nor_another
     assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, refused
     # the trader's principal writes orders
     assert _produce(layout.bootstrap, ORDERS.name, creds.env("trader")) is None
+    # `tickflow kafka acls` as admin (for a cluster not started here): the same table again, a no-op
+    env = {**cli_env(layout.bootstrap, tmp_path), **creds.env("admin")}
+    done = subprocess.run(tickflow_cmd("kafka", "acls"), env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith(f"{len(acls.bindings())} ACL bindings for "), \
+        done.stdout + done.stderr
 
 
 def test_a_replay_and_a_streams_worker_run_with_their_own_credentials(
