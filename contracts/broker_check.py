@@ -13,7 +13,8 @@ import socket
 import time
 from typing import Any
 
-from contracts.settings import kafka_bootstrap
+from contracts.client_config import client_config
+from contracts.settings import kafka_auth, kafka_bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +59,24 @@ def require_broker(bootstrap: str | None = None) -> str:
         said = "; ".join(f"{a}: {p}" for a, p in problems.items())
         raise BrokerUnreachable(f"no Kafka broker at KAFKA_BOOTSTRAP={address} ({said}): start one with "
                                 "`tickflow kafka start`, or set KAFKA_BOOTSTRAP to a running broker")
-    config: dict[str, Any] = {"bootstrap.servers": address, "logger": librdkafka_logger(),
-                              "socket.connection.setup.timeout.ms": int(METADATA_TIMEOUT_S * 1000)}
+    refused: list[str] = []  # SASL failures librdkafka reports through error_cb
+    config: dict[str, Any] = {**client_config(address), "logger": librdkafka_logger(),
+                              "socket.connection.setup.timeout.ms": int(METADATA_TIMEOUT_S * 1000),
+                              "error_cb": lambda e: refused.append(e.str()) if e.code() == e._AUTHENTICATION else None}
     client = AdminClient(config)
     try:
         md = client.list_topics(timeout=METADATA_TIMEOUT_S)
     except KafkaException as err:
+        client.poll(0)  # serves error_cb
+        auth = kafka_auth()
+        if refused and auth is not None:
+            raise BrokerUnreachable(f"KAFKA_BOOTSTRAP={address} refused KAFKA_SASL_USERNAME={auth.username!r} "
+                                    f"({refused[0]}): check KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM") from err
+        if auth is None:
+            raise BrokerUnreachable(f"KAFKA_BOOTSTRAP={address} accepts connections but did not answer "
+                                    f"({err.args[0].str()}): a secure cluster (`tickflow kafka start --secure`) "
+                                    "answers only clients with KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD; "
+                                    "otherwise, is it Kafka, and is it still starting?") from err
         raise BrokerUnreachable(f"KAFKA_BOOTSTRAP={address} accepts connections but did not answer as a Kafka "
                                 f"broker within {METADATA_TIMEOUT_S:.0f} s ({err.args[0].str()}): is it Kafka, "
                                 "and is it still starting?") from err

@@ -5,6 +5,10 @@ the key bytes, positive-masked, modulo the partition count; keyless records spre
 librdkafka's default (``consistent_random``, CRC32) puts a key on another partition than ksqlDB looks
 it up on, and a table built by a Java client would not co-partition with the project's streams.
 Idempotence (which implies ``acks=all``) keeps retries from duplicating or reordering a partition.
+
+``client_config`` is what every client (producer, consumer, admin) starts from: the bootstrap list and,
+when ``KAFKA_SASL_USERNAME`` is set (a secure cluster, ``tickflow kafka start --secure``), SASL over
+plaintext with that principal's SCRAM credentials.
 """
 
 from __future__ import annotations
@@ -13,9 +17,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from contracts.errors import SettingsError
+from contracts.settings import kafka_auth
 from contracts.topics import Topic
 
 PARTITIONER = "murmur2_random"
+
+
+def client_config(bootstrap: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The settings every client to ``bootstrap`` starts from: the address, and the SASL identity that
+    ``env`` (default: the process's environment) names, if any."""
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap}
+    auth = kafka_auth(env)
+    if auth is not None:
+        config.update({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": auth.mechanism,
+                       "sasl.username": auth.username, "sasl.password": auth.password})
+    return config
 
 
 def producer_config(bootstrap: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -23,7 +39,7 @@ def producer_config(bootstrap: str, overrides: Mapping[str, Any] | None = None) 
 
     An override that changes the partitioner is refused: every producer must place keys as ksqlDB does.
     """
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "partitioner": PARTITIONER,
+    config: dict[str, Any] = {**client_config(bootstrap), "partitioner": PARTITIONER,
                               "enable.idempotence": True, "acks": "all"}
     extra = dict(overrides or {})
     if extra.get("partitioner", PARTITIONER) != PARTITIONER:

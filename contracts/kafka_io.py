@@ -16,7 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from contracts import V1, DeadLetter, Topic
 from contracts.broker_check import librdkafka_logger
-from contracts.client_config import producer_config
+from contracts.client_config import client_config, producer_config
 from contracts.serde import encode
 from contracts.timeutil import now_ms
 
@@ -26,7 +26,7 @@ _COORDINATOR_WAIT = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_
 
 
 def consumer(bootstrap: str, group: str, **extra: Any) -> Consumer:
-    conf = {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+    conf = {**client_config(bootstrap), "group.id": group, "enable.auto.commit": False,
             "auto.offset.reset": "earliest", "isolation.level": "read_committed",
             "enable.partition.eof": False, "fetch.wait.max.ms": 5, "log_level": 3, "logger": librdkafka_logger()}
     conf.update(extra)
@@ -107,7 +107,7 @@ def replication_at(bootstrap: str, timeout: float = 10.0) -> int:
     """The replication factor for new topics at ``bootstrap``: min(3, the brokers its metadata lists)."""
     from confluent_kafka.admin import AdminClient
 
-    md = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3}).list_topics(timeout=timeout)
+    md = AdminClient({**client_config(bootstrap), "log_level": 3}).list_topics(timeout=timeout)
     return replication(len(md.brokers))[0]
 
 

@@ -16,6 +16,7 @@ nearest known name (a typo never runs silently on the default).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import os
@@ -158,6 +159,37 @@ def kafka_bootstrap(env: Mapping[str, str] | None = None) -> str:
             f"(for example {DEFAULT_BOOTSTRAP})"
         )
     return value
+
+
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
+@dataclass(frozen=True)
+class KafkaAuth:
+    """Who a client is on a secure cluster: ``KAFKA_SASL_USERNAME``, ``KAFKA_SASL_PASSWORD`` and
+    ``KAFKA_SASL_MECHANISM`` (default SCRAM-SHA-512). The password never shows in a repr."""
+
+    username: str
+    password: str = dataclasses.field(repr=False)
+    mechanism: str = "SCRAM-SHA-512"
+
+
+def kafka_auth(env: Mapping[str, str] | None = None) -> KafkaAuth | None:
+    """The SASL identity of this process's Kafka clients; None (no authentication) without a username."""
+    env = os.environ if env is None else env
+    username = env.get("KAFKA_SASL_USERNAME", "").strip()
+    password = env.get("KAFKA_SASL_PASSWORD", "")
+    mechanism = env.get("KAFKA_SASL_MECHANISM", SASL_MECHANISMS[0]).strip().upper()
+    if not username:
+        if password:
+            raise SettingsError("KAFKA_SASL_PASSWORD is set but KAFKA_SASL_USERNAME is not: set both (a secure "
+                                "cluster writes them per service into TICKFLOW_HOME/kafka/credentials)")
+        return None
+    if not password:
+        raise SettingsError(f"KAFKA_SASL_USERNAME={username!r} has no KAFKA_SASL_PASSWORD: set both")
+    if mechanism not in SASL_MECHANISMS:
+        raise SettingsError(f"KAFKA_SASL_MECHANISM={mechanism!r} is refused; allowed: {', '.join(SASL_MECHANISMS)}")
+    return KafkaAuth(username, password, mechanism)
 
 
 def tickflow_home(env: Mapping[str, str] | None = None) -> Path:

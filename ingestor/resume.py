@@ -19,6 +19,7 @@ import time
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from contracts.client_config import client_config
 from contracts.errors import ContractError
 from contracts.messages import Trade
 from contracts.serde import decode
@@ -54,7 +55,7 @@ class ResumePoint:
         return False
 
     def _read_last(self, key: bytes) -> Order | None:
-        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "tickflow-replay-resume",
+        c = Consumer({**client_config(self.bootstrap), "group.id": "tickflow-replay-resume",
                       "enable.auto.commit": False, "isolation.level": "read_committed", "log_level": 3})
         started = time.perf_counter()
         try:

@@ -43,9 +43,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from contracts.client_config import check_copartitioned, producer_config
+from contracts.client_config import check_copartitioned, client_config, producer_config
 from contracts.kafka_io import replication_at
-from contracts.settings import kafka_bootstrap, tickflow_home
+from contracts.settings import kafka_auth, kafka_bootstrap, tickflow_home
 from contracts.topics import MARKET_BOOKS, MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES
 from streams import faust_seam
 from streams.processor import Output, Processor
@@ -65,8 +65,10 @@ class StreamsWorkerApp:
     def __init__(self, settings: StreamsSettings, bootstrap: str, datadir: Path) -> None:
         self.settings = settings
         brokers = ";".join(f"kafka://{hp}" for hp in bootstrap.split(","))
+        auth = kafka_auth()  # a secure cluster: Faust's clients log in as librdkafka's do
         self.app = faust_seam.StreamsApp(
             settings.app_id, broker=brokers, datadir=str(datadir), store="memory://",
+            broker_credentials=None if auth is None else faust_seam.sasl_credentials(auth),
             topic_partitions=MARKET_TRADES.partitions, topic_disable_leader=True,
             topic_replication_factor=replication_at(bootstrap),  # changelogs: min(3, brokers) replicas
             table_standby_replicas=0, web_enabled=settings.web_port > 0, web_port=settings.web_port or 6066,
@@ -82,7 +84,7 @@ class StreamsWorkerApp:
         self.processor = Processor(settings.intervals, settings.grace_ms, loader=faust_seam.table_reader(self.table),
                                    books=True)
         # The group id is only used to read the offsets Faust commits; this consumer never joins the group.
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": settings.app_id,
+        self.consumer = Consumer({**client_config(bootstrap), "group.id": settings.app_id,
                                   "enable.auto.commit": False, "enable.auto.offset.store": False,
                                   "enable.partition.eof": True, "fetch.wait.max.ms": 10,  # eof: the books' end
                                   "queued.max.messages.kbytes": 32_768, "client.id": f"{settings.app_id}-trades"},

@@ -43,6 +43,7 @@ from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, TableT
 
+from contracts.settings import KafkaAuth
 from contracts.topics import MARKET_TRADES
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,11 @@ class AssignOnlyConsumer(faust_aiokafka.Consumer):
 
 class StreamsTransport(faust_aiokafka.Transport):
     Consumer = AssignOnlyConsumer
+
+
+def sasl_credentials(auth: KafkaAuth) -> faust.SASLCredentials:
+    """Faust's (aiokafka's) login for the principal that KAFKA_SASL_* names, over SASL_PLAINTEXT."""
+    return faust.SASLCredentials(username=auth.username, password=auth.password, mechanism=auth.mechanism)
 
 
 class StreamsApp(faust.App):

@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from contracts.broker_check import librdkafka_logger
+from contracts.client_config import client_config
 from contracts.kafka_io import replication
 from contracts.topics import REGISTRY, Topic
 
 
-def admin(bootstrap: str, quiet: bool = False) -> AdminClient:
-    """An admin client; ``quiet`` silences librdkafka's connection errors (expected while starting)."""
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "log_level": 0 if quiet else 3,
+def admin(bootstrap: str, quiet: bool = False, env: Mapping[str, str] | None = None) -> AdminClient:
+    """An admin client with the SASL identity ``env`` names (default: the process's environment);
+    ``quiet`` silences librdkafka's connection errors (expected while starting)."""
+    config: dict[str, Any] = {**client_config(bootstrap, env), "log_level": 0 if quiet else 3,
                               "logger": librdkafka_logger()}
     return AdminClient(config)
 
 
-def wait_ready(bootstrap: str, timeout: float, alive: Callable[[], bool] = lambda: True) -> None:
+def wait_ready(bootstrap: str, timeout: float, alive: Callable[[], bool] = lambda: True,
+               env: Mapping[str, str] | None = None) -> None:
     """Return once the broker answers a metadata request; TimeoutError after ``timeout`` seconds."""
-    client = admin(bootstrap, quiet=True)
+    client = admin(bootstrap, quiet=True, env=env)
     deadline = time.monotonic() + timeout
     last = "no answer yet"
     while time.monotonic() < deadline:
@@ -39,13 +42,14 @@ def wait_ready(bootstrap: str, timeout: float, alive: Callable[[], bool] = lambd
     raise TimeoutError(last)
 
 
-def ensure_topics(bootstrap: str, topics: Iterable[Topic] | None = None, timeout: float = 30.0) -> list[str]:
+def ensure_topics(bootstrap: str, topics: Iterable[Topic] | None = None, timeout: float = 30.0,
+                  env: Mapping[str, str] | None = None) -> list[str]:
     """Create the registry's topics (or the given ones) that do not exist yet; return those created, once
     every partition of them has a leader (a record produced or an offset asked for then finds them).
 
     Each gets min(3, brokers) replicas, and ``min.insync.replicas`` 2 from three replicas on."""
     wanted = list(REGISTRY.values()) if topics is None else list(topics)
-    client = admin(bootstrap)
+    client = admin(bootstrap, env=env)
     md = client.list_topics(timeout=timeout)
     existing = set(md.topics)
     rf, min_isr = replication(len(md.brokers))

@@ -21,12 +21,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contracts.kafka_io import replication
 from infra.kafka.admin import ensure_topics, wait_ready
 from infra.kafka.java import find_java
 from infra.kafka.lockfile import read_lock
 from infra.kafka.provision import provision
+
+if TYPE_CHECKING:
+    from infra.kafka.secure import Credentials
 
 LOG4J2 = """\
 status = warn
@@ -116,6 +120,12 @@ class ClusterNode:
     voters: str  # controller.quorum.voters: "1@host:port,2@host:port,..."
     cluster_id: str
     nodes: int  # how many nodes the cluster has: the internal topics get min(3, nodes) replicas
+    secure: Credentials | None = None  # SASL and ACLs (infra.kafka.secure); None: plaintext, no authorizer
+
+    @property
+    def admin_env(self) -> dict[str, str]:
+        """The identity the node's own readiness checks use: the admin principal on a secure cluster."""
+        return {} if self.secure is None else self.secure.env("admin")
 
 
 @dataclass(frozen=True)
@@ -251,19 +261,25 @@ class LocalBroker:
         # a lone node is its own dynamic quorum (--standalone); a cluster's nodes list static voters
         quorum = ["--standalone"] if self.node is None else []
         cluster_id = new_cluster_id() if self.node is None else self.node.cluster_id
+        scram = [] if self.node is None or self.node.secure is None else self.node.secure.scram_args()
         fmt = subprocess.run(
             [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
-             *quorum, "--ignore-formatted"],
+             *quorum, *scram, "--ignore-formatted"],
             capture_output=True, text=True, timeout=120,
         )
         if fmt.returncode != 0:
-            raise BrokerError(f"formatting the broker's storage failed:\n{fmt.stdout}{fmt.stderr}")
+            said = f"{fmt.stdout}{fmt.stderr}"
+            for secret in ([] if self.node is None or self.node.secure is None
+                           else self.node.secure.passwords.values()):
+                said = said.replace(secret, "***")
+            raise BrokerError(f"formatting the broker's storage failed:\n{said}")
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
         """Wait for the new broker to answer metadata requests; kill it and say why when it does not."""
         bootstrap = f"{self.host}:{self.port}"
         try:
-            wait_ready(bootstrap, timeout, alive=lambda: proc.poll() is None)
+            wait_ready(bootstrap, timeout, alive=lambda: proc.poll() is None,
+                       env=None if self.node is None else self.node.admin_env)
         except TimeoutError as err:
             self._kill(proc.pid)
             raise BrokerError(
@@ -306,7 +322,10 @@ class LocalBroker:
             "log.retention.hours": "168",
             "log.segment.bytes": str(256 * 1024 * 1024),
         }
+        if node is not None and node.secure is not None:
+            props.update(node.secure.broker_properties(h, self.port, controller_port))
         config = self.config_file
+        config.touch(mode=0o600)  # a secure node's file holds the admin and controller passwords
         config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (conf_dir / "log4j2.properties").write_text(LOG4J2.format(log=self.log_file))
         return config

@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        "(default 1; 3 gives a replicated cluster: brokers at --port, --port+1, ...)")
     start.add_argument("--node", type=int, default=None, help="start only this node of the cluster (after a "
                        "stop or kill)")
+    start.add_argument("--secure", action="store_true", help="a new cluster with SASL/SCRAM authentication and "
+                       "ACLs, one principal per service; credentials are written to TICKFLOW_HOME/kafka/credentials")
     start.set_defaults(func=_start)
     stop = ks.add_parser("stop", help="stop the broker (or every node of the cluster) this TICKFLOW_HOME started "
                          "(SIGTERM, then kill)")
@@ -46,6 +48,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                   "set, those under the prefix)").set_defaults(func=_topics)
     ks.add_parser("create-topics", help="create the registry's missing topics at KAFKA_BOOTSTRAP (any broker)"
                   ).set_defaults(func=_create_topics)
+    ks.add_parser("acls", help="create the services' ACLs (infra/kafka/acls.py, under TICKFLOW_TOPIC_PREFIX) at "
+                  "KAFKA_BOOTSTRAP, logged in as KAFKA_SASL_USERNAME (a super user); `kafka start --secure` does "
+                  "it itself").set_defaults(func=_acls)
     ks.add_parser("provision", help="fetch and verify the locked Kafka jars into the cache").set_defaults(
         func=_provision)
     ks.add_parser("lock", help="regenerate infra/kafka/jars.lock.json from pom.xml (needs Maven)").set_defaults(
@@ -96,14 +101,18 @@ def _start(args: argparse.Namespace) -> int:
         return 0
     if args.nodes < 1:
         raise BrokerError(f"--nodes {args.nodes}: a cluster needs at least one node")
-    if args.nodes > 1 or _cluster() is not None:
+    if args.nodes > 1 or args.secure or _cluster() is not None:
         _host, _, port = kafka_bootstrap().split(",")[0].rpartition(":")
         started = time.monotonic()
-        layout = LocalCluster(tickflow_home(), args.host or "127.0.0.1").start(
-            args.nodes, args.port or int(port), timeout=args.timeout, on_progress=say)
+        cluster = LocalCluster(tickflow_home(), args.host or "127.0.0.1")
+        layout = cluster.start(args.nodes, args.port or int(port), timeout=args.timeout, on_progress=say,
+                               secure=args.secure)
         print(f"Kafka cluster of {len(layout.ports)} nodes ready in {time.monotonic() - started:.1f}s "
               f"(home {tickflow_home()})")
         print(f"export KAFKA_BOOTSTRAP={layout.bootstrap}")
+        if layout.secure:
+            print(f"SASL/SCRAM-SHA-512 and ACLs: a service loads its credentials with "
+                  f"`set -a; . {cluster.credentials_dir}/<ingestor|streams|trader|paper|admin>.env; set +a`")
         return 0
     broker = _broker(args)
     info = broker.start(timeout=args.timeout, on_progress=say)
@@ -184,6 +193,15 @@ def _create_topics(args: argparse.Namespace) -> int:
     wait_ready(bootstrap, timeout=60)
     created = ensure_topics(bootstrap)
     print(f"created {len(created)} topics at {bootstrap}: {' '.join(sorted(created)) or '(all existed)'}")
+    return 0
+
+
+def _acls(args: argparse.Namespace) -> int:
+    from infra.kafka import acls
+
+    bootstrap = kafka_bootstrap()
+    sent = acls.apply(bootstrap, os.environ)
+    print(f"{sent} ACL bindings for {', '.join(acls.grants())} at {bootstrap} (topic prefix {topic_prefix()!r})")
     return 0
 
 

@@ -5,6 +5,8 @@ the cluster id); node N lives under ``<TICKFLOW_HOME>/kafka/node-N`` as a ``Loca
 static (``controller.quorum.voters``), so a node restarts on the ports it was given. Who leads the quorum
 is read from each node's ``__cluster_metadata-0/quorum-state`` file (the Raft state KRaft keeps on disk;
 confluent-kafka has no describe-quorum call): the live node with the highest leader epoch names it.
+A secure cluster (``start(..., secure=True)``) authenticates every client and applies the services' ACLs
+at each start (``infra.kafka.secure``, ``infra.kafka.acls``); the cluster's own checks use ``admin``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from infra.kafka import acls
 from infra.kafka.admin import admin, ensure_topics
 from infra.kafka.broker import BrokerError, BrokerInfo, ClusterNode, LocalBroker, free_port, new_cluster_id, port_in_use
+from infra.kafka.secure import Credentials
 
 CLUSTER_HEAP = "-Xms128m -Xmx512m"  # three JVMs on one machine: small heaps
 
@@ -29,6 +33,7 @@ class Layout:
     ports: list[int]
     controller_ports: list[int]
     cluster_id: str
+    secure: bool = False  # SASL/SCRAM and ACLs; the credentials are in kafka/credentials
 
     @property
     def bootstrap(self) -> str:
@@ -58,6 +63,7 @@ class LocalCluster:
         self.home = Path(home).resolve()
         self.host = host
         self.file = self.home / "kafka" / "cluster.json"
+        self.credentials_dir = self.home / "kafka" / "credentials"
 
     def layout(self) -> Layout | None:
         return Layout(**json.loads(self.file.read_text())) if self.file.exists() else None
@@ -69,7 +75,17 @@ class LocalCluster:
                               "`tickflow kafka start --nodes 3`")
         return layout
 
-    def _create(self, nodes: int, port: int) -> Layout:
+    def credentials(self, layout: Layout | None = None) -> Credentials | None:
+        """A secure cluster's credentials (None for a plaintext one)."""
+        layout = layout or self._layout()
+        return Credentials.read(self.credentials_dir) if layout.secure else None
+
+    def admin_env(self, layout: Layout | None = None) -> dict[str, str]:
+        """The identity the cluster's own checks and provisioning use (``admin``; none when plaintext)."""
+        creds = self.credentials(layout)
+        return {} if creds is None else creds.env("admin")
+
+    def _create(self, nodes: int, port: int, secure: bool) -> Layout:
         """Ports for ``nodes`` nodes: brokers at ``port``, ``port+1``, ... (a free port where one is taken)."""
         if LocalBroker(self.home, self.host).running() is not None:
             raise BrokerError(f"a single broker from {self.home} is running; stop it first with `tickflow kafka stop`")
@@ -80,8 +96,10 @@ class LocalCluster:
                 raise BrokerError(f"port {want} on {self.host} is already in use by another process; "
                                   "choose another with --port")
             ports.append(want if not port_in_use(self.host, want) else free_port(self.host))
-        layout = Layout(self.host, ports, [free_port(self.host) for _ in range(nodes)], new_cluster_id())
+        layout = Layout(self.host, ports, [free_port(self.host) for _ in range(nodes)], new_cluster_id(), secure)
         self.file.parent.mkdir(parents=True, exist_ok=True)
+        if secure:
+            Credentials.create(self.credentials_dir)
         self.file.write_text(json.dumps(asdict(layout)))
         return layout
 
@@ -91,21 +109,27 @@ class LocalCluster:
         if not 1 <= node_id <= n:
             raise BrokerError(f"--node {node_id} is not a node of the cluster in {self.home} (nodes 1 to {n})")
         voters = ",".join(f"{i}@{layout.host}:{p}" for i, p in enumerate(layout.controller_ports, 1))
-        spec = ClusterNode(node_id, layout.controller_ports[node_id - 1], voters, layout.cluster_id, n)
+        spec = ClusterNode(node_id, layout.controller_ports[node_id - 1], voters, layout.cluster_id, n,
+                           self.credentials(layout))
         return LocalBroker(self.home, layout.host, layout.ports[node_id - 1], spec)
 
     # -- start -----------------------------------------------------------------------------------
     def start(self, nodes: int, port: int, timeout: float = 120.0, heap: str | None = None,
-              die_with_parent: bool = False, on_progress: Callable[[str], None] | None = None) -> Layout:
+              die_with_parent: bool = False, on_progress: Callable[[str], None] | None = None,
+              secure: bool = False) -> Layout:
         """Start every node (a new cluster the first time); return once the quorum has a leader, every
-        broker answers and the registry's topics exist."""
+        broker answers, the registry's topics exist and (secure) the services' ACLs are in place."""
         say = on_progress or (lambda _msg: None)
         layout = self.layout()
         if layout is None:
-            layout = self._create(nodes, port)
+            layout = self._create(nodes, port, secure)
         elif len(layout.ports) != nodes:
             raise BrokerError(f"the cluster in {self.home} has {len(layout.ports)} nodes, not {nodes}; "
                               "start it with that --nodes or use another TICKFLOW_HOME")
+        elif layout.secure != secure:
+            raise BrokerError(f"the cluster in {self.home} was created {'with' if layout.secure else 'without'} "
+                              f"--secure; start it {'with' if layout.secure else 'without'} --secure or use "
+                              "another TICKFLOW_HOME")
         brokers = [self.node(i, layout) for i in range(1, nodes + 1)]
         launched = [(b, b.launch(die_with_parent, heap or CLUSTER_HEAP, say)) for b in brokers if b.running() is None]
         try:
@@ -119,7 +143,10 @@ class LocalCluster:
                     run.proc.wait(10)
             self.stop()
             raise
-        ensure_topics(layout.bootstrap)
+        ensure_topics(layout.bootstrap, env=self.admin_env(layout))
+        if layout.secure:
+            say(f"ACLs: {acls.apply(layout.bootstrap, self.admin_env(layout))} bindings for "
+                f"{', '.join(acls.grants())}; credentials in {self.credentials_dir}")
         return layout
 
     def start_node(self, node_id: int, timeout: float = 120.0, heap: str | None = None) -> BrokerInfo:
@@ -133,7 +160,7 @@ class LocalCluster:
 
     def wait_brokers(self, count: int, timeout: float) -> None:
         """Wait until the metadata lists ``count`` brokers and a node leads the quorum; BrokerError if not."""
-        client = admin(self._layout().bootstrap, quiet=True)
+        client = admin(self._layout().bootstrap, quiet=True, env=self.admin_env())
         deadline = time.monotonic() + timeout
         seen = 0
         while time.monotonic() < deadline:

@@ -21,6 +21,7 @@ from tests.helpers import REPO
 from tickflow.cli import build_parser
 
 COMPOSE = REPO / "docker-compose.yml"
+CLUSTER = REPO / "docker-compose.cluster.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 _VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::?-([^}]*))?\}")
 
@@ -207,3 +208,66 @@ def test_monitoring_configuration_is_consistent() -> None:
     for panel in dashboard["panels"]:
         assert panel["datasource"]["uid"] == uid, panel["title"]
         assert all(t["expr"] for t in panel["targets"]), panel["title"]
+
+
+# -- docker-compose.cluster.yml: three nodes layered over the stack ------------------------------------------
+def _merged(base: Any, over: Any) -> Any:
+    """``over`` layered on ``base`` as `docker compose -f base -f over` does: mappings merge, sequences join
+    (without repeats), anything else is replaced."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        return {k: _merged(base[k], v) if k in base else v for k, v in over.items()} | {
+            k: v for k, v in base.items() if k not in over}
+    if isinstance(base, list) and isinstance(over, list):
+        return base + [v for v in over if v not in base]
+    return over
+
+
+def _cluster() -> dict[str, Any]:
+    merged: dict[str, Any] = _merged(_doc(), yaml.safe_load(CLUSTER.read_text()))
+    return merged
+
+
+NODES = ("kafka", "kafka-2", "kafka-3")
+
+
+def test_the_cluster_override_is_valid_alone_and_layered() -> None:
+    schema = json.loads((REPO / "infra/compose/compose-spec.json").read_text())
+    jsonschema.Draft7Validator(schema).validate(yaml.safe_load(CLUSTER.read_text()))
+    jsonschema.Draft7Validator(schema).validate(_cluster())
+
+
+def test_the_cluster_has_three_nodes_one_quorum_and_replicates_every_topic_three_times() -> None:
+    services = _cluster()["services"]
+    envs = [services[n]["environment"] for n in NODES]
+    assert [e["KAFKA_NODE_ID"] for e in envs] == ["1", "2", "3"]
+    assert len({e["CLUSTER_ID"] for e in envs}) == 1
+    assert {e["KAFKA_CONTROLLER_QUORUM_VOTERS"] for e in envs} == {"1@kafka:9093,2@kafka-2:9093,3@kafka-3:9093"}
+    for name, e in zip(NODES, envs, strict=True):
+        assert services[name]["image"] == "apache/kafka:4.1.1"
+        assert e["KAFKA_ADVERTISED_LISTENERS"].startswith(f"INTERNAL://{name}:29092,EXTERNAL://127.0.0.1:")
+        for key in ("DEFAULT_REPLICATION_FACTOR", "OFFSETS_TOPIC_REPLICATION_FACTOR",
+                    "TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR"):
+            assert e[f"KAFKA_{key}"] == "3", f"{name}: KAFKA_{key}"
+        for key in ("MIN_INSYNC_REPLICAS", "TRANSACTION_STATE_LOG_MIN_ISR", "SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR"):
+            assert e[f"KAFKA_{key}"] == "2", f"{name}: KAFKA_{key}"
+        assert name in " ".join(services[name]["healthcheck"]["test"])
+        assert all(p.startswith("127.0.0.1:") for p in services[name]["ports"])
+    assert len({v for n in NODES for v in services[n]["volumes"]}) == 3, "each node needs its own data volume"
+    ksql = services["ksqldb-server"]["environment"]
+    assert ksql["KSQL_KSQL_INTERNAL_TOPIC_REPLICAS"] == ksql["KSQL_KSQL_STREAMS_REPLICATION_FACTOR"] == "3"
+
+
+def test_on_the_cluster_every_service_lists_the_three_nodes_and_topics_wait_for_all_of_them() -> None:
+    services = _cluster()["services"]
+    for name, service in services.items():
+        for dep, spec in (service.get("depends_on") or {}).items():
+            assert dep in services, f"{name} depends on unknown service {dep}"
+            if spec["condition"] == "service_healthy":
+                assert "healthcheck" in services[dep], f"{name} waits for {dep}, which has no check"
+        if str(service.get("image", "")).startswith("tickflow-") and name != "policy":
+            assert service["environment"]["KAFKA_BOOTSTRAP"] == "kafka:29092,kafka-2:29092,kafka-3:29092", name
+    # `create-topics` takes min(3, brokers listed): all three must be up first
+    assert set(NODES) <= {d for d, s in services["topics"]["depends_on"].items() if s["condition"] == "service_healthy"}
+    env = _env_example()
+    for match in _VAR.finditer(CLUSTER.read_text()):
+        assert env.get(match.group(1)) == match.group(2), f"${{{match.group(1)}}}: default and .env.example differ"
