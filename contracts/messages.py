@@ -129,7 +129,7 @@ class Order(Message, frozen=True, kw_only=True):
     decision did not come from a topic, e.g. a backtest). Version 1 orders, without ``feature``, still decode.
     """
 
-    schema_version: Literal[1, 2]
+    schema_version: Literal[1, 2]  # type: ignore[assignment]  # the one type at a second version
     order_id: Name
     policy_id: Name
     policy_version: Name
