@@ -284,7 +284,7 @@ def test_explain_resolves_every_link_of_an_order_from_trades_to_fills(shared_bro
     paper.start()
     worker = Worker(info.bootstrap, root / "explain-worker")
     try:
-        deadline, filled = time.monotonic() + 150, []
+        deadline, filled = time.monotonic() + 150, list[Order]()
         while time.monotonic() < deadline and not filled:
             done = {f.order_id for f in _read(info.bootstrap, FILLS, Fill) if f.last}
             filled = [o for o in _read(info.bootstrap, ORDERS, Order) if o.order_id in done]
