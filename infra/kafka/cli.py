@@ -57,9 +57,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "dump", help="print a topic's records as JSON lines, from the beginning (or --from-time, or the --last N) "
         "to its end",
         description="Print the topic's values as JSON lines, from the first offset of every partition (or "
-        "--from-time, or the --last N) to the end offsets found at start, then stop; --follow goes on with "
-        "what arrives. A compacted topic (portfolio) shows the newest record per key unless "
-        "--no-latest-per-key.",
+        "--from-time, or the --last N) to the end offsets found at start, then stop; --follow (until Ctrl-C) "
+        "or --timeout S (until S idle seconds) go on with what arrives. A compacted topic (portfolio) shows "
+        "the newest record per key unless --no-latest-per-key.",
     )
     dump.add_argument("topic", help="topic name, e.g. market.trades (a registry name gets TICKFLOW_TOPIC_PREFIX "
                       "unless it already has it)")
@@ -74,11 +74,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dump.add_argument("--latest-per-key", action=argparse.BooleanOptionalAction, default=None,
                       help="only the newest record of each key (default: on for compacted topics, off otherwise)")
     dump.add_argument("--follow", action="store_true", help="after the end, print records as they arrive, until "
-                      "Ctrl-C (or --idle)")
-    dump.add_argument("--idle", type=float, default=None, metavar="S",
-                      help="with --follow: stop after S seconds without a record")
-    dump.add_argument("--timeout", type=float, default=30.0, help="give up when the broker delivers nothing for "
-                      "this many seconds before the end is reached")
+                      "Ctrl-C (or until --timeout's idle seconds pass)")
+    dump.add_argument("--timeout", type=float, default=0.0, metavar="S",
+                      help="after the end, go on printing what arrives until none has for S seconds; 0 stops at "
+                      "the end")
     dump.add_argument("--max", type=int, default=None, help="stop after this many records")
     dump.add_argument("--meta", action="store_true", help="wrap each value with topic, partition, offset, timestamp "
                       "and key")
@@ -262,17 +261,16 @@ def _dump(args: argparse.Namespace) -> int:
             raise ValueError(f"{option} {value}: give a count of 1 or more")
     if args.overall and args.last is None:
         raise ValueError("--overall goes with --last N")
-    if args.idle is not None and not args.follow:
-        raise ValueError("--idle goes with --follow")
+    if args.timeout < 0:
+        raise ValueError(f"--timeout {args.timeout:g}: give 0 (stop at the end) or more seconds")
     if args.key is not None:
         check_key(known, args.key)
     latest = args.latest_per_key if args.latest_per_key is not None else (
         known is not None and known.cleanup == "compact")
     req = DumpRequest(name, last=args.last, overall=args.overall, key=args.key,
                       from_ms=None if args.from_time is None else parse_time(args.from_time),
-                      latest_per_key=latest, follow=args.follow,
-                      idle_s=float("inf") if args.idle is None else args.idle, stall_s=args.timeout,
-                      limit=args.max, meta=args.meta)
+                      latest_per_key=latest, follow=args.follow or args.timeout > 0,
+                      idle_s=args.timeout or float("inf"), limit=args.max, meta=args.meta)
     try:
         dump(kafka_bootstrap(), req)
     except TimeoutError as err:

@@ -41,7 +41,7 @@ class DumpRequest:
     latest_per_key: bool = False
     follow: bool = False
     idle_s: float = float("inf")  # with follow: stop after this long without a record
-    stall_s: float = 30.0  # reading to the end: give up after this long without a record
+    stall_s: float = 60.0  # reading to the end: give up after this long without a record
     limit: int | None = None
     meta: bool = False
 

@@ -79,14 +79,14 @@ def test_topic_dump_prints_values_to_the_end(shared_broker: BrokerInfo, tmp_path
 
 
 def test_topic_dump_follow_prints_what_arrives_until_it_is_idle(bootstrap: str, tmp_path: Path) -> None:
-    """With --follow, a record produced after the dump printed what was there is printed too, as it comes
-    within --idle."""
+    """With --follow --timeout, a record produced after the dump printed what was there is printed too, as it
+    comes within --timeout."""
     marker = time.time_ns()
     producer = Producer(producer_config(bootstrap))
     producer.produce("signals.bars.dlq", json.dumps({"early": marker}).encode())
     producer.flush(10)
     env = {**cli_env(bootstrap, tmp_path), "PYTHONUNBUFFERED": "1"}
-    dump = subprocess.Popen(tickflow_cmd("topic", "dump", "signals.bars.dlq", "--follow", "--idle", "5"), env=env,
+    dump = subprocess.Popen(tickflow_cmd("topic", "dump", "signals.bars.dlq", "--follow", "--timeout", "5"), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     assert dump.stdout is not None
     lines: list[str] = []
