@@ -142,7 +142,8 @@ def test_features_to_orders_to_fills_exactly_once_across_sigkill(shared_broker: 
     procs.extend([a, b, paper])
     for p in procs:
         p.start()
-    time.sleep(4)  # let them rebuild and assign
+    for p in procs:  # rebuilt and assigned: a fixed sleep is not enough on a loaded machine
+        _wait_log(p.log, " consumes ", 1, timeout=120)
 
     produced = threading.Event()
     half = threading.Event()
