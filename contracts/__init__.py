@@ -8,6 +8,7 @@ This package is the only code the services share.
 
 from contracts.errors import ContractError, SettingsError
 from contracts.messages import (
+    ORDER_V2,
     V1,
     Bar,
     DeadLetter,
@@ -24,6 +25,7 @@ from contracts.serde import decode, encode, to_dict
 from contracts.topics import REGISTRY, Topic, market_key, topic
 
 __all__ = [
+    "ORDER_V2",
     "REGISTRY",
     "V1",
     "Bar",

@@ -22,6 +22,7 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Side = Literal["buy", "sell"]
 
 V1: Final = 1
+ORDER_V2: Final = 2  # Order: version 2 adds ``feature``, the feature record the order was decided on
 
 
 class Message(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -121,8 +122,14 @@ class FeatureVector(Message, frozen=True, kw_only=True):
 
 
 class Order(Message, frozen=True, kw_only=True):
-    """A market order to move a policy's position in one symbol to ``target_position``."""
+    """A market order to move a policy's position in one symbol to ``target_position``.
 
+    Lineage: ``policy_version`` is the bundle's version (the digest of its signed manifest) and, from
+    schema version 2 on, ``feature`` is the ``signals.features`` record it was decided on (None when the
+    decision did not come from a topic, e.g. a backtest). Version 1 orders, without ``feature``, still decode.
+    """
+
+    schema_version: Literal[1, 2]  # type: ignore[assignment]  # the one type at a second version
     order_id: Name
     policy_id: Name
     policy_version: Name
@@ -134,6 +141,7 @@ class Order(Message, frozen=True, kw_only=True):
     ts: EpochMs
     feature_ts: EpochMs
     reason: str = ""
+    feature: SourceOffset | None = None
 
 
 class Fill(Message, frozen=True, kw_only=True):

@@ -1,5 +1,6 @@
 """Reading topics: to their end (``read_to_end``, the one such read of tickflow), on while records
-arrive (``follow``), and the services' start-up rebuilds with their error policy (``RebuildRead``)."""
+arrive (``follow``), one record by its offset (``read_at``), offsets by time (``offsets_at``), and the
+services' start-up rebuilds with their error policy (``RebuildRead``)."""
 
 from __future__ import annotations
 
@@ -59,11 +60,53 @@ def read_to_end(bootstrap: str, topic: Topic | str, start: dict[int, int] | None
         c.close()
 
 
-def end_offsets(bootstrap: str, topic: Topic | str) -> dict[int, int]:
-    """The end offset (high watermark) of every partition of ``topic`` now."""
+def watermarks(bootstrap: str, topic: Topic | str) -> dict[int, tuple[int, int]]:
+    """The first and the end offset (low and high watermarks) of every partition of ``topic`` now."""
     c = kafka_io.consumer(bootstrap, "tickflow-end-offsets")
     try:
-        return {tp.partition: c.get_watermark_offsets(tp, timeout=10)[1] for tp in kafka_io.partitions(c, topic)}
+        return {tp.partition: c.get_watermark_offsets(tp, timeout=10) for tp in kafka_io.partitions(c, topic)}
+    finally:
+        c.close()
+
+
+def end_offsets(bootstrap: str, topic: Topic | str) -> dict[int, int]:
+    """The end offset (high watermark) of every partition of ``topic`` now."""
+    return {p: high for p, (_, high) in watermarks(bootstrap, topic).items()}
+
+
+def offsets_at(bootstrap: str, topic: Topic | str, ts_ms: int) -> dict[int, int]:
+    """For each partition of ``topic``, the first offset whose record timestamp is at or after ``ts_ms``
+    (the broker's ``offsets_for_times``); the end offset where every record is older."""
+    name = topic if isinstance(topic, str) else topic.name
+    c = kafka_io.consumer(bootstrap, "tickflow-offsets-at")
+    try:
+        tps = kafka_io.partitions(c, name)
+        found = c.offsets_for_times([TopicPartition(name, tp.partition, ts_ms) for tp in tps], timeout=10)
+        return {tp.partition: tp.offset if tp.offset >= 0 else c.get_watermark_offsets(tp, timeout=10)[1]
+                for tp in found}
+    finally:
+        c.close()
+
+
+def read_at(bootstrap: str, topic: Topic | str, partition: int, offset: int, idle_s: float = 30.0) -> Message | None:
+    """The committed record at ``topic[partition]@offset``; None when there is none (before the start or at
+    or past the end of the partition, compacted away, a transaction marker or an aborted record)."""
+    name = topic if isinstance(topic, str) else topic.name
+    c = kafka_io.consumer(bootstrap, f"tickflow-read-{name}")
+    try:
+        low, high = c.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
+        if not low <= offset < high:
+            return None
+        c.assign([TopicPartition(name, partition, offset)])
+        last = time.monotonic()
+        while time.monotonic() - last < idle_s:
+            for m in c.consume(100, timeout=0.5):
+                last = time.monotonic()
+                if kafka_io.usable(m):
+                    return m if m.offset() == offset else None
+            if c.position([TopicPartition(name, partition)])[0].offset > offset:
+                return None  # skipped: a marker or an aborted record sat there
+        raise TimeoutError(f"reading {name}[{partition}]@{offset} stalled for {idle_s:g} s")
     finally:
         c.close()
 

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "ingestor.books.cli",
     "streams.cli",
     "trader.cli",
+    "trader.explain",
     "paper.cli",
     "tickflow.view.cli",
     "tickflow.demo.cli",
@@ -40,7 +41,8 @@ LOG_LEVEL_HELP = "DEBUG, INFO, WARNING (env TICKFLOW_LOG_LEVEL); accepted before
 # `trade` and `paper` call the same check themselves once their bundle and settings are accepted, so a
 # bad bundle or setting is named first.
 NEEDS_KAFKA = {("ingest", "live"), ("ingest", "replay"), ("kafka", "topics"), ("kafka", "create-topics"),
-               ("kafka", "acls"), ("topic", "dump"), ("view", None), ("book", "dump")}
+               ("kafka", "acls"), ("topic", "dump"), ("topic", "stats"), ("explain", None), ("view", None),
+               ("book", "dump")}
 
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):

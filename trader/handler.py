@@ -16,7 +16,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import cast
 
-from contracts import V1, FeatureVector, Fill, MarketEvent, Order, PortfolioSnapshot
+from contracts import ORDER_V2, FeatureVector, Fill, MarketEvent, Order, PortfolioSnapshot, SourceOffset
 from contracts.feature_schema import SCHEMAS, serves
 from trader.policy.bundle import Bundle
 from trader.portfolio import Book
@@ -109,8 +109,9 @@ class PolicyTrader:
         self.other_intervals += 1
         return False
 
-    def on_feature(self, fv: FeatureVector, now_wall_ms: int) -> Decision:
-        """Decide on one feature vector of the policy's interval (see ``mine``)."""
+    def on_feature(self, fv: FeatureVector, now_wall_ms: int, record: SourceOffset | None = None) -> Decision:
+        """Decide on one feature vector of the policy's interval (see ``mine``); ``record`` is where it was
+        read, named on the orders it causes."""
         self.risk.observe_time(fv.ts)
         self.last_feature_ts = max(self.last_feature_ts, fv.ts)
         key = (fv.exchange, fv.symbol)
@@ -140,7 +141,7 @@ class PolicyTrader:
         if verdict.kind is VerdictKind.HALT:
             orders = []
             for (ex, sym), other in sorted(self.symbols.items()):
-                order = self._move(ex, sym, other, 0.0, 0.0, fv.ts, verdict.reason)
+                order = self._move(ex, sym, other, 0.0, 0.0, fv.ts, verdict.reason, record)
                 if order is not None:
                     orders.append(order)
             log.warning("Policy %s halted at %s ts %d: %s.", self.policy_id, fv.symbol, fv.ts, verdict.reason)
@@ -151,19 +152,19 @@ class PolicyTrader:
             return Decision([], verdict.reason, action)
         pos = desired_pos if verdict.target_units == desired_units else verdict.target_units * fv.close / self.notional
         order = self._move(fv.exchange, fv.symbol, st, verdict.target_units, pos, fv.ts,
-                           f"{verdict.reason}: action {action} target {desired_pos:+g}")
+                           f"{verdict.reason}: action {action} target {desired_pos:+g}", record)
         return Decision([order] if order else [], verdict.reason, action)
 
     def _move(self, exchange: str, symbol: str, st: SymbolState, target_units: float, position: float, ts: int,
-              reason: str) -> Order | None:
+              reason: str, record: SourceOffset | None) -> Order | None:
         qty = target_units - st.units
         st.position = position
         if abs(qty) * max(st.price, 1e-12) < 1e-6:
             return None
-        order = Order(schema_version=V1, order_id=order_id(self.policy_id, self.version, exchange, symbol, ts),
+        order = Order(schema_version=ORDER_V2, order_id=order_id(self.policy_id, self.version, exchange, symbol, ts),
                       policy_id=self.policy_id, policy_version=self.version, exchange=exchange, symbol=symbol,
                       side="buy" if qty > 0 else "sell", qty=abs(qty), target_position=position, ts=ts,
-                      feature_ts=ts, reason=reason[:200])
+                      feature_ts=ts, reason=reason[:200], feature=record)
         st.units = target_units
         self._sent(order)
         self.risk.order_sent(ts)

@@ -30,6 +30,7 @@ from contracts import (
     MarketEvent,
     Order,
     PortfolioSnapshot,
+    SourceOffset,
     decode,
     encode,
     kafka_io,
@@ -205,7 +206,8 @@ class TraderService:
         if reason is not None:
             out.append((*kafka_io.dead_letter(m, SIGNALS_FEATURES, reason), None))
             return False
-        decision = self.trader.on_feature(fv, now_ms())
+        decision = self.trader.on_feature(fv, now_ms(), SourceOffset(m.topic() or "", m.partition() or 0,
+                                                                      m.offset() or 0))
         for order in decision.orders:
             out.append((self._orders, encode(order), market_key(order.exchange, order.symbol)))
             log.info("Order %s: %s %.8g %s (target %+g) at feature ts %d from %s[%d]@%d; %s.", order.order_id,

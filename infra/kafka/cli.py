@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 from contracts.settings import kafka_bootstrap, tickflow_home
-from contracts.topics import find, topic_prefix
+from contracts.topics import Topic, find, topic_prefix
 
 if TYPE_CHECKING:
     from infra.kafka.broker import LocalBroker
@@ -59,16 +59,42 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     topic = sub.add_parser("topic", help="inspect topics", description="Inspect topics at KAFKA_BOOTSTRAP.")
     ts = topic.add_subparsers(dest="topic_command", required=True, metavar="ACTION")
     dump = ts.add_parser(
-        "dump", help="print a topic's values as JSON lines from the beginning",
-        description="Print the topic's values as JSON lines, from the first offset of every partition, "
-        "until no record arrives for --timeout seconds (or --max records were printed).",
+        "dump", help="print a topic's records as JSON lines, from the beginning (or --from-time, or the --last N) "
+        "to its end",
+        description="Print the topic's values as JSON lines, from the first offset of every partition (or "
+        "--from-time, or the --last N) to the end offsets found at start, then stop; --follow (until Ctrl-C) "
+        "or --timeout S (until S idle seconds) go on with what arrives. A compacted topic (portfolio) shows "
+        "the newest record per key unless --no-latest-per-key.",
     )
     dump.add_argument("topic", help="topic name, e.g. market.trades (a registry name gets TICKFLOW_TOPIC_PREFIX "
                       "unless it already has it)")
-    dump.add_argument("--timeout", type=float, default=5.0, help="stop after this many idle seconds")
+    dump.add_argument("--last", type=int, default=None, metavar="N",
+                      help="only the last N records of each partition (with --overall: of the whole topic)")
+    dump.add_argument("--overall", action="store_true",
+                      help="with --last: the N newest records of the whole topic by record time, in time order")
+    dump.add_argument("--key", default=None, help="only records with this key, e.g. binance:BTC-USDT")
+    dump.add_argument("--from-time", default=None, metavar="T",
+                      help="start at the first record at or after T: ISO-8601 (UTC unless it names a zone, e.g. "
+                      "2026-12-01T12:00:00Z) or epoch milliseconds")
+    dump.add_argument("--latest-per-key", action=argparse.BooleanOptionalAction, default=None,
+                      help="only the newest record of each key (default: on for compacted topics, off otherwise)")
+    dump.add_argument("--follow", action="store_true", help="after the end, print records as they arrive, until "
+                      "Ctrl-C (or until --timeout's idle seconds pass)")
+    dump.add_argument("--timeout", type=float, default=0.0, metavar="S",
+                      help="after the end, go on printing what arrives until none has for S seconds; 0 stops at "
+                      "the end")
     dump.add_argument("--max", type=int, default=None, help="stop after this many records")
-    dump.add_argument("--meta", action="store_true", help="wrap each value with partition, offset and key")
+    dump.add_argument("--meta", action="store_true", help="wrap each value with topic, partition, offset, timestamp "
+                      "and key")
     dump.set_defaults(func=_dump)
+    stats = ts.add_parser(
+        "stats", help="per topic: partitions, records, bytes on disk and consumer-group lag",
+        description="One line per topic (those under TICKFLOW_TOPIC_PREFIX, or the ones named): partitions, "
+        "records (offsets held: transaction markers count), bytes of its logs on the broker (Kafka's "
+        "LogDirsCommand, a JVM start) and the lag of each consumer group that committed offsets on it.",
+    )
+    stats.add_argument("topics", nargs="*", help="topic names (default: every topic under the prefix)")
+    stats.set_defaults(func=_stats)
 
 
 def _broker(args: argparse.Namespace) -> LocalBroker:
@@ -224,23 +250,72 @@ def _lock(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resolve(name: str, on_broker: dict[str, int] | None = None) -> tuple[str, Topic | None]:
+    """A topic's name on the broker and its registry entry; an unknown one names the closest."""
+    known = find(name)
+    if known is not None:
+        return known.name, known
+    import difflib
+
+    from contracts.topics import REGISTRY
+    from infra.kafka.admin import describe_topics
+
+    on_broker = describe_topics(kafka_bootstrap()) if on_broker is None else on_broker
+    if name not in on_broker:
+        names = sorted({*on_broker, *(t.base for t in REGISTRY.values())})
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean {close[0]}?" if close else "`tickflow kafka topics` lists them"
+        raise ValueError(f"no topic {name!r} on the broker or in the registry: {hint}")
+    return name, None
+
+
 def _dump(args: argparse.Namespace) -> int:
-    from infra.kafka.dump import dump
+    from infra.kafka.broker import BrokerError
+    from infra.kafka.dump import DumpRequest, check_key, dump, parse_time
 
-    known = find(args.topic)
-    if known is None:
-        import difflib
+    name, known = _resolve(args.topic)
+    for option, value in (("--last", args.last), ("--max", args.max)):
+        if value is not None and value < 1:
+            raise ValueError(f"{option} {value}: give a count of 1 or more")
+    if args.overall and args.last is None:
+        raise ValueError("--overall goes with --last N")
+    if args.timeout < 0:
+        raise ValueError(f"--timeout {args.timeout:g}: give 0 (stop at the end) or more seconds")
+    if args.key is not None:
+        check_key(known, args.key)
+    latest = args.latest_per_key if args.latest_per_key is not None else (
+        known is not None and known.cleanup == "compact")
+    req = DumpRequest(name, last=args.last, overall=args.overall, key=args.key,
+                      from_ms=None if args.from_time is None else parse_time(args.from_time),
+                      latest_per_key=latest, follow=args.follow or args.timeout > 0,
+                      idle_s=args.timeout or float("inf"), limit=args.max, meta=args.meta)
+    try:
+        dump(kafka_bootstrap(), req)
+    except TimeoutError as err:
+        raise BrokerError(f"topic dump {name}: {err}") from err
+    return 0
 
-        from contracts.topics import REGISTRY
-        from infra.kafka.admin import describe_topics
 
-        on_broker = describe_topics(kafka_bootstrap())
-        if args.topic not in on_broker:
-            names = sorted({*on_broker, *(t.base for t in REGISTRY.values())})
-            close = difflib.get_close_matches(args.topic, names, n=1)
-            hint = f"did you mean {close[0]}?" if close else "`tickflow kafka topics` lists them"
-            raise ValueError(f"no topic {args.topic!r} on the broker or in the registry: {hint}")
-    dump(kafka_bootstrap(), args.topic if known is None else known.name, args.timeout, args.max, args.meta)
+def _stats(args: argparse.Namespace) -> int:
+    from infra.kafka.admin import describe_topics
+    from infra.kafka.stats import header, topic_stats
+
+    on_broker = describe_topics(kafka_bootstrap())
+    if args.topics:
+        names = [_resolve(t, on_broker)[0] for t in args.topics]
+        missing = [n for n in names if n not in on_broker]
+        if missing:
+            raise ValueError(f"{', '.join(missing)}: in the registry but not on the broker "
+                             "(`tickflow kafka create-topics` creates them)")
+        topics = {n: on_broker[n] for n in names}
+    else:
+        prefix = topic_prefix()
+        topics = {n: p for n, p in on_broker.items() if n.startswith(prefix)}
+    rows = topic_stats(kafka_bootstrap(), topics)
+    width = max([len("TOPIC"), *(len(r.name) for r in rows)])
+    print(header(width))
+    for row in rows:
+        print(row.line(width))
     return 0
 
 

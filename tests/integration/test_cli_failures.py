@@ -55,6 +55,8 @@ def assert_one_line(done: subprocess.CompletedProcess[str], *expected: str) -> s
     ["paper"],
     ["kafka", "topics"],
     ["topic", "dump", "orders"],
+    ["topic", "stats"],
+    ["explain", "o-1"],
     ["view"],
     ["book", "dump"],
 ], ids=lambda c: " ".join(c[:2]) if c[0] in ("ingest", "kafka", "topic", "book") else c[0])

@@ -61,7 +61,7 @@ def test_start_on_a_taken_port_says_so(tmp_path: Path) -> None:
     assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
 
 
-def test_topic_dump_prints_values_until_idle(shared_broker: BrokerInfo, tmp_path: Path) -> None:
+def test_topic_dump_prints_values_to_the_end(shared_broker: BrokerInfo, tmp_path: Path) -> None:
     """Under a topic prefix, `topic dump` takes the registry's base name."""
     bootstrap = shared_broker.bootstrap
     producer = Producer(producer_config(bootstrap))
@@ -78,14 +78,15 @@ def test_topic_dump_prints_values_until_idle(shared_broker: BrokerInfo, tmp_path
     assert len(rows) == 2 and rows[0]["partition"] == 0 and rows[0]["offset"] == 0
 
 
-def test_topic_dump_also_prints_what_arrives_until_it_is_idle(bootstrap: str, tmp_path: Path) -> None:
-    """A record produced after the dump printed what was there is printed too, as it comes within --timeout."""
+def test_topic_dump_follow_prints_what_arrives_until_it_is_idle(bootstrap: str, tmp_path: Path) -> None:
+    """With --follow --timeout, a record produced after the dump printed what was there is printed too, as it
+    comes within --timeout."""
     marker = time.time_ns()
     producer = Producer(producer_config(bootstrap))
     producer.produce("signals.bars.dlq", json.dumps({"early": marker}).encode())
     producer.flush(10)
     env = {**cli_env(bootstrap, tmp_path), "PYTHONUNBUFFERED": "1"}
-    dump = subprocess.Popen(tickflow_cmd("topic", "dump", "signals.bars.dlq", "--timeout", "5"), env=env,
+    dump = subprocess.Popen(tickflow_cmd("topic", "dump", "signals.bars.dlq", "--follow", "--timeout", "5"), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     assert dump.stdout is not None
     lines: list[str] = []

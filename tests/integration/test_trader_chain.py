@@ -34,7 +34,7 @@ from contracts import (
 from contracts.client_config import producer_config
 from contracts.history import candle_trades
 from contracts.topic_reader import read_to_end
-from contracts.topics import FILLS, MARKET_TRADES, ORDERS, PORTFOLIO, SIGNALS_FEATURES
+from contracts.topics import FILLS, MARKET_TRADES, ORDERS, PORTFOLIO, SIGNALS_BARS, SIGNALS_FEATURES
 from infra.kafka.broker import BrokerInfo
 from paper.matching import Matcher, PaperSettings
 from tests.helpers import DATA, REPO, cli_env, tickflow_cmd
@@ -142,7 +142,8 @@ def test_features_to_orders_to_fills_exactly_once_across_sigkill(shared_broker: 
     procs.extend([a, b, paper])
     for p in procs:
         p.start()
-    time.sleep(4)  # let them rebuild and assign
+    for p in procs:  # rebuilt and assigned: a fixed sleep is not enough on a loaded machine
+        _wait_log(p.log, " consumes ", 1, timeout=120)
 
     produced = threading.Event()
     half = threading.Event()
@@ -260,3 +261,62 @@ def test_a_bad_fill_that_arrives_while_the_trader_is_down_goes_to_the_dlq_once(
         assert (d.source, d.partition, d.offset) == ("fills", bad.partition(), bad.offset())
         assert "Fill" in d.reason
     assert f"Refused fills[{bad.partition()}]@{bad.offset()}" in trader.log.read_text()
+
+
+def test_explain_resolves_every_link_of_an_order_from_trades_to_fills(shared_broker: BrokerInfo,
+                                                                     setup: dict[str, object],
+                                                                     procs: list[Proc]) -> None:
+    """The whole chain on the session broker: trades -> the streams worker (bars, features naming their
+    trades) -> the trader (orders naming their feature record) -> the paper broker (fills). `tickflow
+    explain` on an order prints each link with its topic[partition]@offset, and each one is there."""
+    from contracts.topic_reader import read_at
+    from tests.integration.streams_support import Worker, produce_trades
+
+    info, root = shared_broker, setup["root"]
+    assert isinstance(root, Path)
+    env = cli_env(info.bootstrap, root / "explain")
+    env.update({"TRADER__HTTP_PORT": "-1"})
+    produce_trades(info.bootstrap, setup["trades"])  # type: ignore[arg-type]
+    bundle_dir = str(setup["bundle"].path)  # type: ignore[attr-defined]
+    trader = Proc(["trade", "--bundle", bundle_dir, "--policy-id", "x"], env, root / "explain-trader.log")
+    paper = Proc(["paper"], env, root / "explain-paper.log")
+    procs.extend([trader, paper])
+    trader.start()
+    paper.start()
+    worker = Worker(info.bootstrap, root / "explain-worker")
+    try:
+        deadline, filled = time.monotonic() + 150, list[Order]()
+        while time.monotonic() < deadline and not filled:
+            done = {f.order_id for f in _read(info.bootstrap, FILLS, Fill) if f.last}
+            filled = [o for o in _read(info.bootstrap, ORDERS, Order) if o.order_id in done]
+            time.sleep(1)
+    finally:
+        worker.stop()
+    assert filled, "no order was filled: " + worker.tail()
+    order = filled[0]
+    assert order.schema_version == 2 and order.feature is not None and order.feature.topic == SIGNALS_FEATURES.name
+
+    started = time.monotonic()
+    done_run = subprocess.run(tickflow_cmd("explain", order.order_id, "--bundle", bundle_dir), env=env, cwd=REPO,
+                              capture_output=True, text=True, timeout=120)
+    seconds = time.monotonic() - started
+    assert done_run.returncode == 0, done_run.stdout + done_run.stderr
+    lines = done_run.stdout.splitlines()
+    assert [line.split()[0] for line in lines[:6]] == ["trades", "trades", "bar", "features", "bundle", "order"]
+    assert lines[6:] and all(line.startswith("fill ") for line in lines[6:])
+    ref = order.feature
+    assert lines[3].split()[1] == f"{ref.topic}[{ref.partition}]@{ref.offset}"
+    assert order.policy_version in lines[4] and "trained on binance_spot_BTCUSDT_1m_head.csv from " in lines[4]
+    assert lines[5].split()[1].startswith(f"{ORDERS.name}[") and order.order_id in lines[5]
+    assert "(last)" in lines[-1]
+    for line in (lines[:4] + lines[5:]):  # every link read back where it says it is
+        topic_name, rest = line.split()[1].split("[", 1)
+        partition, offset = rest.rstrip("]").replace("]@", " ").split()
+        assert read_at(info.bootstrap, topic_name, int(partition), int(offset)) is not None, line
+    assert {line.split()[1].split("[")[0] for line in lines if line.split()[0] in ("trades", "bar")} == {
+        MARKET_TRADES.name, SIGNALS_BARS.name}
+    print(f"explain: {len(lines)} links in {seconds:.1f} s\n{done_run.stdout}")
+
+    unknown = subprocess.run(tickflow_cmd("explain", "o-nope"), env=env, cwd=REPO, capture_output=True, text=True,
+                             timeout=60)
+    assert unknown.returncode == 2 and unknown.stderr.strip() == f"tickflow explain: no order 'o-nope' on {ORDERS.name}"
