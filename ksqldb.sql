@@ -212,7 +212,78 @@ CREATE TABLE IF NOT EXISTS latest_features WITH (
   LATEST_BY_OFFSET(features['volume_z_20']) AS `volume_z_20`,
   LATEST_BY_OFFSET(features['flow_imb']) AS `flow_imb`,
   LATEST_BY_OFFSET(features['flow_imb_ema_10']) AS `flow_imb_ema_10`,
-  LATEST_BY_OFFSET(features['trades_z_20']) AS `trades_z_20`
+  LATEST_BY_OFFSET(features['trades_z_20']) AS `trades_z_20`,
+  LATEST_BY_OFFSET(features['book_spread_bps']) AS `book_spread_bps`,
+  LATEST_BY_OFFSET(features['book_mid']) AS `book_mid`,
+  LATEST_BY_OFFSET(features['book_micro_bps']) AS `book_micro_bps`,
+  LATEST_BY_OFFSET(features['book_imb_1']) AS `book_imb_1`,
+  LATEST_BY_OFFSET(features['book_imb_5']) AS `book_imb_5`,
+  LATEST_BY_OFFSET(features['book_imb_10']) AS `book_imb_10`,
+  LATEST_BY_OFFSET(features['book_depth_bid_10bps']) AS `book_depth_bid_10bps`,
+  LATEST_BY_OFFSET(features['book_depth_ask_10bps']) AS `book_depth_ask_10bps`,
+  LATEST_BY_OFFSET(features['book_depth_bid_50bps']) AS `book_depth_bid_50bps`,
+  LATEST_BY_OFFSET(features['book_depth_ask_50bps']) AS `book_depth_ask_50bps`,
+  LATEST_BY_OFFSET(features['book_ofi']) AS `book_ofi`,
+  LATEST_BY_OFFSET(features['book_updates']) AS `book_updates`
 FROM signal_features
 GROUP BY feature_key, interval_s
+EMIT CHANGES;
+
+-- The books the ingestor publishes (market.books): snapshots (in parts) and deltas, best level first.
+CREATE STREAM IF NOT EXISTS books (
+  book_key VARCHAR KEY,
+  schema_version INT,
+  exchange VARCHAR,
+  symbol VARCHAR,
+  venue_symbol VARCHAR,
+  kind VARCHAR,
+  seq BIGINT,
+  bids ARRAY<ARRAY<DOUBLE>>,
+  asks ARRAY<ARRAY<DOUBLE>>,
+  part INT,
+  ts_event BIGINT,
+  ts_ingest BIGINT
+) WITH (
+  KAFKA_TOPIC = 'market.books',
+  KEY_FORMAT = 'KAFKA',
+  VALUE_FORMAT = 'JSON',
+  TIMESTAMP = 'ts_event'
+);
+
+-- The best levels of each symbol's latest snapshot (part 0 holds the best levels of a split snapshot).
+CREATE TABLE IF NOT EXISTS latest_book_snapshot WITH (
+  KAFKA_TOPIC = 'ksql.latest_book_snapshot',
+  KEY_FORMAT = 'KAFKA',
+  VALUE_FORMAT = 'JSON',
+  PARTITIONS = 4
+) AS SELECT
+  book_key,
+  LATEST_BY_OFFSET(seq) AS `seq`,
+  LATEST_BY_OFFSET(ts_event) AS `ts_event`,
+  LATEST_BY_OFFSET(bids[1][1]) AS `best_bid`,
+  LATEST_BY_OFFSET(bids[1][2]) AS `best_bid_size`,
+  LATEST_BY_OFFSET(asks[1][1]) AS `best_ask`,
+  LATEST_BY_OFFSET(asks[1][2]) AS `best_ask_size`
+FROM books
+WHERE kind = 'snapshot' AND part = 0
+GROUP BY book_key
+EMIT CHANGES;
+
+-- The latest top of book per symbol: the worker's book at each 1-second bar's end (its feature vectors).
+CREATE TABLE IF NOT EXISTS latest_top_of_book WITH (
+  KAFKA_TOPIC = 'ksql.latest_top_of_book',
+  KEY_FORMAT = 'KAFKA',
+  VALUE_FORMAT = 'JSON',
+  PARTITIONS = 4
+) AS SELECT
+  feature_key,
+  LATEST_BY_OFFSET(ts) AS `ts`,
+  LATEST_BY_OFFSET(features['book_mid'] * (1 - features['book_spread_bps'] / 20000)) AS `best_bid`,
+  LATEST_BY_OFFSET(features['book_mid'] * (1 + features['book_spread_bps'] / 20000)) AS `best_ask`,
+  LATEST_BY_OFFSET(features['book_mid']) AS `mid`,
+  LATEST_BY_OFFSET(features['book_spread_bps']) AS `spread_bps`,
+  LATEST_BY_OFFSET(features['book_imb_5']) AS `imbalance_5`
+FROM signal_features
+WHERE interval_s = 1 AND features['book_mid'] > 0
+GROUP BY feature_key
 EMIT CHANGES;

@@ -1,9 +1,11 @@
 """Streams benchmarks: one Faust worker, trades -> bars -> features, 100 symbols x 3 intervals (1, 60, 300 s).
 
 - streams.trades_per_s_per_worker: a backlog of synthetic trades (100 symbols, 100 trades/s each in event
-  time) consumed by one `tickflow streams worker`; rate between its first and last output record (Kafka
-  CreateTime). Reference, same run: the same trades through ``Processor.apply`` in-process (the
-  bars-and-features work alone, no Kafka, no Faust).
+  time) with their books flowing beside them on ``market.books`` (a 50-level snapshot per symbol, then a delta
+  of 5 level changes every 100 ms, as Binance's diffs come; ``streams.book_records``), consumed by one
+  `tickflow streams worker`, which computes schema v2 with the book features; rate between its first and last
+  output record (Kafka CreateTime). Reference, same run: the same trades and books through ``Processor``
+  in-process (the bars-and-features work alone, no Kafka, no Faust).
 - streams.peak_rss_mb: the worker's peak resident memory (VmHWM) after that run.
 - streams.bar_to_feature_p99_ms: live mode on the same worker: 20 symbols trading now (some quiet) for 30 s,
   each feature vector's append to ``signals.features`` (the broker's LogAppendTime, which this bench sets on
@@ -25,6 +27,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from confluent_kafka import OFFSET_END, Consumer, Message, Producer, TopicPartition
@@ -33,6 +36,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from bench.context import BenchContext
 from bench.results import Result
 from contracts import V1, Trade, decode, encode, market_key
+from contracts.books import BookUpdate
 from contracts.client_config import producer_config
 from contracts.messages import FeatureVector
 from contracts.topics import SIGNALS_BARS, SIGNALS_FEATURES
@@ -60,12 +64,34 @@ def _trades(n: int, t0: int) -> list[Trade]:
     return out
 
 
-def _produce(bootstrap: str, trades: list[Trade]) -> None:
+def _books(t0: int, span_ms: int) -> list[BookUpdate]:
+    """Per symbol: a snapshot of 50 levels a side at t0, then every 100 ms a delta changing 5 levels' sizes."""
+    rnd = random.Random(11)
+    out = []
+    for k in range(SYMBOLS):
+        mid = 100.0 + k
+        bids = [(round(mid - 0.01 * (i + 1), 2), rnd.uniform(0.1, 5)) for i in range(50)]
+        asks = [(round(mid + 0.01 * (i + 1), 2), rnd.uniform(0.1, 5)) for i in range(50)]
+        common: dict[str, Any] = {"schema_version": V1, "exchange": "bench", "symbol": f"S{k:03d}-USDT",
+                  "venue_symbol": f"S{k:03d}USDT"}
+        out.append(BookUpdate(**common, kind="snapshot", seq=1, bids=bids, asks=asks, ts_event=t0, ts_ingest=t0))
+        for n, ts in enumerate(range(t0 + 100, t0 + span_ms, 100), start=2):
+            out.append(BookUpdate(**common, kind="delta", seq=n, first_seq=n,
+                                  bids=[(bids[rnd.randrange(50)][0], rnd.uniform(0.1, 5)) for _ in range(3)],
+                                  asks=[(asks[rnd.randrange(50)][0], rnd.uniform(0.1, 5)) for _ in range(2)],
+                                  ts_event=ts, ts_ingest=ts))
+    out.sort(key=lambda u: u.ts_event)
+    return out
+
+
+def _produce(bootstrap: str, trades: list[Trade], books: list[BookUpdate]) -> None:
     p = Producer(producer_config(bootstrap, {"linger.ms": 50, "compression.type": "lz4"}))
-    for t in trades:
+    records: list[tuple[str, str, str, Trade | BookUpdate]] = [("market.books", u.exchange, u.symbol, u) for u in books]
+    records += [("market.trades", t.exchange, t.symbol, t) for t in trades]
+    for topic, exchange, symbol, value in records:
         while True:
             try:
-                p.produce("market.trades", encode(t), market_key(t.exchange, t.symbol))
+                p.produce(topic, encode(value), market_key(exchange, symbol))
                 break
             except BufferError:
                 p.poll(0.05)
@@ -215,10 +241,13 @@ def _pct(xs: list[float] | list[int], q: float) -> float:
 def run(ctx: BenchContext) -> list[Result]:
     t0 = int(time.time() * 1000) - 86_400_000  # a day ago: a replay, not live
     trades = _trades(N_TRADES, t0)
+    books = _books(t0, trades[-1].ts_event - t0)
 
-    proc_ref = Processor((1, 60, 300), GRACE_MS)
+    proc_ref = Processor((1, 60, 300), GRACE_MS, books=True)
     raw = [encode(t) for t in trades]
     started = time.perf_counter()
+    proc_ref.apply_books(((0, i, encode(u)) for i, u in enumerate(books)), 0)
+    proc_ref.books_at_end([0], 0)
     last: list[Output] = []
     for i in range(0, len(raw), 5000):
         last = proc_ref.apply(((0, i + j, r) for j, r in enumerate(raw[i:i + 5000])), 0) or last
@@ -230,7 +259,7 @@ def run(ctx: BenchContext) -> list[Result]:
     burst = [Output(o.topic, o.key, o.value, i % 4) for t in (SIGNALS_FEATURES.name, SIGNALS_BARS.name)
              for i, o in enumerate([o for o in one_s if o.topic == t][:20])]
     assert len(burst) == 40, f"the reference run's last outputs hold {len(burst)} 1 s records, not 40"
-    _produce(ctx.bootstrap, trades)
+    _produce(ctx.bootstrap, trades, books)
     floor = _burst_floor(ctx.bootstrap, 30.0, burst)
     env = dict(os.environ, KAFKA_BOOTSTRAP=ctx.bootstrap, TICKFLOW_HOME=str(ctx.workdir / "streams-home"),
                PYTHONPATH=str(REPO), STREAMS__GRACE_MS=str(GRACE_MS))
@@ -253,10 +282,12 @@ def run(ctx: BenchContext) -> list[Result]:
         log.close()
     return [
         Result("streams.processor_trades_per_s", ref_rate, "trades/s",
-               note="Processor.apply alone (decode, 3 intervals, features): the work without Kafka or Faust"),
+               note="Processor alone (decode, 3 intervals, features v2 with the books): the work without Kafka or "
+                    "Faust"),
         Result("streams.trades_per_s_per_worker", rate, "trades/s", reference="streams.processor_trades_per_s",
-               note=f"one Faust worker, {SYMBOLS} symbols x 3 intervals, {got} bars; goal >= 100,000",
-               extra={"bars": float(got)}),
+               note=f"one Faust worker, {SYMBOLS} symbols x 3 intervals, {got} bars, books flowing "
+                    f"({len(books):,} market.books records); goal >= 100,000",
+               extra={"bars": float(got), "book_records": float(len(books))}),
         Result("streams.peak_rss_mb", rss, "MB", note=f"worker VmHWM, {SYMBOLS} symbols x 3 intervals; goal < 400"),
         Result("streams.burst_append_floor_p99_ms", _pct(floor, 99), "ms",
                note=f"reference: no worker; a bare idempotent producer sends a live close's burst (20 feature "

@@ -99,6 +99,8 @@ class StreamsWorkerApp:
         self.generation = 0  # bumped on every change of assignment: a read that spans one is dropped
         self.assigned = asyncio.Event()
         self.positions: dict[int, int] = {}  # partition -> offset after the last applied trade, not yet committed
+        self.read_to: dict[int, int] = {}  # partition -> offset after the last trade read (some may wait for books)
+        self.settled: dict[int, int] = {}  # partition -> the last position handed to positions
         self.last_commit = 0.0
         self.applied = 0
         self.emitted = 0
@@ -127,6 +129,8 @@ class StreamsWorkerApp:
             self.partitions = parts
             self.generation += 1
             self.positions.clear()
+            self.read_to.clear()
+            self.settled.clear()
             log.info("Reading %s partitions %s from %s.", _TRADES, sorted(parts),
                      ", ".join(f"[{tp.partition}]@{tp.offset if tp.offset >= 0 else 'beginning'}" for tp in start)
                      or "nowhere")
@@ -209,8 +213,12 @@ class StreamsWorkerApp:
                 out += proc.advance_live(now, s.live_lag_ms)
                 await self._publish(out)
                 for p, off in last.items():
-                    waiting = proc.first_waiting(p)  # trades waiting for the books are not committed
-                    self.positions[p] = off + 1 if waiting is None else waiting
+                    self.read_to[p] = off + 1
+                for p, end in self.read_to.items():
+                    waiting = proc.first_waiting(p)  # trades waiting for the books are not committed yet
+                    pos = end if waiting is None else waiting
+                    if self.settled.get(p) != pos:
+                        self.positions[p] = self.settled[p] = pos
                 self.applied += len(records)
                 self.emitted += len(out)
                 await self._commit()

@@ -20,12 +20,19 @@ ksqlDB differs from the Faust worker in two documented ways: its open and close 
 trade by offset (EARLIEST_BY_OFFSET / LATEST_BY_OFFSET), the worker's by event time (they agree when
 trades arrive in event-time order, as replays and exchange feeds deliver them); and EMIT FINAL closes
 windows on each partition's stream time, when a record arrives (see README, "ksqlDB").
+
+Books: ksqlDB reads ``market.books`` as a stream, but cannot keep a book from its deltas (a sorted map per
+key with removals is no aggregate it has, and a delta's first level is not the best). So the latest top of
+book per symbol is read where a book is kept: the worker's 1-second feature vectors carry the mid and the
+spread of the book at each bar's end (``latest_top_of_book``), and the table of the latest snapshot
+(``latest_book_snapshot``) holds the best levels exactly as of the last (re)synchronisation or periodic
+snapshot (every 1,000 deltas). No extra topic is published for ksqlDB.
 """
 
 from __future__ import annotations
 
-from contracts.feature_schema import FEATURE_NAMES
-from contracts.topics import MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES, prefixed
+from contracts.feature_schema import V2
+from contracts.topics import MARKET_BOOKS, MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES, prefixed
 from streams.spec import BAR_FIELDS, DEFAULT_GRACE_MS, DEFAULT_INTERVALS_S
 
 # Contract field names that are ksqlDB reserved words; back-quoted wherever they appear (the static test
@@ -199,7 +206,7 @@ CREATE STREAM IF NOT EXISTS signal_features (
   TIMESTAMP = 'ts'
 );
 """)
-    feats = ",\n".join(f"  LATEST_BY_OFFSET(features['{n}']) AS `{n}`" for n in FEATURE_NAMES)
+    feats = ",\n".join(f"  LATEST_BY_OFFSET(features['{n}']) AS `{n}`" for n in V2)
     parts.append(f"""
 -- The latest features per symbol and interval (pull queries: WHERE feature_key = ... AND interval_s = 60).
 CREATE TABLE IF NOT EXISTS latest_features WITH (
@@ -216,6 +223,70 @@ CREATE TABLE IF NOT EXISTS latest_features WITH (
 {feats}
 FROM signal_features
 GROUP BY feature_key, interval_s
+EMIT CHANGES;
+""")
+    parts.append(f"""
+-- The books the ingestor publishes ({MARKET_BOOKS.name}): snapshots (in parts) and deltas, best level first.
+CREATE STREAM IF NOT EXISTS books (
+  book_key VARCHAR KEY,
+  schema_version INT,
+  exchange VARCHAR,
+  symbol VARCHAR,
+  venue_symbol VARCHAR,
+  kind VARCHAR,
+  seq BIGINT,
+  bids ARRAY<ARRAY<DOUBLE>>,
+  asks ARRAY<ARRAY<DOUBLE>>,
+  part INT,
+  ts_event BIGINT,
+  ts_ingest BIGINT
+) WITH (
+  KAFKA_TOPIC = '{MARKET_BOOKS.name}',
+  KEY_FORMAT = 'KAFKA',
+  VALUE_FORMAT = 'JSON',
+  TIMESTAMP = 'ts_event'
+);
+""")
+    parts.append(f"""
+-- The best levels of each symbol's latest snapshot (part 0 holds the best levels of a split snapshot).
+CREATE TABLE IF NOT EXISTS latest_book_snapshot WITH (
+  KAFKA_TOPIC = '{sink_topic("latest_book_snapshot")}',
+  KEY_FORMAT = 'KAFKA',
+  VALUE_FORMAT = 'JSON',
+  PARTITIONS = {MARKET_BOOKS.partitions}
+) AS SELECT
+  book_key,
+  LATEST_BY_OFFSET(seq) AS `seq`,
+  LATEST_BY_OFFSET(ts_event) AS `ts_event`,
+  LATEST_BY_OFFSET(bids[1][1]) AS `best_bid`,
+  LATEST_BY_OFFSET(bids[1][2]) AS `best_bid_size`,
+  LATEST_BY_OFFSET(asks[1][1]) AS `best_ask`,
+  LATEST_BY_OFFSET(asks[1][2]) AS `best_ask_size`
+FROM books
+WHERE kind = 'snapshot' AND part = 0
+GROUP BY book_key
+EMIT CHANGES;
+""")
+    smallest = min(DEFAULT_INTERVALS_S)
+    mid, half = "features['book_mid']", "features['book_spread_bps'] / 20000"
+    parts.append(f"""
+-- The latest top of book per symbol: the worker's book at each {smallest}-second bar's end (its feature vectors).
+CREATE TABLE IF NOT EXISTS latest_top_of_book WITH (
+  KAFKA_TOPIC = '{sink_topic("latest_top_of_book")}',
+  KEY_FORMAT = 'KAFKA',
+  VALUE_FORMAT = 'JSON',
+  PARTITIONS = {SIGNALS_FEATURES.partitions}
+) AS SELECT
+  feature_key,
+  LATEST_BY_OFFSET(ts) AS `ts`,
+  LATEST_BY_OFFSET({mid} * (1 - {half})) AS `best_bid`,
+  LATEST_BY_OFFSET({mid} * (1 + {half})) AS `best_ask`,
+  LATEST_BY_OFFSET({mid}) AS `mid`,
+  LATEST_BY_OFFSET(features['book_spread_bps']) AS `spread_bps`,
+  LATEST_BY_OFFSET(features['book_imb_5']) AS `imbalance_5`
+FROM signal_features
+WHERE interval_s = {smallest} AND features['book_mid'] > 0
+GROUP BY feature_key
 EMIT CHANGES;
 """)
     return "".join(parts)

@@ -41,13 +41,16 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from contracts import V1, Trade, encode, market_key
 from contracts.client_config import producer_config
-from contracts.topics import MARKET_TRADES, SIGNALS_BARS
+from contracts.topics import MARKET_BOOKS, MARKET_TRADES, SIGNALS_BARS
 from infra.kafka.admin import admin
 from infra.kafka.broker import LocalBroker, free_port
+from streams.features.book_features import BookTrack
 from streams.ksql_sql import SINK_RETENTION_MS, bar_table_name, bar_topic
+from streams.offline import read_recording
 from streams.spec import BAR_FIELDS, DEFAULT_GRACE_MS, DEFAULT_INTERVALS_S
 from tests.helpers import DATA, REPO, cli_env, tickflow_cmd
-from tests.integration.streams_support import Worker, read_all, wait_committed
+from tests.integration.ingest_kafka_support import FRAMES
+from tests.integration.streams_support import Worker, produce_raw, read_all, wait_committed
 from tests.integration.test_partitioning import java_partition
 
 pytestmark = [pytest.mark.ksqldb, pytest.mark.integration, pytest.mark.slow]
@@ -179,6 +182,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         env = cli_env(bootstrap, home)
         applies = [subprocess.run(tickflow_cmd("ksql", "apply", "--url", url, "--file", str(REPO / "ksqldb.sql")),
                                   capture_output=True, text=True, env=env, cwd=REPO, timeout=300) for _ in range(2)]
+        # The bundled frames' books (the same minutes as the trades), as `ingest replay` publishes them, before
+        # the worker starts: its 1-second vectors then carry the book at each bar's end.
+        produce_raw(bootstrap, [(market_key(u.exchange, u.symbol), encode(u)) for u in _books()], MARKET_BOOKS.name)
         worker = Worker(bootstrap, home / "worker")
         replay = subprocess.run(tickflow_cmd("ingest", "replay", str(CSV), "--speed", "max", "--no-progress"),
                                 capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
@@ -202,6 +208,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             time.sleep(3)
         if broker is not None:
             broker.stop()
+
+
+def _books() -> list[Any]:
+    return read_recording(FRAMES, "binance")[1]
 
 
 def query(url: str, sql: str, rows: int | None = None, timeout_s: float = 30.0) -> tuple[list[str], list[list[Any]]]:
@@ -258,8 +268,8 @@ def test_ksqldb_sql_applies_twice(run: Run) -> None:
     first, second = run.applies
     assert first.returncode == 0, first.stdout[-1500:] + first.stderr[-1500:]
     assert second.returncode == 0, second.stdout[-1500:] + second.stderr[-1500:]
-    assert sum("SUCCESS:" in line for line in first.stdout.splitlines()) == 8, first.stdout
-    assert sum("-> warning: " in line and "already exists" in line for line in second.stdout.splitlines()) == 8
+    assert sum("SUCCESS:" in line for line in first.stdout.splitlines()) == 11, first.stdout
+    assert sum("-> warning: " in line and "already exists" in line for line in second.stdout.splitlines()) == 11
     assert "warning_entity" not in second.stdout
     print("first apply:\n" + first.stdout + "second apply:\n" + second.stdout)
 
@@ -345,3 +355,25 @@ def test_every_readme_query_runs_and_returns_rows(run: Run) -> None:
         seen.append(f"{sql}\n    -> {len(rows)} rows; {columns}\n    " + "\n    ".join(json.dumps(r) for r in rows[:2]))
     print("README queries:\n  " + "\n  ".join(seen))
     assert len(seen) >= 14
+
+
+def test_top_of_book_tables_answer_as_the_project_s_book(run: Run) -> None:
+    books = _books()
+    columns, rows = query(run.url, f"SELECT * FROM latest_book_snapshot WHERE book_key = '{KEY}';")
+    assert len(rows) == 1, rows
+    snap = dict(zip(columns, rows[0], strict=True))
+    last = [u for u in books if u.kind == "snapshot" and u.part == 0][-1]
+    assert (snap["seq"], snap["best_bid"], snap["best_bid_size"], snap["best_ask"], snap["best_ask_size"]) == (
+        last.seq, *last.bids[0], *last.asks[0])
+    columns, rows = query(run.url, f"SELECT * FROM latest_top_of_book WHERE feature_key = '{KEY}';")
+    assert len(rows) == 1, rows
+    top = dict(zip(columns, rows[0], strict=True))
+    track = BookTrack(1000)  # the project's book as of that 1-second bar's end
+    for u in books:
+        track.receive(u)
+    track.advance(int(top["ts"]))
+    held = next(iter(track.reader.books.values())).book
+    bid, ask = held.bids.best(), held.asks.best()
+    assert bid is not None and ask is not None
+    assert abs(top["best_bid"] - bid) < 1e-6 and abs(top["best_ask"] - ask) < 1e-6, (top, bid, ask)
+    print(f"latest_book_snapshot {snap}; latest_top_of_book {top}; the project's book at {top['ts']}: {bid} / {ask}")

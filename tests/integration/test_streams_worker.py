@@ -21,7 +21,7 @@ import pytest
 
 from contracts import V1, Bar, Trade, to_dict
 from contracts.client_config import producer_config
-from contracts.feature_schema import FEATURE_NAMES, FEATURE_SCHEMA
+from contracts.feature_schema import BOOK_FEATURE_NAMES, FEATURE_NAMES, STREAMS_SCHEMA
 from contracts.history import binance_dump_trades, candle_trades
 from contracts.topics import MARKET_EVENTS, MARKET_TRADES, SIGNALS_BARS, prefixed, topic
 from infra.kafka.broker import BrokerInfo
@@ -183,10 +183,12 @@ def _expected(trades: list[Trade], intervals: tuple[int, ...]) -> dict[str, dict
             bars[(key, b.interval_s, b.window_end)] = _bar_dict(exchange, symbol, b)
             values = engines[b.interval_s].update(b)
             feats = {n: None if math.isnan(v) else v for n, v in zip(FEATURE_NAMES, values, strict=True)}
+            ready = all(v is not None for v in feats.values())
+            feats.update(dict.fromkeys(BOOK_FEATURE_NAMES))  # no books for these symbols: null, v2 still flows
             features[(key, b.interval_s, b.window_end)] = {
                 "schema_version": 1, "exchange": exchange, "symbol": symbol, "interval_s": b.interval_s,
-                "ts": b.window_end, "feature_schema": FEATURE_SCHEMA,
-                "ready": all(v is not None for v in feats.values()), "features": feats, "close": b.close}
+                "ts": b.window_end, "feature_schema": STREAMS_SCHEMA,
+                "ready": ready, "features": feats, "close": b.close}
     return {"signals.bars": bars, "signals.features": features}
 
 

@@ -16,7 +16,7 @@ from contracts.feature_schema import BOOK_FEATURE_NAMES, V1, V2
 from contracts.messages import Trade
 from streams.features.book_features import level_values, ofi
 from streams.offline import closed_bars, features_frame, read_recording
-from streams.processor import Processor
+from streams.processor import Output, Processor
 from tests.helpers import DATA
 from tests.unit.trader.trader_support import feature, linear_bundle
 from trader.handler import PolicyTrader
@@ -114,14 +114,16 @@ def test_imbalances_lie_in_minus_one_one_and_depth_grows_with_its_reach(bid_leve
     top = 60_000.0
     bids = sorted(((top - p * 0.5, q) for p, q in bid_levels), reverse=True)
     asks = sorted((top + gap * 0.5 + p * 0.5, q) for p, q in ask_levels)
-    v = dict(zip(BOOK_FEATURE_NAMES, level_values(bids, asks), strict=False))
+    values = level_values(bids, asks)
+    assert None not in values
+    v = {n: float(x) for n, x in zip(BOOK_FEATURE_NAMES, values, strict=False) if x is not None}
     for k in (1, 5, 10):
-        assert -1.0 <= v[f"book_imb_{k}"] <= 1.0  # type: ignore[operator]
-    assert v["book_spread_bps"] > 0  # type: ignore[operator]
-    assert 0 <= v["book_depth_bid_10bps"] <= v["book_depth_bid_50bps"] <= sum(q for _, q in bids)  # type: ignore[operator]
-    assert 0 <= v["book_depth_ask_10bps"] <= v["book_depth_ask_50bps"] <= sum(q for _, q in asks)  # type: ignore[operator]
+        assert -1.0 <= v[f"book_imb_{k}"] <= 1.0
+    assert v["book_spread_bps"] > 0
+    assert 0 <= v["book_depth_bid_10bps"] <= v["book_depth_bid_50bps"] <= sum(q for _, q in bids)
+    assert 0 <= v["book_depth_ask_10bps"] <= v["book_depth_ask_50bps"] <= sum(q for _, q in asks)
     micro = v["book_micro_bps"]
-    assert abs(micro) <= v["book_spread_bps"] / 2 + 1e-9  # type: ignore[operator]  # between bid and ask
+    assert abs(micro) <= v["book_spread_bps"] / 2 + 1e-9  # between bid and ask
     assert (micro > 0) == (bids[0][1] > asks[0][1]) or math.isclose(bids[0][1], asks[0][1]) or micro == 0
 
 
@@ -147,7 +149,7 @@ def _trade_records(trades: list[Trade]) -> list[tuple[int, int, bytes]]:
     return [(0, i, encode(t)) for i, t in enumerate(trades)]
 
 
-def _features(out: list) -> dict[tuple[int, int], FeatureVector]:  # type: ignore[type-arg]
+def _features(out: list[Output]) -> dict[tuple[int, int], FeatureVector]:
     fvs = [decode(o.value, FeatureVector) for o in out if o.topic == "signals.features"]
     return {(fv.interval_s, fv.ts): fv for fv in fvs}
 
@@ -161,7 +163,7 @@ def test_the_processor_gives_the_offline_numbers_whatever_the_interleaving_of_bo
     # all trades first (they wait for the books), all books first, and small batches alternating
     for order in ("trades_first", "books_first", "interleaved"):
         p = Processor((1, 60), 2000, books=True)
-        out = []
+        out: list[Output] = []
         if order == "trades_first":
             out += p.apply(tr, 0)
             assert p.first_waiting(0) == 0  # nothing applied before the books came

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from contracts.feature_schema import FEATURE_NAMES
-from contracts.topics import MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES
+from contracts.feature_schema import V2
+from contracts.topics import MARKET_BOOKS, MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES
 from streams.ksql import KsqlApplyError, apply_file, describe, explain_topic_conflict, split_statements
 from streams.ksql_sql import SINK_RETENTION_MS, bar_table_name, bar_topic, render, sink_topic, store_retention_s
 from streams.spec import BAR_FIELDS, DEFAULT_GRACE_MS, DEFAULT_INTERVALS_S, StreamsSettings
@@ -55,16 +55,17 @@ def test_bar_tables_match_the_faust_windows_grace_and_columns() -> None:
         assert "AS_VALUE(WINDOWSTART) AS `window_start`" in stmt and "AS_VALUE(WINDOWEND) AS `window_end`" in stmt
         assert f"KAFKA_TOPIC = 'ksql.bars.{interval}s'" in stmt and f"RETENTION_MS = {SINK_RETENTION_MS}" in stmt
     [latest] = [s for s in statements if "TABLE IF NOT EXISTS latest_features" in s]
-    assert re.findall(r"features\['(\w+)'\]", latest) == list(FEATURE_NAMES)
+    assert re.findall(r"features\['(\w+)'\]", latest) == list(V2)  # the worker's schema, book features too
     # The documented pull queries: the last hour of 1-minute bars, the last day of 5-minute bars.
     assert store_retention_s(60) >= 3600 and store_retention_s(300) >= 86_400
     # Every topic comes from the registry or from sink_topic.
     topics = set(re.findall(r"KAFKA_TOPIC = '([^']+)'", SQL))
     assert topics == {MARKET_TRADES.name, SIGNALS_BARS.name, SIGNALS_FEATURES.name, sink_topic("latest_bars"),
-                      sink_topic("latest_features"), *(bar_topic(i) for i in settings.intervals)}
+                      sink_topic("latest_features"), *(bar_topic(i) for i in settings.intervals),
+                      MARKET_BOOKS.name, sink_topic("latest_book_snapshot"), sink_topic("latest_top_of_book")}
     assert "TIMESTAMP = 'ts_event'" in SQL and "STDDEV_SAMP(" not in SQL.upper()
     creates = [s for s in statements if s.startswith("CREATE")]
-    assert len(creates) == 8 and all("IF NOT EXISTS" in s or "OR REPLACE" in s for s in creates)
+    assert len(creates) == 11 and all("IF NOT EXISTS" in s or "OR REPLACE" in s for s in creates)
 
 
 def test_split_keeps_semicolons_in_quotes_and_drops_comments() -> None:
@@ -140,16 +141,16 @@ def test_apply_waits_for_running_sends_every_statement_with_the_set_properties_a
     state["starting_for"] = 2
     lines: list[str] = []
     sent = apply_file(url, REPO / "ksqldb.sql", timeout=20, echo=lines.append)
-    assert sent == 8 and state["info_calls"] == 3
+    assert sent == 11 and state["info_calls"] == 3
     assert sum("waiting for" in line for line in lines) == 2
     assert all(b["streamsProperties"] == {"auto.offset.reset": "earliest"} for b in state["received"])
     assert [b["ksql"] for b in state["received"]] == [s for s in split_statements(SQL) if not s.startswith("SET")]
     assert any("bars_60s" in line and "SUCCESS: Table created and running" in line for line in lines)
     lines.clear()
-    assert apply_file(url, REPO / "ksqldb.sql", timeout=5, echo=lines.append) == 8
+    assert apply_file(url, REPO / "ksqldb.sql", timeout=5, echo=lines.append) == 11
     # The second time every statement comes back as a warning_entity: its text is printed, not its type.
     assert sum("-> warning: Cannot add" in line and "with the same name already exists" in line
-               for line in lines) == 8
+               for line in lines) == 11
     assert not any("warning_entity" in line for line in lines)
 
 
