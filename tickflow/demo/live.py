@@ -20,8 +20,8 @@ from tickflow.view.state import ViewState
 
 
 class LiveBoard:
-    def __init__(self, bootstrap: str, enabled: bool = True) -> None:
-        self.state = ViewState(max_points=10, max_rows=8)
+    def __init__(self, bootstrap: str, enabled: bool = True, interval_s: int | None = None) -> None:
+        self.state = ViewState(max_points=10, max_rows=8, interval_s=interval_s)
         self.feed = TopicFeed(bootstrap, self.state)
         self.console = Console()
         self.enabled = enabled and self.console.is_terminal
@@ -77,7 +77,8 @@ class LiveBoard:
             fv = m["features"]
             markets.add_row(m["key"], f"{m['last_price']:,.2f}" if m["last_price"] else "-", f"{m['trades']:,}",
                             f"{m['bars']:,}", f"{iso(bar['window_end'])[:16]} {bar['close']:,.2f} {bar['volume']:,.3f}"
-                            if bar else "-", ("ready" if fv["ready"] else "warming up") if fv else "-")
+                            if bar else "-",
+                            m["warmup"]["text"] if m["warmup"] else ("-" if not fv else "other intervals only"))
         decisions = Table(title="latest decisions", expand=True)
         for col in ("bar end", "symbol", "side", "qty", "target"):
             decisions.add_column(col)

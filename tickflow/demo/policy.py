@@ -47,3 +47,10 @@ def ensure_bundle(out: Path, algo: str = "ppo", timesteps: int = 20_000, seed: i
     if problem is not None:
         raise RuntimeError(f"the bundle just trained at {out} fails its own check: {problem}")
     return out, True
+
+
+def bundle_interval(path: Path) -> int:
+    """The bar interval (s) the bundle at ``path`` was trained on: the views follow it."""
+    from trader.policy.bundle import load
+
+    return int(load(path).manifest.get("interval_s", 60))

@@ -22,7 +22,7 @@ from pathlib import Path
 from contracts.settings import tickflow_home
 from contracts.timeutil import iso, now_ms
 from tickflow.demo.live import LiveBoard
-from tickflow.demo.policy import DEFAULT_CANDLES, REPO, ensure_bundle
+from tickflow.demo.policy import DEFAULT_CANDLES, REPO, bundle_interval, ensure_bundle
 
 TICKS = REPO / "data" / "ticks" / "BTCUSDT-trades-20240808T2354Z-20240809T0005Z.csv"
 
@@ -172,7 +172,7 @@ def run_demo(opts: DemoOptions) -> int:
     procs = Processes(env, logs)
     started = time.monotonic()
     started_ms = now_ms()
-    board = LiveBoard(info.bootstrap, enabled=opts.view)
+    board = LiveBoard(info.bootstrap, enabled=opts.view, interval_s=bundle_interval(bundle))
     try:
         procs.start("streams", "streams", "worker")
         procs.start("paper", "paper")
