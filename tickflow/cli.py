@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "paper.cli",
     "tickflow.view.cli",
     "tickflow.demo.cli",
+    "tickflow.run.cli",
 )
 
 log = logging.getLogger("tickflow")

@@ -20,7 +20,9 @@ from tickflow.view.state import ViewState
 
 
 class LiveBoard:
-    def __init__(self, bootstrap: str, enabled: bool = True, interval_s: int | None = None) -> None:
+    def __init__(self, bootstrap: str, enabled: bool = True, interval_s: int | None = None,
+                 name: str = "demo") -> None:
+        self.name = name
         self.state = ViewState(max_points=10, max_rows=8, interval_s=interval_s)
         self.feed = TopicFeed(bootstrap, self.state)
         self.console = Console()
@@ -54,7 +56,7 @@ class LiveBoard:
         elif now - self._last_line >= 5.0:
             self._last_line = now
             counts_text = ", ".join(f"{k} {v:,}" for k, v in self.state.counts.items())
-            print(f"demo [{self.stage}]: {counts_text}", flush=True)
+            print(f"{self.name} [{self.stage}]: {counts_text}", flush=True)
 
     def stop(self) -> None:
         if self._live is not None:
@@ -92,4 +94,4 @@ class LiveBoard:
             books.add_row(p["policy_id"], ", ".join(f"{k} {v:.6f}" for k, v in p["positions"].items()) or "flat",
                           f"{p['equity']:,.2f}", f"{p['realised_pnl']:,.2f}", f"{p['unrealised_pnl']:,.2f}",
                           f"{p['fees']:,.2f}", f"{p['drawdown']:.2%}" + (" HALTED" if p["halted"] else ""))
-        return Group(Panel(f"tickflow demo: {self.stage}"), topics, markets, decisions, books)
+        return Group(Panel(f"tickflow {self.name}: {self.stage}"), topics, markets, decisions, books)

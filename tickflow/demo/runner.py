@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,7 @@ Feed = tuple[str, tuple[str, ...]]  # a process name and its `tickflow` argument
 SERVICES = ("streams", "paper", "trader")
 
 
-def _fresh_dirs(demo: Path) -> tuple[Path, Path]:
+def fresh_dirs(demo: Path) -> tuple[Path, Path]:
     """The broker's and the logs' folders, emptied: the report counts this run only."""
     kafka_home, logs = demo / "broker", demo / "logs"
     shutil.rmtree(kafka_home, ignore_errors=True)
@@ -142,11 +143,12 @@ def _run_feeds(procs: Processes, board: LiveBoard, feeds: list[Feed], opts: Demo
             raise RuntimeError(f"{name} failed; see {logs / (name + '.log')}")
 
 
-def _drain(procs: Processes, board: LiveBoard, until: float) -> None:
-    """Wait until the topics' totals stop moving for 6 s (or the budget ends at monotonic ``until``)."""
+def drain(procs: Processes, board: LiveBoard, until: float, stop: threading.Event | None = None) -> None:
+    """Wait until the topics' totals stop moving for 6 s (or the budget ends at monotonic ``until``, or ``stop``
+    is set)."""
     board.stage = "draining: waiting for bars, features, orders and fills to settle"
     quiet_since, last = time.monotonic(), board.totals()
-    while time.monotonic() < until and time.monotonic() - quiet_since < 6.0:
+    while time.monotonic() < until and time.monotonic() - quiet_since < 6.0 and not (stop and stop.is_set()):
         procs.check_alive(*SERVICES)
         board.refresh()
         time.sleep(0.25)
@@ -161,7 +163,7 @@ def run_demo(opts: DemoOptions) -> int:
 
     home = tickflow_home()
     demo = home / "demo"
-    kafka_home, logs = _fresh_dirs(demo)
+    kafka_home, logs = fresh_dirs(demo)
     bundle_dir = opts.bundle or home / "bundles" / "demo"
     bundle, trained = ensure_bundle(bundle_dir, timesteps=opts.timesteps)
     print(f"policy bundle: {bundle} ({'trained now' if trained else 'valid, kept'})", flush=True)
@@ -180,7 +182,7 @@ def run_demo(opts: DemoOptions) -> int:
         board.start()
         feeds, data_note, focus_ts = _feeds(opts, demo, started_ms)
         _run_feeds(procs, board, feeds, opts, logs)
-        _drain(procs, board, started + opts.budget_s)
+        drain(procs, board, started + opts.budget_s)
         board.stage = "stopping"
         for name in ("trader", "paper", "streams"):
             procs.stop(name)

@@ -52,7 +52,8 @@ def test_the_chart_follows_the_shortest_bar_interval() -> None:
 
 
 def _bar(interval: int, end_ms: int, close: float) -> Bar:
-    return Bar(schema_version=V1, exchange="x", symbol="A-B", interval_s=interval, window_start=end_ms - interval * 1000,
+    return Bar(schema_version=V1, exchange="x", symbol="A-B", interval_s=interval,
+               window_start=end_ms - interval * 1000,
                window_end=end_ms, open=close, high=close, low=close, close=close, volume=1.0, vwap=close, trades=1,
                buy_volume=1.0, sell_volume=0.0)
 
