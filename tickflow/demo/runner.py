@@ -23,7 +23,7 @@ from pathlib import Path
 from contracts.settings import tickflow_home
 from contracts.timeutil import iso, now_ms
 from tickflow.demo.live import LiveBoard
-from tickflow.demo.policy import DEFAULT_CANDLES, REPO, bundle_interval, ensure_bundle
+from tickflow.demo.policy import DEFAULT_CANDLES, REPO, bundle_cadence, ensure_bundle
 
 TICKS = REPO / "data" / "ticks" / "BTCUSDT-trades-20240808T2354Z-20240809T0005Z.csv"
 
@@ -174,7 +174,8 @@ def run_demo(opts: DemoOptions) -> int:
     procs = Processes(env, logs)
     started = time.monotonic()
     started_ms = now_ms()
-    board = LiveBoard(info.bootstrap, enabled=opts.view, interval_s=bundle_interval(bundle))
+    interval, every = bundle_cadence(bundle)
+    board = LiveBoard(info.bootstrap, enabled=opts.view, interval_s=interval)
     try:
         procs.start("streams", "streams", "worker")
         procs.start("paper", "paper")
@@ -191,7 +192,7 @@ def run_demo(opts: DemoOptions) -> int:
         board.stop()
         procs.stop_all()
     try:
-        figures = summarise(read_topics(info.bootstrap), since_ts=focus_ts)
+        figures = summarise(read_topics(info.bootstrap), since_ts=focus_ts, every=every)
     finally:
         broker.stop()
     seconds = time.monotonic() - started

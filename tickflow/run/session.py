@@ -24,7 +24,7 @@ from contracts.broker_check import require_broker
 from contracts.settings import tickflow_home
 from contracts.timeutil import iso, now_ms
 from tickflow.demo.live import LiveBoard
-from tickflow.demo.policy import bundle_interval, ensure_bundle, valid_bundle
+from tickflow.demo.policy import bundle_cadence, ensure_bundle, valid_bundle
 from tickflow.demo.runner import SERVICES, Processes, drain, fresh_dirs
 from tickflow.run.reach import venue_problem
 
@@ -73,7 +73,7 @@ def run(opts: RunOptions) -> int:
         bundle = opts.bundle
     else:
         bundle, _ = ensure_bundle(home / "bundles" / "demo", timesteps=opts.timesteps)
-    interval = bundle_interval(bundle)
+    interval, every = bundle_cadence(bundle)
 
     own, logs = fresh_dirs(out)
     broker: LocalBroker | None = None
@@ -110,7 +110,7 @@ def run(opts: RunOptions) -> int:
         board.stop()
         procs.stop_all()
     try:
-        figures = summarise(read_topics(bootstrap), since_ts=0)
+        figures = summarise(read_topics(bootstrap), since_ts=0, every=every)
     finally:
         if broker is not None:
             broker.stop()
