@@ -6,6 +6,10 @@ A market order of ``qty`` (signed: positive buys) at a reference price ``ref`` f
 
 and pays ``fee = fee_bps / 10_000 * |qty| * price`` in quote currency. Slippage is the quote amount the
 fill price costs against the reference: ``(price - ref) * qty`` (positive costs the trader).
+
+With books (``contracts.book_walk.BarBooks``), ``rebalance_on_book`` walks the book instead: the taker
+fee on each level taken, slippage against the book's mid, no slippage or impact setting on top, and
+what the side cannot give stays unfilled, as in the paper broker.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import Annotated
 
 import msgspec
 from msgspec import Meta
+
+from contracts.book_walk import Levels, take_costs, walk_side
 
 
 class CostSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,6 +82,28 @@ def rebalance(cash: float, units: float, target_fraction: float, ref: float,
     ex = costs.execute(qty, ref)
     cash = cash - qty * ex.price - ex.fee
     return cash, target_units, ex, qty
+
+
+def rebalance_on_book(cash: float, units: float, target_fraction: float, ref: float, costs: CostModel,
+                      book: tuple[Levels, Levels], notional: float) -> tuple[float, float, Execution, float]:
+    """``rebalance`` with the trade walking ``book`` (bids, asks), for an account whose unit of equity is
+    ``notional`` quote. A book thinner than the trade fills what it holds: the units move less than asked."""
+    equity = cash + units * ref
+    target_units = target_fraction * equity / ref if equity > 0 else 0.0
+    qty = target_units - units
+    bids, asks = book
+    side = asks if qty > 0 else bids
+    if abs(qty) * ref < 1e-9 * max(abs(equity), 1.0) or not side:
+        return cash, units, Execution(ref, 0.0, 0.0), 0.0
+    buy = qty > 0
+    w = walk_side(side, abs(qty) * notional)
+    mid = (bids[0][0] + asks[0][0]) / 2 if bids and asks else ref
+    fee = slippage = 0.0
+    for take in w.takes:
+        f, s = take_costs(take, buy, mid, costs.settings.fee_bps)
+        fee, slippage = fee + f / notional, slippage + s / notional
+    traded = (w.filled if buy else -w.filled) / notional
+    return cash - traded * w.average_price - fee, units + traded, Execution(w.average_price, fee, slippage), traded
 
 
 def log_return(before: float, after: float) -> float:

@@ -18,13 +18,39 @@ and is seeded with its first input):
 - flow_imb_ema_10: ``ema_10(flow_imb)``.
 - trades_z_20: z-score of the bar's trade count over 20 bars; 0 when constant.
 
-A feature is null (NaN offline) until enough bars have closed (WARMUP_BARS); ``ready`` is true once
-every feature has a value.
+Schema ``v2`` is ``v1`` followed by book features, from the symbol's L2 book (``market.books``) as it
+stood at the bar's end in event time: every book update with ``ts_event`` before the bar's end applied, in
+the topic's order (the bar holds trades with ``window_start <= ts_event < window_end``, and so do its book
+updates). ``b1``/``a1`` are the best bid and ask prices, ``qb1``/``qa1`` their sizes, ``mid = (a1 + b1) / 2``:
+
+- book_spread_bps: ``(a1 - b1) / mid * 1e4``.
+- book_mid: ``mid``.
+- book_micro_bps: weighted mid (Stoikov's microprice without his Markov correction) against the mid,
+  ``(I*a1 + (1-I)*b1 - mid) / mid * 1e4`` with ``I = qb1 / (qb1 + qa1)``; positive when the bid is heavier.
+- book_imb_1, book_imb_5, book_imb_10: ``(sum of bid sizes - sum of ask sizes) / (sum of both)`` over the
+  best 1, 5 and 10 levels of each side (fewer when a side has fewer), in [-1, 1].
+- book_depth_bid_10bps, book_depth_ask_10bps, book_depth_bid_50bps, book_depth_ask_50bps: total size (base
+  units) of the bid levels priced at or above ``mid * (1 - x/1e4)``, and of the ask levels at or below
+  ``mid * (1 + x/1e4)``, x = 10 and 50.
+- book_ofi: order-flow imbalance of Cont, Kukanov and Stoikov (2014) summed over the bar's book updates,
+  each update contributing ``e = 1{b1>=b1'}qb1 - 1{b1<=b1'}qb1' - 1{a1<=a1'}qa1 + 1{a1>=a1'}qa1'`` (primes:
+  the best levels before the update); 0 for an update with no whole two-sided book before or after it.
+  Venues batch their updates (Binance: one diff per 100 ms), so an update here is one ``market.books``
+  record, not one order event.
+- book_updates: how many book updates (deltas, and snapshots that replaced the book) fell in the bar.
+
+The level features are null when no whole two-sided book is held at the bar's end (a symbol without books,
+a book waiting for its snapshot); book_ofi and book_updates are null for a symbol that never had a book
+record. They need no warm-up.
+
+A feature is null (NaN offline) until enough bars have closed (WARMUP_BARS); ``ready`` is true once every
+trade feature (``v1``'s) has a value. Book features do not enter ``ready``: a consumer checks the values it
+uses (the trader holds while any of its bundle's features is null).
 """
 
 from __future__ import annotations
 
-FEATURE_SCHEMA: str = "v1"
+FEATURE_SCHEMA: str = "v1"  # the trade features' schema (FEATURE_NAMES): what a trade dump or candle file gives
 
 FEATURE_NAMES: tuple[str, ...] = (
     "ret_1", "ret_5", "ret_15", "ret_60",
@@ -39,8 +65,19 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 V1: tuple[str, ...] = FEATURE_NAMES
 
+BOOK_FEATURE_NAMES: tuple[str, ...] = (
+    "book_spread_bps", "book_mid", "book_micro_bps",
+    "book_imb_1", "book_imb_5", "book_imb_10",
+    "book_depth_bid_10bps", "book_depth_ask_10bps", "book_depth_bid_50bps", "book_depth_ask_50bps",
+    "book_ofi", "book_updates",
+)
+V2: tuple[str, ...] = V1 + BOOK_FEATURE_NAMES
+
+# The schema the streams worker publishes, and the offline builder gives for a recording with books.
+STREAMS_SCHEMA: str = "v2"
+
 # Every schema a FeatureVector or a bundle may name: the trader refuses names that are not its schema's.
-SCHEMAS: dict[str, tuple[str, ...]] = {"v1": V1}
+SCHEMAS: dict[str, tuple[str, ...]] = {"v1": V1, "v2": V2}
 
 # VWAP, taker flow and trade counts of candle-derived trades come from the expansion
 # (contracts.history.candle_trades), not from the market: leave these out of a policy trained on candles.
@@ -59,8 +96,17 @@ WARMUP_BARS: dict[str, int] = {
     "volume_z_20": 19,
     "flow_imb": 0, "flow_imb_ema_10": 9,
     "trades_z_20": 19,
+    **{name: 0 for name in BOOK_FEATURE_NAMES},
 }
 READY_AFTER_BARS: int = max(WARMUP_BARS.values()) + 1
+
+
+def serves(vector_schema: str, bundle_schema: str) -> bool:
+    """True when vectors of ``vector_schema`` hold every feature of ``bundle_schema`` under the same definitions:
+    the same schema, or a later one that extends it (``v2`` starts with ``v1``'s names), so a v1 bundle
+    trades on the worker's v2 vectors by picking its names."""
+    vec, bun = SCHEMAS.get(vector_schema), SCHEMAS.get(bundle_schema)
+    return vec is not None and bun is not None and vec[:len(bun)] == bun
 
 
 def names_problem(schema: str, names: list[str] | tuple[str, ...]) -> str | None:

@@ -150,8 +150,11 @@ class Fill(Message, frozen=True, kw_only=True):
     fee: NonNegative
     slippage: Finite  # in quote currency, signed: positive costs the trader
     ts: EpochMs
-    trade_id: str = ""  # the market trade it was filled against
+    trade_id: str = ""  # the market trade it was filled against ("" for a fill against the book)
     last: bool = False  # true on the fill that completes (or ends) the order
+    book_size: NonNegative = 0.0  # a fill against the book: the displayed size of the level it took from
+    cancelled: NonNegative = 0.0  # on the last fill: the quantity of the order cancelled unfilled
+    reason: str = ""  # why it was cancelled
 
 
 class PortfolioSnapshot(Message, frozen=True, kw_only=True):

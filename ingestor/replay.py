@@ -243,6 +243,38 @@ def _frames(path: Path, pipeline: Pipeline, publisher: Publisher, pacer: Pacer |
     counts = pipeline.counts
     shown = 0
     books = book_feed(pipeline.venue, publisher)
+    for lineno, raw, recv_ms, kind, book_symbol in recorded_frames(path):
+        if kind != "ws":
+            if books is not None:
+                books.on_frame(raw, recv_ms if recv_ms is not None else now_ms(), kind, book_symbol)
+            counts.frames += 1
+            counts.skipped += 1
+            counts.skipped_by[kind] = counts.skipped_by.get(kind, 0) + 1
+            continue
+        if recv_ms is None:
+            recv_ms = now_ms()
+        if pacer is not None:
+            pacer.wait(recv_ms)
+            if stop.is_set():
+                log.warning("Stopping the replay at line %d, as asked.", lineno)
+                break
+        pipeline.on_frame(raw, recv_ms)
+        if books is not None:
+            books.on_frame(raw, recv_ms)
+        if not lineno % 4096:
+            publisher.poll()
+            bar.update(counts.trades - shown)
+            shown = counts.trades
+            if stop.is_set():
+                log.warning("Stopping the replay at line %d, as asked.", lineno)
+                break
+    bar.update(counts.trades - shown)
+    book_report(books, path.name)
+
+
+def recorded_frames(path: Path) -> Iterator[tuple[int, str, int | None, str, str | None]]:
+    """(line number, frame, receive ms or None, kind, a REST snapshot's symbol) of each line of a recording;
+    the offline builder (``streams.offline``) reads recordings through this too."""
     with open_text(path) as f:
         for lineno, line in enumerate(f, start=1):
             text = line.rstrip("\r\n")
@@ -256,32 +288,7 @@ def _frames(path: Path, pipeline: Pipeline, publisher: Publisher, pacer: Pacer |
                     recv_ms = _recv_ms(rec)
                 except msgspec.DecodeError:
                     pass  # not a recorded-line object: the line is the frame itself
-            if kind != "ws":
-                if books is not None:
-                    books.on_frame(raw, recv_ms if recv_ms is not None else now_ms(), kind, book_symbol)
-                counts.frames += 1
-                counts.skipped += 1
-                counts.skipped_by[kind] = counts.skipped_by.get(kind, 0) + 1
-                continue
-            if recv_ms is None:
-                recv_ms = now_ms()
-            if pacer is not None:
-                pacer.wait(recv_ms)
-                if stop.is_set():
-                    log.warning("Stopping the replay at line %d, as asked.", lineno)
-                    break
-            pipeline.on_frame(raw, recv_ms)
-            if books is not None:
-                books.on_frame(raw, recv_ms)
-            if not lineno % 4096:
-                publisher.poll()
-                bar.update(counts.trades - shown)
-                shown = counts.trades
-                if stop.is_set():
-                    log.warning("Stopping the replay at line %d, as asked.", lineno)
-                    break
-    bar.update(counts.trades - shown)
-    book_report(books, path.name)
+            yield lineno, raw, recv_ms, kind, book_symbol
 
 
 def _recv_ms(rec: Recorded) -> int | None:

@@ -1,10 +1,13 @@
-"""`tickflow paper`: the paper broker service. Orders and market trades in, fills out, exactly once.
+"""`tickflow paper`: the paper broker service. Orders and market trades (and books) in, fills out, exactly once.
 
-A transactional loop consumes ``orders`` and ``market.trades`` (group ``tickflow-paper``) and produces
-the fills with the consumed offsets in one transaction. On start it rebuilds its state at the
-committed offsets: the fills topic says how much of each order is filled, the orders topic up to the
-committed offset gives the open ones, and the last trades before the committed offsets refill the
-trade ring (without filling anything again). A SIGKILL therefore loses nothing and repeats nothing.
+A transactional loop consumes ``orders`` and ``market.trades`` (group ``tickflow-paper``), and
+``market.books`` when ``PAPER__BOOKS`` names symbols to fill against their book, and produces the fills
+with the consumed offsets in one transaction. On start it rebuilds its state at the committed offsets:
+the fills topic says how much of each order is filled (and what liquidity book fills took), the last
+``BOOK_BUFFER`` book records before the committed offsets rebuild the books with their recent past, the
+orders topic up to the committed offset gives the open ones, and the last trades before the committed
+offsets refill the trade ring (without filling anything again); book fills that the rebuilt books make
+due go out in the transaction of the first records read. A SIGKILL therefore loses nothing and repeats nothing.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from collections import defaultdict
 from confluent_kafka import Consumer, Message, Producer
 
 from contracts import DeadLetter, Fill, Order, Trade, decode, encode, kafka_io, market_key, topic_reader
+from contracts.books import BookUpdate
 from contracts.errors import ContractError
 from contracts.settings import kafka_bootstrap, load
-from contracts.topics import FILLS, MARKET_TRADES, ORDERS, prefixed
+from contracts.topics import FILLS, MARKET_BOOKS, MARKET_TRADES, ORDERS, prefixed
 from paper.matching import Matcher, PaperSettings
 from paper.order_checks import order_problem, served_policies
 
@@ -37,6 +41,9 @@ class PaperBroker:
         self.stopper = kafka_io.Stopper()
         self.fills_out = 0
         self._orders, self._fills = ORDERS.name, FILLS.name  # under the topic prefix at start, read once
+        self._books = MARKET_BOOKS.name
+        self.inputs = [ORDERS, MARKET_TRADES, *([MARKET_BOOKS] if self.matcher.book is not None else [])]
+        self._due = False  # book fills may be due after the rebuild
 
     def _rebuild(self, c: Consumer, producer: Producer) -> None:
         orders_at = kafka_io.committed(c, ORDERS)
@@ -52,6 +59,9 @@ class PaperBroker:
             counts[f.order_id] += 1
             if f.last:
                 finished.add(f.order_id)
+            if self.matcher.book is not None:
+                self.matcher.book.restore_taken(f)
+        books = self._rebuild_books(c, rebuild)
         restored = 0
         if orders_at:
             refused = self._refused_orders()
@@ -66,8 +76,25 @@ class PaperBroker:
                 if t is not None:
                     self.matcher.remember_trade(t)
         dead = rebuild.send_dead_letters(producer)
-        log.info("Paper broker rebuilt %d orders (%d open) from the committed offsets %s / %s; %d records newly "
-                 "dead-lettered.", restored, len(self.matcher.open), orders_at, trades_at, dead)
+        self._due = True
+        log.info("Paper broker rebuilt %d orders (%d open) from the committed offsets %s / %s and %d book records; "
+                 "%d records newly dead-lettered.", restored, len(self.matcher.open), orders_at, trades_at, books, dead)
+
+    def _rebuild_books(self, c: Consumer, rebuild: topic_reader.RebuildRead) -> int:
+        """Rebuild the books (with their recent past) from the book records before the committed offsets."""
+        book = self.matcher.book
+        if book is None:
+            return 0
+        books_at = kafka_io.committed(c, MARKET_BOOKS)
+        if not books_at:
+            return 0
+        back = {p: max(0, off - self.settings.book_buffer) for p, off in books_at.items()}
+        n = 0
+        for m, u in rebuild.records(MARKET_BOOKS, BookUpdate, start=back, stop=books_at):
+            if u is not None:
+                book.on_book(u, f"{m.topic()}[{m.partition()}]@{m.offset()}")  # no order is queued yet: no fill
+                n += 1
+        return n
 
     def _refused_orders(self) -> set[str]:
         """Ids of the orders refused before (orders.dlq, written in the transaction of their offsets)."""
@@ -84,10 +111,10 @@ class PaperBroker:
         producer = kafka_io.transactional_producer(self.bootstrap, self.group)
         c = kafka_io.consumer(self.bootstrap, self.group)
         self._rebuild(c, producer)
-        kafka_io.assign_at_committed(c, [ORDERS, MARKET_TRADES])
-        log.info("Paper broker consumes %s and %s as group %s (latency %d ms, fee %.2f bps, slippage %.2f bps).",
-                 ORDERS.name, MARKET_TRADES.name, self.group, self.settings.latency_ms,
-                 self.settings.costs.fee_bps, self.settings.costs.slippage_bps)
+        kafka_io.assign_at_committed(c, self.inputs)
+        log.info("Paper broker consumes %s as group %s (latency %d ms, fee %.2f bps, slippage %.2f bps; book fills "
+                 "for %s).", ", ".join(t.name for t in self.inputs), self.group, self.settings.latency_ms,
+                 self.settings.costs.fee_bps, self.settings.costs.slippage_bps, self.settings.books or "no symbol")
         started = time.monotonic()
         try:
             while not self.stopper.stopped:
@@ -106,6 +133,10 @@ class PaperBroker:
             return
         msgs = [first, *c.consume(self.settings.batch, timeout=0)]
         out: list[tuple[str, bytes, bytes | None]] = []
+        if self._due:  # book fills that the rebuilt books made due go out with the first records read
+            self._due = False
+            out += [(self._fills, encode(f), market_key(f.exchange, f.symbol)) for f in self.matcher.pending()]
+            self.fills_out += len(out)
         for m in msgs:
             if not kafka_io.usable(m):
                 continue
@@ -131,6 +162,9 @@ class PaperBroker:
                      order.qty, order.symbol, m.topic(), m.partition(), m.offset(), len(fills))
             return fills
         try:
+            if m.topic() == self._books:
+                return self.matcher.on_book(decode(m.value() or b"", BookUpdate),
+                                            f"{m.topic()}[{m.partition()}]@{m.offset()}")
             trade = decode(m.value() or b"", Trade)
         except ContractError as err:
             log.warning("Skipped %s[%d]@%d: %s (the ingestor's DLQ holds bad frames).", m.topic(), m.partition(),

@@ -6,10 +6,13 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    pp = sub.add_parser("paper", help="the paper broker: fill orders at the market trades that follow them",
-                        description="Consumes orders and market.trades, produces fills exactly once. Settings: "
-                        "PAPER__LATENCY_MS, PAPER__PARTICIPATION, PAPER__COSTS__FEE_BPS, PAPER__COSTS__SLIPPAGE_BPS, "
-                        "PAPER__COSTS__IMPACT_BPS_PER_10K, PAPER__TRADE_BUFFER; refused to orders.dlq: orders beyond "
+    pp = sub.add_parser("paper", help="the paper broker: fill orders at the market trades that follow them, or "
+                        "against the book (PAPER__BOOKS)",
+                        description="Consumes orders and market.trades (and market.books for PAPER__BOOKS), produces "
+                        "fills exactly once. Settings: PAPER__LATENCY_MS, PAPER__PARTICIPATION, PAPER__COSTS__FEE_BPS, "
+                        "PAPER__COSTS__SLIPPAGE_BPS, PAPER__COSTS__IMPACT_BPS_PER_10K, PAPER__TRADE_BUFFER; "
+                        "PAPER__BOOKS (symbols filled against their book, * = every one), PAPER__BOOK_HISTORY, "
+                        "PAPER__BOOK_BUFFER, PAPER__REMEMBER_TAKEN; refused to orders.dlq: orders beyond "
                         "PAPER__MAX_QTY or PAPER__MAX_NOTIONAL, or of a policy not in PAPER__POLICIES (* = every one).")
     pp.add_argument("--max-seconds", type=float, default=None, help="stop after this long (tests, demos)")
     pp.set_defaults(func=_paper)

@@ -1,4 +1,5 @@
-"""The paper broker's matching, without Kafka: orders filled at the market trades that follow them.
+"""The paper broker's matching, without Kafka: orders filled at the market trades that follow them, or
+against the book for the symbols of ``PAPER__BOOKS`` (``paper.book_matching``).
 
 An order decided at event time ``ts`` may fill against trades of its symbol with
 ``ts_event >= ts + latency_ms``, in the order the trades arrived, taking at most ``participation`` of
@@ -21,7 +22,9 @@ import msgspec
 from msgspec import Meta
 
 from contracts import V1, Fill, Order, Trade
+from contracts.books import BookUpdate
 from contracts.costs import CostModel, CostSettings
+from paper.book_matching import BookMatcher
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,12 @@ class PaperSettings(msgspec.Struct, frozen=True, kw_only=True):
     # comma-separated policy ids served; * = every policy
     policies: Annotated[str, Meta(pattern=r"^(\*|[^,\s]+(\s*,\s*[^,\s]+)*)$",
                                   extra={"allowed": "* or comma-separated policy ids"})] = "*"
+    # symbols filled against their market.books book (paper.book_matching); "" none, * every one
+    books: Annotated[str, Meta(pattern=r"^(|\*|[^,\s]+(\s*,\s*[^,\s]+)*)$",
+                               extra={"allowed": "empty, * or comma-separated symbols"})] = ""
+    book_history: Annotated[int, Meta(ge=1_000)] = 1_000_000  # level changes kept per symbol (the book's past)
+    book_buffer: Annotated[int, Meta(ge=1)] = 50_000  # book records read back per partition on restart
+    remember_taken: Annotated[int, Meta(ge=1)] = 100_000  # levels per symbol whose taken liquidity is kept
 
 
 @dataclass
@@ -66,6 +75,8 @@ class Matcher:
         self.trades: dict[tuple[str, str], deque[BufferedTrade]] = {}
         self.open: OrderedDict[str, OpenOrder] = OrderedDict()
         self.done: OrderedDict[str, None] = OrderedDict()
+        self.book = (BookMatcher(self.s.books, self.s.latency_ms, self.s.costs.fee_bps, self.s.book_history,
+                                 self.s.remember_taken) if self.s.books else None)
 
     def known(self, order_id: str) -> bool:
         return order_id in self.open or order_id in self.done
@@ -76,12 +87,36 @@ class Matcher:
         while len(self.done) > self.s.remember_done:
             self.done.popitem(last=False)
 
+    def booked(self, order: Order) -> bool:
+        """True when ``order`` fills against the book (its symbol is one of ``PAPER__BOOKS``)."""
+        return self.book is not None and self.book.covers(order.symbol)
+
     def restore(self, order: Order, filled: float, fills: int, finished: bool) -> None:
         """Re-open an order after a restart from what the fills topic says about it."""
         if finished or filled >= order.qty * (1 - 1e-12):
             self._finish(order.order_id)
         else:
             self.open[order.order_id] = OpenOrder(order, order.qty - filled, fills)
+            if self.book is not None and self.booked(order):
+                self.book.restore(order)
+
+    def on_book(self, update: BookUpdate, where: str = "") -> list[Fill]:
+        """Apply a book record (symbols of ``PAPER__BOOKS``); the fills of the orders it lets through."""
+        return self._booked(self.book.on_book(update, where)) if self.book is not None else []
+
+    def pending(self) -> list[Fill]:
+        """The book fills due after a restart rebuilt the books (none for the trade model)."""
+        return self._booked(self.book.pending()) if self.book is not None else []
+
+    def _booked(self, fills: list[Fill]) -> list[Fill]:
+        for f in fills:
+            oo = self.open.get(f.order_id)
+            if oo is not None:
+                oo.fills += 1
+                oo.remaining = 0.0 if f.last else oo.remaining - f.qty
+            if f.last:
+                self._finish(f.order_id)
+        return fills
 
     def remember_trade(self, trade: Trade) -> None:
         ring = self.trades.get((trade.exchange, trade.symbol))
@@ -90,8 +125,11 @@ class Matcher:
         ring.append(BufferedTrade(trade.ts_event, trade.price, trade.size, trade.trade_id))
 
     def last_price(self, exchange: str, symbol: str) -> float | None:
+        """The symbol's latest trade price, else its book's mid."""
         ring = self.trades.get((exchange, symbol))
-        return ring[-1].price if ring else None
+        if ring:
+            return ring[-1].price
+        return self.book.mid(exchange, symbol) if self.book is not None else None
 
     def on_order(self, order: Order) -> list[Fill]:
         """Accept a new order and fill it against the trades already seen after it; duplicates give nothing."""
@@ -101,8 +139,12 @@ class Matcher:
         if len(self.open) >= self.s.max_open_orders:
             oldest, _ = next(iter(self.open.items()))
             log.warning("More than %d open orders: dropping the oldest, %s.", self.s.max_open_orders, oldest)
+            if self.book is not None:
+                self.book.drop(self.open[oldest].order)
             self._finish(oldest)
         oo = self.open[order.order_id] = OpenOrder(order, order.qty)
+        if self.book is not None and self.booked(order):
+            return self._booked(self.book.on_order(order))
         out: list[Fill] = []
         ring = self.trades.get((order.exchange, order.symbol), ())
         start = order.ts + self.s.latency_ms
@@ -123,7 +165,8 @@ class Matcher:
         bt = BufferedTrade(trade.ts_event, trade.price, trade.size, trade.trade_id)
         for oo in list(self.open.values()):
             o = oo.order
-            if o.symbol == trade.symbol and o.exchange == trade.exchange and bt.ts >= o.ts + self.s.latency_ms:
+            if (o.symbol == trade.symbol and o.exchange == trade.exchange and bt.ts >= o.ts + self.s.latency_ms
+                    and not self.booked(o)):
                 self._fill(oo, bt, out)
         return out
 

@@ -41,12 +41,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from contracts.client_config import check_copartitioned, producer_config
 from contracts.kafka_io import replication_at
 from contracts.settings import kafka_bootstrap, tickflow_home
-from contracts.topics import MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES
+from contracts.topics import MARKET_BOOKS, MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES
 from streams import faust_seam, startup_logs
 from streams.processor import Output, Processor
 from streams.spec import StreamsSettings, load_settings
@@ -54,6 +54,7 @@ from streams.spec import StreamsSettings, load_settings
 log = logging.getLogger(__name__)
 
 _TRADES = MARKET_TRADES.name
+_BOOKS = MARKET_BOOKS.name
 _FEATURES = SIGNALS_FEATURES.name
 _COMMIT_CLEARANCE_MS = 100  # no commit this close to a live bar's close
 
@@ -78,11 +79,12 @@ class StreamsWorkerApp:
         self.app.topics.add(self.trades)  # subscribed: Faust assigns its partitions (and the table's with them)
         self.table = self.app.Table("streams-state", partitions=MARKET_TRADES.partitions, key_type=bytes,
                                     value_type=bytes)
-        self.processor = Processor(settings.intervals, settings.grace_ms, loader=faust_seam.table_reader(self.table))
+        self.processor = Processor(settings.intervals, settings.grace_ms, loader=faust_seam.table_reader(self.table),
+                                   books=True)
         # The group id is only used to read the offsets Faust commits; this consumer never joins the group.
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": settings.app_id,
                                   "enable.auto.commit": False, "enable.auto.offset.store": False,
-                                  "enable.partition.eof": False, "fetch.wait.max.ms": 10,
+                                  "enable.partition.eof": True, "fetch.wait.max.ms": 10,  # eof: the books' end
                                   "queued.max.messages.kbytes": 32_768, "client.id": f"{settings.app_id}-trades"},
                                  logger=log)
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="trades-reader")  # every call on self.consumer
@@ -118,7 +120,9 @@ class StreamsWorkerApp:
                 if tps else []
             start = [TopicPartition(_TRADES, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
                      for tp in committed]
-            await loop.run_in_executor(self.reader, self.consumer.assign, start)
+            # the same partitions of market.books from their start: the books are rebuilt, not stored
+            books = [TopicPartition(_BOOKS, p, OFFSET_BEGINNING) for p in sorted(parts)]
+            await loop.run_in_executor(self.reader, self.consumer.assign, start + books)
             self.partitions = parts
             self.generation += 1
             self.positions.clear()
@@ -138,7 +142,7 @@ class StreamsWorkerApp:
             await asyncio.get_running_loop().run_in_executor(self.reader, self.consumer.unassign)
             self.partitions = frozenset()
             self.generation += 1
-            self.processor.keys.clear()
+            self.processor.forget()
 
     async def _on_shutdown(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         async with self.lock:
@@ -189,10 +193,14 @@ class StreamsWorkerApp:
             async with self.lock:
                 if generation != self.generation:
                     continue  # the assignment changed meanwhile: these are read again from the committed offsets
-                records, last = self._records(msgs)
+                records, last, books, books_end = self._records(msgs)
                 now = int(time.time() * 1000)
                 proc = self.processor
-                out = proc.apply(records, now) if records else []
+                out = proc.apply_books(books, now) if books else []
+                if books_end:
+                    out += proc.books_at_end(books_end, now)
+                if records:
+                    out += proc.apply(records, now)
                 if s.close_ahead_ms and not proc.ahead.holding:
                     due = proc.next_live_deadline(s.live_lag_ms)
                     if due is not None and due - s.close_ahead_ms <= now < due:
@@ -200,27 +208,39 @@ class StreamsWorkerApp:
                 out += proc.advance_live(now, s.live_lag_ms)
                 await self._publish(out)
                 for p, off in last.items():
-                    self.positions[p] = off + 1
+                    waiting = proc.first_waiting(p)  # trades waiting for the books are not committed
+                    self.positions[p] = off + 1 if waiting is None else waiting
                 self.applied += len(records)
                 self.emitted += len(out)
                 await self._commit()
 
     @staticmethod
-    def _records(msgs: list[Message]) -> tuple[list[tuple[int, int, bytes]], dict[int, int]]:
-        """(partition, offset, value) of each trade record, and the last offset read per partition."""
+    def _records(msgs: list[Message]) -> tuple[list[tuple[int, int, bytes]], dict[int, int],
+                                               list[tuple[int, int, bytes]], list[int]]:
+        """(partition, offset, value) of each trade record, the last offset read per trade partition, the
+        book records likewise, and the book partitions read to their end."""
         records: list[tuple[int, int, bytes]] = []
+        books: list[tuple[int, int, bytes]] = []
+        books_end: list[int] = []
         last: dict[int, int] = {}
         for m in msgs:
             err = m.error()
             if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    if m.topic() == _BOOKS:
+                        books_end.append(m.partition() or 0)
+                    continue
                 if err.fatal():
                     raise KafkaException(err)
                 log.warning("Reading %s[%s]: %s", m.topic(), m.partition(), err)
                 continue
             p, off = m.partition() or 0, m.offset() or 0
+            if m.topic() == _BOOKS:
+                books.append((p, off, m.value() or b""))
+                continue
             records.append((p, off, m.value() or b""))
             last[p] = off
-        return records, last
+        return records, last, books, books_end
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:
@@ -297,7 +317,7 @@ def run_worker() -> int:
         print(f"tickflow streams worker: {err}", file=sys.stderr)
         return 2
     built = build()
-    check_copartitioned(built.consumer, (MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES))
+    check_copartitioned(built.consumer, (MARKET_TRADES, MARKET_BOOKS, SIGNALS_BARS, SIGNALS_FEATURES))
     s = built.settings
     log.info("Streams worker starting: broker %s, intervals %s s, grace %d ms, state table %s.",
              kafka_bootstrap(), list(s.intervals), s.grace_ms, built.table.changelog_topic.get_topic_name())

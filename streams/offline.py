@@ -1,9 +1,15 @@
-"""The offline builder: bars and features from a trade dump or a candle file, with the live code.
+"""The offline builder: bars and features from a trade dump, a candle file or a recording, with the live code.
 
 Trades are read through ``contracts.history`` (the functions the ingestor's replay uses: a candle file
 is expanded into trades by ``candle_trades``), fed to the same ``KeyBars`` and ``FeatureEngine`` the
 streams worker runs, so a training set sees exactly what the live worker emits. The training
 environment and the notebook use ``build_from_file``.
+
+A recording of websocket frames (``tickflow ingest record``, the bundled ``*_timed.jsonl.gz``) is read
+through the ingestor's own code, the replay's: its frame reader, the venue's parser and trade pipeline,
+and its book feed (the venue's sync rule), so the trades and ``market.books`` records are the ones
+``ingest replay`` publishes. ``build_from_recording`` gives the worker's schema v2: the trade features
+and the book features of ``streams.features.book_features``.
 """
 
 from __future__ import annotations
@@ -14,16 +20,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from contracts.feature_schema import FEATURE_NAMES
+from contracts.books import BookUpdate
+from contracts.feature_schema import BOOK_FEATURE_NAMES, FEATURE_NAMES
 from contracts.history import binance_dump_trades, candle_trades, is_candle_file, symbol_from_dump_name
-from contracts.messages import Trade
+from contracts.messages import DeadLetter, MarketEvent, Trade
+from ingestor.books.feed import BookFeed, has_books
+from ingestor.pipeline import Pipeline
+from ingestor.replay import recorded_frames
+from ingestor.venues import venue as venue_spec
 from streams.bars import ClosedBar, KeyBars
+from streams.features.book_features import BookTrack
 from streams.features.engine import FeatureEngine
 from streams.spec import DEFAULT_GRACE_MS
 
 BAR_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume", "vwap", "trades", "buy_volume",
                                 "sell_volume")
 COLUMNS: tuple[str, ...] = ("ts", "window_start", *BAR_COLUMNS, "ready", *FEATURE_NAMES)
+COLUMNS_V2: tuple[str, ...] = (*COLUMNS, *BOOK_FEATURE_NAMES)
 
 
 def read_trades(path: Path, symbol: str | None = None, venue: str = "binance",
@@ -57,16 +70,26 @@ def closed_bars(trades: Iterable[Trade], intervals_s: tuple[int, ...] = (60,),
     return out
 
 
-def features_frame(bars: Iterable[ClosedBar]) -> pd.DataFrame:
-    """One row per bar (of one key and one interval, in order): the bar, ``ready`` and the features."""
+def features_frame(bars: Iterable[ClosedBar], books: Iterable[BookUpdate] | None = None) -> pd.DataFrame:
+    """One row per bar (of one key and one interval, in order): the bar, ``ready`` and the features; with
+    ``books`` (that key's market.books records, in order), the book features too (schema v2)."""
     engine = FeatureEngine()
+    records = None if books is None else list(books)
+    track: BookTrack | None = None
+    no_book = [math.nan] * len(BOOK_FEATURE_NAMES) if records is not None else []
     rows = []
     for b in bars:
+        if records and track is None:
+            track = BookTrack(b.interval_s * 1000)
+            for u in records:
+                track.receive(u)
         values = engine.update(b)
         ready = not any(math.isnan(v) for v in values)
+        book = [math.nan if v is None else v for v in track.values(b.window_start, b.window_end)] \
+            if track is not None else no_book
         rows.append((b.window_end, b.window_start, b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trades,
-                     b.buy_volume, b.sell_volume, ready, *values))
-    frame = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
+                     b.buy_volume, b.sell_volume, ready, *values, *book))
+    frame = pd.DataFrame.from_records(rows, columns=list(COLUMNS if books is None else COLUMNS_V2))
     return frame.astype({"ts": "int64", "window_start": "int64", "trades": "int64", "ready": "bool"})
 
 
@@ -85,6 +108,66 @@ def build_from_file(path: Path, symbol: str | None = None, interval_s: int = 60,
         raise ValueError(f"{path} holds several symbols ({sorted(per_key)}); build one at a time")
     bars = next(iter(per_key.values()), [])
     return features_frame(bars)
+
+
+class _Collect:
+    """What the replay would publish, kept: the trade pipeline's sink and the book feed's."""
+
+    def __init__(self) -> None:
+        self.trades: list[Trade] = []
+        self.books: list[BookUpdate] = []
+        self.dead_letters = 0
+
+    def trade(self, t: Trade) -> None:
+        self.trades.append(t)
+
+    def book(self, update: BookUpdate) -> None:
+        self.books.append(update)
+
+    def event(self, e: MarketEvent) -> None:
+        pass  # gaps, resyncs: they are logged where they are found
+
+    def dead_letter(self, d: DeadLetter) -> None:
+        self.dead_letters += 1
+
+    def resync(self, exchange: str, venue_symbol: str) -> None:
+        pass  # a recording cannot fetch a snapshot: the book waits for the recording's next one
+
+
+def read_recording(path: Path, venue: str) -> tuple[list[Trade], list[BookUpdate]]:
+    """The trades and book records ``ingest replay --venue VENUE`` publishes for a recording, in order."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    spec = venue_spec(venue)
+    sink = _Collect()
+    pipeline = Pipeline(spec, sink)
+    feed = BookFeed(spec, sink) if has_books(spec) else None
+    for _, raw, recv_ms, kind, book_symbol in recorded_frames(path):
+        recv = recv_ms if recv_ms is not None else 0
+        if kind == "ws":
+            pipeline.on_frame(raw, recv)
+        if feed is not None:
+            feed.on_frame(raw, recv, kind, book_symbol)
+    return sink.trades, sink.books
+
+
+def build_from_recording(path: Path, venue: str, interval_s: int = 60, symbol: str | None = None) -> pd.DataFrame:
+    """Bars and features v2 of one interval and one symbol (normalised, e.g. BTC-USDT) from a recording:
+    the columns of ``build_from_file`` followed by BOOK_FEATURE_NAMES (NaN where no book is held)."""
+    trades, books = read_recording(path, venue)
+    per_key = closed_bars(trades, (interval_s,))
+    if symbol is None:
+        if len(per_key) > 1:
+            raise ValueError(f"{path} holds several symbols ({sorted(s for _, s in per_key)}); name one")
+        key = next(iter(per_key), None)
+    else:
+        key = next((k for k in per_key if k[1] == symbol), None)
+        if key is None:
+            raise ValueError(f"{path} holds no trades of {symbol} (it has {sorted(s for _, s in per_key)})")
+    if key is None:
+        return features_frame([], [])
+    return features_frame(per_key[key], [u for u in books if (u.exchange, u.symbol) == key])
 
 
 def write_frame(frame: pd.DataFrame, out: Path) -> None:

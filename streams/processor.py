@@ -14,6 +14,11 @@ below it is dropped and counted (``duplicates``), the rule the ingestor's sequen
 symbol (Binance, Coinbase, Kraken and OKX number trades upwards per product). Constant memory per key, and
 restored with the state after a restart. Trades with non-numeric ids are not checked.
 
+Book features (schema v2): ``apply_books`` queues each key's ``market.books`` records on its
+``BookTrack`` (``streams.features.book_features``), and a closing bar reads the book as of its end. Trades
+wait until the books have caught up with them (``streams.book_gate``), so a bar's book features do not
+depend on how the two topics interleaved in the worker's reads.
+
 Live keys' bars close on the wall clock (``advance_live``); ``close_ahead`` does that work a few
 milliseconds before they are due and holds the records back (``streams.close_ahead``), undoing it for a
 key if a trade that still counts in them arrives meanwhile, so what is published equals closing on time.
@@ -30,17 +35,22 @@ from typing import Any
 import msgspec
 
 from contracts import V1, Bar, ContractError, DeadLetter, FeatureVector, MarketEvent, SourceOffset, Trade, decode
-from contracts.feature_schema import FEATURE_NAMES, FEATURE_SCHEMA
+from contracts.books import BookUpdate
+from contracts.feature_schema import STREAMS_SCHEMA, V2
 from contracts.serde import encode
-from contracts.topics import MARKET_EVENTS, MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES, market_key
+from contracts.topics import MARKET_BOOKS, MARKET_EVENTS, MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES, market_key
 from streams.bars import ClosedBar, KeyBars
+from streams.book_gate import BookGate
 from streams.close_ahead import CloseAhead, Held
+from streams.features.book_features import NO_BOOK, BookTrack
 from streams.features.engine import FeatureEngine
 
 log = logging.getLogger(__name__)
 
 _SOURCE = MARKET_TRADES.name
 _DLQ = MARKET_TRADES.dlq.name
+_BOOKS = MARKET_BOOKS.name
+_BOOKS_DLQ = MARKET_BOOKS.dlq.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,15 +100,19 @@ class KeyState:
 class Processor:
     """Bars and features for every key seen; the state of each key is independent of the others.
 
-    ``loader`` returns the stored state of a key not in memory (None: the key is new).
+    ``loader`` returns the stored state of a key not in memory (None: the key is new). With ``books``, the
+    worker also hands over its ``market.books`` records (``apply_books``, ``books_at_end``) and trades wait
+    for the books to catch up with them (``streams.book_gate``); without, book features are null.
     """
 
     def __init__(self, intervals_s: tuple[int, ...], grace_ms: int,
-                 loader: Callable[[bytes], bytes | None] | None = None) -> None:
+                 loader: Callable[[bytes], bytes | None] | None = None, books: bool = False) -> None:
         self.intervals_s = intervals_s
         self.grace_ms = grace_ms
         self.loader = loader
         self.keys: dict[bytes, KeyState] = {}
+        self.books: dict[bytes, BookTrack] = {}  # rebuilt from market.books, not stored in the table
+        self.gate = BookGate(grace_ms) if books else None
         self.dirty: set[bytes] = set()
         self.ahead = CloseAhead(grace_ms)  # keys whose bars were closed ahead of time
         self.skipped = 0  # re-delivered trades (offset already applied)
@@ -132,6 +146,7 @@ class Processor:
         """Apply ``(partition, offset, raw value)`` trade records in order; return what to publish."""
         out: list[Output] = []
         touched: set[bytes] = set()
+        gate = self.gate
         for partition, offset, raw in records:
             try:
                 t = decode(raw, Trade)
@@ -141,7 +156,63 @@ class Processor:
                                   reason=str(err), ts=now_ms, partition=partition, offset=offset)
                 out.append(Output(_DLQ, None, encode(dead), None))
                 continue
+            if gate is not None and not gate.admit(partition, offset, market_key(t.exchange, t.symbol), t):
+                continue
             self._apply_trade(partition, offset, t, now_ms, out, touched)
+        return self._finish(out, touched)
+
+    def apply_books(self, records: Iterable[tuple[int, int, bytes]], now_ms: int) -> list[Output]:
+        """Take ``(partition, offset, raw value)`` book records in order; return what the trades they let
+        through publish (and the dead letters of records that are not a BookUpdate)."""
+        out: list[Output] = []
+        gate = self.gate
+        longest = max(self.intervals_s) * 1000
+        for partition, offset, raw in records:
+            try:
+                u = decode(raw, BookUpdate)
+            except ContractError as err:
+                log.warning("Sending %s[%d]@%d to %s: %s", _BOOKS, partition, offset, _BOOKS_DLQ, err)
+                dead = DeadLetter(schema_version=V1, source=_BOOKS, raw=raw.decode("utf-8", "replace"),
+                                  reason=str(err), ts=now_ms, partition=partition, offset=offset)
+                out.append(Output(_BOOKS_DLQ, None, encode(dead), None))
+                continue
+            key = market_key(u.exchange, u.symbol)
+            track = self.books.get(key)
+            if track is None:
+                track = self.books[key] = BookTrack(longest)
+            track.receive(u)
+            if gate is not None:
+                gate.book_read(partition, key, u.ts_event)
+        return out + self._release(now_ms)
+
+    def books_at_end(self, partitions: Iterable[int], now_ms: int) -> list[Output]:
+        """The books partitions read to their end: their trades wait no longer."""
+        if self.gate is None:
+            return []
+        for p in partitions:
+            self.gate.books_at_end(p)
+        return self._release(now_ms)
+
+    def first_waiting(self, partition: int) -> int | None:
+        """The offset of the first trade of ``partition`` waiting for the books (None: none waits)."""
+        return None if self.gate is None else self.gate.first_waiting(partition)
+
+    def forget(self) -> None:
+        """Drop every key's state and book (partitions revoked: the table and market.books hold them)."""
+        self.keys.clear()
+        self.books.clear()
+        if self.gate is not None:
+            self.gate.clear()
+
+    def _release(self, now_ms: int) -> list[Output]:
+        out: list[Output] = []
+        touched: set[bytes] = set()
+        if self.gate is not None:
+            for partition, offset, t in self.gate.release():
+                self._apply_trade(partition, offset, t, now_ms, out, touched)
+        return self._finish(out, touched)
+
+    def _finish(self, out: list[Output], touched: set[bytes]) -> list[Output]:
         for key in touched:
             ks = self.keys[key]
             if ks.late_pending:
@@ -269,6 +340,11 @@ class Processor:
         return Output(MARKET_EVENTS.name, key, encode(event), ks.partition)
 
     def _emit(self, key: bytes, ks: KeyState, closed: list[ClosedBar], out: list[Output]) -> None:
+        track = self.books.get(key)
+        book_values: dict[tuple[int, int], list[float | None]] = {}
+        if track is not None:  # the book only moves forward: advance it through the bars' ends in order
+            for b in sorted(closed, key=lambda c: c.window_end):
+                book_values[(b.interval_s, b.window_start)] = track.values(b.window_start, b.window_end)
         for b in closed:
             bar = Bar(schema_version=V1, exchange=ks.exchange, symbol=ks.symbol, interval_s=b.interval_s,
                       window_start=b.window_start, window_end=b.window_end, open=b.open, high=b.high, low=b.low,
@@ -277,10 +353,12 @@ class Processor:
             out.append(Output(SIGNALS_BARS.name, key, encode(bar), b.partition))
             values = ks.engines[b.interval_s].update(b)
             ks.encoded.pop(b.interval_s, None)
-            features = {n: (None if math.isnan(v) else v) for n, v in zip(FEATURE_NAMES, values, strict=True)}
+            trade_values = [None if math.isnan(v) else v for v in values]
+            ready = None not in trade_values
+            features = dict(zip(V2, trade_values + book_values.get((b.interval_s, b.window_start), NO_BOOK),
+                                strict=True))
             fv = FeatureVector(schema_version=V1, exchange=ks.exchange, symbol=ks.symbol, interval_s=b.interval_s,
-                               ts=b.window_end, feature_schema=FEATURE_SCHEMA,
-                               ready=all(v is not None for v in features.values()), features=features,
+                               ts=b.window_end, feature_schema=STREAMS_SCHEMA, ready=ready, features=features,
                                close=b.close,
                                source=[SourceOffset(_SOURCE, b.partition, b.first_offset),
                                        SourceOffset(_SOURCE, b.partition, b.last_offset)])

@@ -1,7 +1,8 @@
 """Backtests with the environment's accounting, and the performance figures every evaluation reports.
 
 A decision at bar t's close is filled at bar t+1's open with the shared cost model; equity is marked
-at each close. The same loop runs the policy and the baselines, so their figures compare fairly.
+at each close. The same loop runs the policy and the baselines, so their figures compare fairly. With
+``books`` (default off) a trade walks the book at bar t's end, as in the environment and the paper broker.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from contracts.costs import CostModel, rebalance
+from contracts.book_walk import BarBooks
+from contracts.costs import CostModel, rebalance, rebalance_on_book
 
 # (bar index, current target position) -> new target position
 Chooser = Callable[[int, float], float]
@@ -31,7 +33,7 @@ class Run:
 
 
 def simulate(choose: Chooser, opens: NDArray[np.float64], closes: NDArray[np.float64],
-             costs: CostModel, decide: NDArray[np.bool_] | None = None) -> Run:
+             costs: CostModel, decide: NDArray[np.bool_] | None = None, books: BarBooks | None = None) -> Run:
     """Run ``choose`` at the decision bars (``decide``, default every bar) but the last; equity[k] is marked
     at closes[k]."""
     n = len(closes)
@@ -47,7 +49,11 @@ def simulate(choose: Chooser, opens: NDArray[np.float64], closes: NDArray[np.flo
     for t in range(n - 1):
         target = choose(t, position) if mask[t] else position
         if target != position:
-            cash, units, ex, _ = rebalance(cash, units, target, o[t + 1], costs)
+            book = books.books[t] if books is not None else None
+            if books is not None and book is not None:
+                cash, units, ex, _ = rebalance_on_book(cash, units, target, o[t + 1], costs, book, books.notional)
+            else:
+                cash, units, ex, _ = rebalance(cash, units, target, o[t + 1], costs)
             fees += ex.fee
             slippage += ex.slippage
             trades += 1
@@ -85,7 +91,7 @@ def metrics(run: Run, interval_s: int) -> dict[str, float]:
 
 def baselines(closes: NDArray[np.float64], opens: NDArray[np.float64], actions: tuple[float, ...],
               costs: CostModel, interval_s: int, seed: int = 0, lookback: int = 60,
-              decide: NDArray[np.bool_] | None = None) -> dict[str, dict[str, float]]:
+              decide: NDArray[np.bool_] | None = None, books: BarBooks | None = None) -> dict[str, dict[str, float]]:
     """flat, buy_and_hold, random (uniform over the action set, seeded) and momentum (long when the last
     ``lookback`` bars rose, short (or flat when long-only) when they fell), deciding at the same bars as
     the policy."""
@@ -105,7 +111,8 @@ def baselines(closes: NDArray[np.float64], opens: NDArray[np.float64], actions: 
         "random": lambda t, _p: float(random_targets[t]),
         "momentum": momentum,
     }
-    return {name: metrics(simulate(fn, opens, closes, costs, decide), interval_s) for name, fn in choosers.items()}
+    return {name: metrics(simulate(fn, opens, closes, costs, decide, books), interval_s)
+            for name, fn in choosers.items()}
 
 
 def decision_mask(ts: NDArray[np.int64], every: int, interval_s: int) -> NDArray[np.bool_]:

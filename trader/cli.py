@@ -50,6 +50,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev.add_argument("--out", type=Path, required=True)
     ev.add_argument("--symbol", default=None, help="the venue symbol of a candle file whose name does not say it")
     ev.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
+    ev.add_argument("--books", type=Path, default=None,
+                    help="a `tickflow book dump` file of the data's recording: trades walk its book (default: the "
+                    "cost model)")
+    ev.add_argument("--book-notional", type=float, default=1_000.0,
+                    help="with --books: the account's starting equity in quote")
     ev.add_argument("--walk-forward", action="store_true")
     ev.add_argument("--folds", type=int, default=3)
     ev.add_argument("--embargo", type=int, default=60, help="bars between each training window and its test fold")
@@ -122,7 +127,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 0
     from trader.evaluation import evaluate
 
-    m = evaluate(args.bundle, args.data, args.out, args.seed, symbol=args.symbol)
+    m = evaluate(args.bundle, args.data, args.out, args.seed, symbol=args.symbol, books=args.books,
+                 book_notional=args.book_notional)
     rows = [("policy", m["policy"]), *m["baselines"].items()]
     print(f"{m['data']['symbol']}: {m['data']['out_of_sample']}")
     print(f"{'':22}{'return':>9}{'sharpe':>8}{'sortino':>9}{'max_dd':>8}{'turnover':>10}{'exposure':>9}{'fees':>8}")

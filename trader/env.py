@@ -5,7 +5,9 @@ of k intervals (epoch-aligned, as the live trader does). At decision bar t the a
 of bar t (closed) and its current target position, and picks a new target position. The trade is
 filled at the open of bar t+1 with the shared cost model; the reward is the change of log equity from
 the close of bar t to the close of the next decision bar, net of fees and slippage. Episodes start at
-a random decision bar and are truncated after ``episode_len`` decisions.
+a random decision bar and are truncated after ``episode_len`` decisions. With ``books`` (a recording's
+books, ``contracts.book_walk.BarBooks``, default off) the trade walks the book as it stood at bar t's end
+instead, as the paper broker fills (``contracts.costs.rebalance_on_book``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
-from contracts.costs import CostModel, log_return, rebalance
+from contracts.book_walk import BarBooks
+from contracts.costs import CostModel, log_return, rebalance, rebalance_on_book
 
 Mode = Literal["long_only", "long_short"]
 ACTION_MAPS: dict[str, tuple[float, ...]] = {"long_only": (0.0, 1.0), "long_short": (-1.0, 0.0, 1.0)}
@@ -55,8 +58,11 @@ class TradingEnv(gym.Env[NDArray[np.float32], np.int64]):
     def __init__(self, features: NDArray[np.float32], opens: NDArray[np.float64], closes: NDArray[np.float64],
                  mode: Mode = "long_only", costs: CostModel | None = None, episode_len: int = 1024,
                  random_start: bool = True, every: int = 1, ts: NDArray[np.int64] | None = None,
-                 interval_s: int = 60) -> None:
+                 interval_s: int = 60, books: BarBooks | None = None) -> None:
         super().__init__()
+        if books is not None and len(books.books) != len(features):
+            raise ValueError(f"books need one entry per bar: {len(books.books)} for {len(features)} bars")
+        self.books = books
         if not (len(features) == len(opens) == len(closes)) or len(features) < 3:
             raise ValueError(f"features, opens and closes need one row per bar and at least 3 bars, got "
                              f"{len(features)}, {len(opens)}, {len(closes)}")
@@ -104,8 +110,13 @@ class TradingEnv(gym.Env[NDArray[np.float32], np.int64]):
         before = self._cash + self._units * self.closes[t]
         fee = slippage = 0.0
         if target != self._position:
-            self._cash, self._units, ex, _ = rebalance(self._cash, self._units, target, self.opens[t + 1],
-                                                       self.costs)
+            book = self.books.books[t] if self.books is not None else None
+            if self.books is not None and book is not None:
+                self._cash, self._units, ex, _ = rebalance_on_book(self._cash, self._units, target, self.opens[t + 1],
+                                                                   self.costs, book, self.books.notional)
+            else:
+                self._cash, self._units, ex, _ = rebalance(self._cash, self._units, target, self.opens[t + 1],
+                                                           self.costs)
             fee, slippage = ex.fee, ex.slippage
             self._position = target
         self._t = k + 1

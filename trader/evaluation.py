@@ -7,7 +7,10 @@ exposure), random and momentum, and writes ``metrics.json``, the round trips (``
 training window are never scored: on the training file only the held-out tail is used.
 ``walk_forward`` retrains the bundle's recipe on expanding windows of the data and tests each on the
 next fold, with an embargo between them, and writes the per-fold table (``walk_forward.csv``) and
-chart (``walk_forward.png``).
+chart (``walk_forward.png``). With ``books`` (a `tickflow book dump` file of the data's recording) every
+trade of the policy and the baselines walks the book at its bar's end for an account of ``book_notional``
+quote (``contracts.costs.rebalance_on_book``, the paper broker's fill model); bars before the first book
+use the cost model.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from contracts.book_walk import BarBooks
 from contracts.costs import CostModel, CostSettings
 from trader.backtest import Run, baselines, decision_mask, metrics, simulate
 from trader.policy import bundle as bundle_mod
@@ -64,21 +68,24 @@ def _every(b: bundle_mod.Bundle) -> int:
     return int(b.manifest.get("decision_every", 1))
 
 
-def evaluate(bundle_dir: Path, data_path: Path, out: Path, seed: int = 0, symbol: str | None = None) -> dict[str, Any]:
+def evaluate(bundle_dir: Path, data_path: Path, out: Path, seed: int = 0, symbol: str | None = None,
+             books: Path | None = None, book_notional: float = 1_000.0) -> dict[str, Any]:
     b = bundle_mod.load(bundle_dir)
     costs = CostModel(CostSettings(**b.manifest["costs"]))
     data = load(data_path, tuple(b.feature_names), interval_s=int(b.manifest.get("interval_s", 60)), symbol=symbol)
     test, what = out_of_sample(data, b.manifest)
-    run = run_runtime(b.runtime, test, costs, _every(b))
+    bar_books = BarBooks.from_dump(books, test.ts.tolist(), book_notional) if books is not None else None
+    run = run_runtime(b.runtime, test, costs, _every(b), bar_books)
     actions = tuple(b.runtime.actions)
     decide = decision_mask(test.ts, _every(b), test.interval_s)
     policy = metrics(run, test.interval_s)
-    matched_position, matched = matched_buy_and_hold(test, float(policy["exposure"]), costs, decide)
+    matched_position, matched = matched_buy_and_hold(test, float(policy["exposure"]), costs, decide, bar_books)
     trips = round_trips(run, test.ts, test.opens, test.closes)
     training = b.manifest.get("training", {})
     result: dict[str, Any] = {
         "policy": policy,
-        "baselines": {**baselines(test.closes, test.opens, actions, costs, test.interval_s, seed=seed, decide=decide),
+        "baselines": {**baselines(test.closes, test.opens, actions, costs, test.interval_s, seed=seed, decide=decide,
+                                  books=bar_books),
                       "buy_and_hold_matched": {**metrics(matched, test.interval_s), "position": matched_position}},
         "trades": {"summary": trade_summary(trips), "round_trips": [t.as_dict() for t in trips]},
         "data": {"file": str(data_path), "symbol": test.symbol, "bars": len(test), "start_ts": int(test.ts[0]),
@@ -87,7 +94,8 @@ def evaluate(bundle_dir: Path, data_path: Path, out: Path, seed: int = 0, symbol
         "bundle": {"path": str(bundle_dir), "algo": b.algo, "version": b.version, "mode": b.manifest["mode"],
                    "decision_every": _every(b), "trained_on": training.get("symbol"),
                    "seed": training.get("seed")},
-        "costs": costs.as_dict(),
+        "costs": {**costs.as_dict(), "fills": "book" if bar_books is not None else "cost model",
+                  **({"books": str(books), "book_notional": book_notional} if bar_books is not None else {})},
         "notes": "returns are fractions of the starting equity, net of fees and slippage; sharpe and sortino are "
                  "annualised from per-bar log returns; turnover is the sum of |position changes| in multiples of "
                  "equity; exposure is the mean |position|; fees are in units of the starting equity; "
@@ -97,7 +105,7 @@ def evaluate(bundle_dir: Path, data_path: Path, out: Path, seed: int = 0, symbol
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
     write_trades_csv(out / "trades.csv", trips)
-    curves = {"policy": run.equity, **baseline_curves(test, b, costs, seed),
+    curves = {"policy": run.equity, **baseline_curves(test, b, costs, seed, bar_books),
               f"buy_and_hold at {matched_position:.0%}": matched.equity}
     kind = "out of time" if result["data"]["out_of_time"] else "same dates as training, not out of time"
     plot_equity(out / "equity.png", test.ts, curves,
@@ -109,15 +117,16 @@ def evaluate(bundle_dir: Path, data_path: Path, out: Path, seed: int = 0, symbol
 
 
 def matched_buy_and_hold(test: Dataset, exposure: float, costs: CostModel,
-                         decide: np.ndarray) -> tuple[float, Run]:
+                         decide: np.ndarray, books: BarBooks | None = None) -> tuple[float, Run]:
     """Buy-and-hold at the policy's mean exposure: a policy that holds 10 % is compared with holding 10 %,
     from the first fill to the end (so its mean |position| over all bars is the policy's)."""
     held_bars = len(test) - 1 - int(np.argmax(decide))
     position = min(1.0, exposure * len(test) / max(held_bars, 1))
-    return position, simulate(lambda _t, _p: position, test.opens, test.closes, costs, decide)
+    return position, simulate(lambda _t, _p: position, test.opens, test.closes, costs, decide, books)
 
 
-def baseline_curves(data: Dataset, b: bundle_mod.Bundle, costs: CostModel, seed: int) -> dict[str, np.ndarray]:
+def baseline_curves(data: Dataset, b: bundle_mod.Bundle, costs: CostModel, seed: int,
+                    books: BarBooks | None = None) -> dict[str, np.ndarray]:
     """The equity curves of buy-and-hold, momentum and random (as ``baselines`` scores them) for the chart."""
     from trader.backtest import Chooser
 
@@ -131,7 +140,7 @@ def baseline_curves(data: Dataset, b: bundle_mod.Bundle, costs: CostModel, seed:
         "random": lambda t, _p: float(random_targets[t]),
     }
     decide = decision_mask(data.ts, _every(b), data.interval_s)
-    return {name: simulate(fn, data.opens, data.closes, costs, decide).equity for name, fn in extra.items()}
+    return {name: simulate(fn, data.opens, data.closes, costs, decide, books).equity for name, fn in extra.items()}
 
 
 def walk_forward(bundle_dir: Path, data_path: Path, out: Path, folds: int = 3, embargo: int = 60,

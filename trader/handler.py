@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from contracts import V1, FeatureVector, Fill, MarketEvent, Order, PortfolioSnapshot
-from contracts.feature_schema import SCHEMAS
+from contracts.feature_schema import SCHEMAS, serves
 from trader.policy.bundle import Bundle
 from trader.portfolio import Book
 from trader.risk import RiskGate, RiskSettings, VerdictKind
@@ -88,11 +88,11 @@ class PolicyTrader:
     # -- inputs ---------------------------------------------------------------------------------
     def refuse_reason(self, fv: FeatureVector) -> str | None:
         """Why a well-formed feature vector cannot be traded on at all (a DLQ reason), or None."""
-        if fv.feature_schema != self.bundle.feature_schema:
+        if not serves(fv.feature_schema, self.bundle.feature_schema):
             return (f"feature schema {fv.feature_schema!r} does not match the bundle's "
                     f"{self.bundle.feature_schema!r}")
         names = tuple(fv.features)
-        schema = SCHEMAS[fv.feature_schema]  # the bundle's schema is a known one (bundle.load)
+        schema = SCHEMAS[fv.feature_schema]  # known (serves); the bundle's names are picked from it
         if names != schema:
             missing = [n for n in schema if n not in fv.features]
             extra = [n for n in names if n not in schema]

@@ -7,12 +7,12 @@ import logging
 import sys
 from typing import TextIO
 
+from contracts.book_reader import BookReader
 from contracts.books import BookUpdate
 from contracts.errors import ContractError
 from contracts.serde import decode
 from contracts.topic_reader import read_then_follow
 from contracts.topics import MARKET_BOOKS
-from ingestor.books.reader import BookReader
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from contracts.book import Book
 from contracts.books import MAX_LEVELS_PER_RECORD, BookUpdate
 from contracts.messages import V1, EventKind, MarketEvent
 from contracts.timeutil import now_ms
-from ingestor.books.book import Book
 from ingestor.venues.base import BookFrame, BookMessage, symbol_of
 
 log = logging.getLogger(__name__)

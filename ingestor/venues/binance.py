@@ -8,7 +8,7 @@ and cuts a connection after 24 h, so the client rotates it before that.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -79,6 +79,28 @@ class DepthEnvelope(msgspec.Struct, frozen=True):
     stream: str = ""
 
 
+class RawDepthEvent(msgspec.Struct, frozen=True):
+    """``DepthEvent`` with its levels left undecoded, for the fast path of ``parse_book``."""
+
+    e: str
+    E: int
+    s: str
+    U: int
+    u: int
+    b: msgspec.Raw
+    a: msgspec.Raw
+
+
+class RawDepthEnvelope(msgspec.Struct, frozen=True):
+    data: RawDepthEvent
+    stream: str = ""
+
+
+_MAX = 1.7976931348623157e308  # the largest float: the constraint rejects inf, and nan fails every one
+_Price = Annotated[float, msgspec.Meta(gt=0.0, le=_MAX)]
+_Size = Annotated[float, msgspec.Meta(ge=0.0, le=_MAX)]
+
+
 class RestDepth(msgspec.Struct, frozen=True):
     """The REST ``/api/v3/depth`` response (its symbol is the request's, not in the body)."""
 
@@ -89,6 +111,10 @@ class RestDepth(msgspec.Struct, frozen=True):
 
 _envelope = msgspec.json.Decoder(Envelope)
 _depth_envelope = msgspec.json.Decoder(DepthEnvelope)
+_raw_depth_envelope = msgspec.json.Decoder(RawDepthEnvelope)
+# Decimal strings straight to checked floats in C (non-strict decoding converts numeric strings; it
+# rounds as float() does). Used only where every value was a string (4 quotes a level).
+_float_levels = msgspec.json.Decoder(list[tuple[_Price, _Size]], strict=False)
 _depth = msgspec.json.Decoder(DepthEvent)
 _rest_depth = msgspec.json.Decoder(RestDepth)
 _trade = msgspec.json.Decoder(TradeEvent)
@@ -147,6 +173,9 @@ def parse_book(raw: str | bytes, recv_ms: int, kind: str = "ws") -> BookMessage 
         head = head.decode("utf-8", "replace")
     at = head.find("@depth")
     if at >= 0 and head[at + 6:at + 7] in ('"', "@"):  # @depth or @depth@100ms, not the partial @depth5
+        fast = _fast_depth(raw, recv_ms)
+        if fast is not None:
+            return fast
         ev = decode_as(raw, DepthEnvelope, _depth_envelope).data
     elif '"depthUpdate"' in head:
         ev = decode_as(raw, DepthEvent, _depth)
@@ -158,6 +187,21 @@ def parse_book(raw: str | bytes, recv_ms: int, kind: str = "ws") -> BookMessage 
         raise ParseError(f"depth update ids U={ev.U} u={ev.u} are not 0 < U <= u")
     return BookMessage([BookFrame(ev.s, "delta", levels(ev.b, "bid"), levels(ev.a, "ask"),
                                   epoch_ms(ev.E, "event time"), seq=ev.u, first_seq=ev.U)])
+
+
+def _fast_depth(raw: str | bytes, recv_ms: int) -> BookMessage | None:
+    """The hot path for a well-formed diff: its levels decoded to floats and checked in C. None for any
+    frame it does not take whole (the strict path then parses it, naming what is wrong)."""
+    try:
+        ev = _raw_depth_envelope.decode(raw).data
+        b_raw, a_raw = bytes(ev.b), bytes(ev.a)
+        bids, asks = _float_levels.decode(b_raw), _float_levels.decode(a_raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    if (b_raw.count(b'"') != 4 * len(bids) or a_raw.count(b'"') != 4 * len(asks) or ev.e != "depthUpdate"
+            or not 0 < ev.U <= ev.u or ev.E < 0):
+        return None
+    return BookMessage([BookFrame(ev.s, "delta", bids, asks, ev.E, seq=ev.u, first_seq=ev.U)])
 
 
 def venue_symbol(symbol: str) -> str:

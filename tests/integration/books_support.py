@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from contracts.book_reader import BookReader
 from contracts.books import BookUpdate
 from contracts.messages import DeadLetter, MarketEvent
 from contracts.topic_reader import read_to_end
 from ingestor.books.feed import BookFeed
-from ingestor.books.reader import BookReader
 from ingestor.venues import venue
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from contracts.books import BookUpdate
+from contracts.messages import MarketEvent
 from infra.kafka.broker import LocalBroker, free_port
 from tests.helpers import REPO, tickflow_cmd
 from tickflow.demo.report import read_topics
@@ -39,7 +41,7 @@ def test_demo_runs_reports_and_leaves_nothing_running(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     report = home / "demo" / "report.md"
     assert f"report: {report}" in run.stdout
-    assert report.is_file() and (home / "demo" / "equity.png").is_file()
+    assert report.is_file() and (home / "demo" / "equity.png").is_file() and (home / "demo" / "books.png").is_file()
     assert _processes_mentioning(str(home)) == []
 
     figures = json.loads((home / "demo" / "report.json").read_text())
@@ -56,6 +58,35 @@ def test_demo_runs_reports_and_leaves_nothing_running(tmp_path: Path) -> None:
     text = report.read_text()
     for name, n in figures["counts"].items():
         assert f"| {name} | {n:,} |" in text
+
+    # The bundled frames' book: rebuilt here from the records alone (a dict a side), it ends where the
+    # report's spread and imbalance series ends.
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    for r in held["market.books"]:
+        u = r.value
+        assert isinstance(u, BookUpdate)
+        if u.kind == "snapshot":
+            bids.clear()
+            asks.clear()
+        for side, levels in ((bids, u.bids), (asks, u.asks)):
+            for price, size in levels:
+                if size:
+                    side[price] = size
+                else:
+                    side.pop(price, None)
+    assert figures["counts"]["market.books"] > 6_000
+    book_events = [r.value.kind for r in held["market.events"] if isinstance(r.value, MarketEvent)
+                   and r.value.kind in ("book_gap", "resync", "checksum_mismatch", "crossed_book")]
+    assert book_events == []
+    book = figures["books"]["binance:BTC-USDT"]
+    bid, ask = max(bids), min(asks)
+    top5 = sorted(bids.items(), reverse=True)[:5], sorted(asks.items())[:5]
+    bid5, ask5 = sum(s for _, s in top5[0]), sum(s for _, s in top5[1])
+    assert book["series"][-1][1:] == [(ask - bid) / ((ask + bid) / 2) * 1e4, (bid5 - ask5) / (bid5 + ask5)]
+    assert book["updates"] == len(book["series"]) > 6_000
+    assert "## Spread and imbalance (market.books)" in text and "| binance:BTC-USDT | " in text
+
     # the paper trades as round trips, with buy-and-hold matched for exposure, and the latency explained
     trades = figures["trades"]["demo"]
     assert trades["summary"]["count"] == len(trades["round_trips"]) > 0

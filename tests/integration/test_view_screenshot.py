@@ -36,12 +36,14 @@ from contracts import (
     market_key,
     topic,
 )
+from contracts.books import BookUpdate
 from contracts.client_config import producer_config
 from contracts.history import binance_dump_trades, candle_trades
 from contracts.topic_reader import read_to_end
-from contracts.topics import FILLS, MARKET_TRADES, ORDERS, PORTFOLIO, SIGNALS_FEATURES
+from contracts.topics import FILLS, MARKET_BOOKS, MARKET_TRADES, ORDERS, PORTFOLIO, SIGNALS_FEATURES
 from infra.kafka.broker import BrokerInfo, free_port
 from tests.helpers import DATA, REPO, cli_env, tickflow_cmd
+from tests.unit.ingestor.books_frames import BINANCE, run, timed_frames
 from tickflow.view.state import VIEW_TOPICS
 
 pytestmark = pytest.mark.integration
@@ -51,6 +53,14 @@ TICKS = DATA / "ticks" / "BTCUSDT-trades-20240808T2354Z-20240809T0005Z.csv"
 CANDLES = DATA / "ohlcv" / "binance_spot_ETHUSDT_1m_20250520T0000_20250818T1827.csv.gz"
 WIDTH, HEIGHT = 1280, 1300  # tall enough for the whole page, the equity chart included
 WARMING_BARS = 11
+
+
+def _book_records(lines: int = 600) -> list[BookUpdate]:
+    """The book records the ingestor's own book feed publishes from the bundled Binance frames' first lines
+    (the REST snapshot, then deltas)."""
+    _feed, sink = run("binance", timed_frames(BINANCE)[:lines])
+    assert not sink.events and not sink.dead and len(sink.books) > 20
+    return sink.books
 
 
 def _known_records() -> list[Message]:
@@ -96,11 +106,12 @@ def _known_records() -> list[Message]:
     ticks_era = PortfolioSnapshot(schema_version=V1, policy_id="champion", ts=btc[0].ts_event, positions={},
                                   cash=10_000.0, equity=9_990.0, realised_pnl=-10.0, unrealised_pnl=0.0, fees=0.0,
                                   drawdown=0.001)
-    return [*btc, *eth, *bars, *warming, features, order, fill, ticks_era, early, book]
+    return [*btc, *_book_records(), *eth, *bars, *warming, features, order, fill, ticks_era, early, book]
 
 
 def _produce(bootstrap: str, records: list[Message]) -> None:
-    names = {Trade: "market.trades", Bar: "signals.bars", FeatureVector: "signals.features", Order: "orders",
+    names = {Trade: "market.trades", BookUpdate: "market.books", Bar: "signals.bars",
+             FeatureVector: "signals.features", Order: "orders",
              Fill: "fills", PortfolioSnapshot: "portfolio"}
     producer = Producer(producer_config(bootstrap, {"linger.ms": 5}))
     for rec in records:
@@ -226,6 +237,32 @@ def test_page_in_headless_chromium_shows_what_the_topics_hold(view_url: tuple[st
         price = dom.find(field="last_price", data_market=key)
         assert price and float(price[0]["data-value"]) == last.price, key
         assert price[0]["text"] == f"{last.price:.2f}"
+
+    # Order books: each market's book rebuilt here from the records alone (a dict a side), its top and
+    # spread as shown.
+    books: dict[str, tuple[dict[float, float], dict[float, float]]] = {}
+    for u in (u for u in held[MARKET_BOOKS.name] if u is not None):
+        bids, asks = books.setdefault(f"{u.exchange}:{u.symbol}", ({}, {}))
+        if u.kind == "snapshot":
+            bids.clear()
+            asks.clear()
+        for side, levels in ((bids, u.bids), (asks, u.asks)):
+            for price, size in levels:
+                if size:
+                    side[price] = size
+                else:
+                    side.pop(price, None)
+    assert books, "no book records on market.books"
+    for key, (bids, asks) in books.items():
+        bid, ask = max(bids), min(asks)
+        top = {f: float(dom.find(field=f, data_market=key, data_book=key)[0]["data-value"])
+               for f in ("best_bid", "best_bid_size", "best_ask", "best_ask_size", "spread", "spread_bps")}
+        assert top == {"best_bid": bid, "best_bid_size": bids[bid], "best_ask": ask, "best_ask_size": asks[ask],
+                       "spread": ask - bid, "spread_bps": (ask - bid) / ((bid + ask) / 2) * 1e4}, key
+        assert dom.find(field="best_bid", data_market=key)[0]["text"] == f"{bid:.2f}"
+        ladder = [float(c["data-value"]) for c in dom.find(field="bid_price", data_market=key)]
+        assert ladder == sorted(bids, reverse=True)[:5], key
+        assert [float(c["data-value"]) for c in dom.find(field="ask_price", data_market=key)] == sorted(asks)[:5]
 
     # Signals: the latest feature vector's values, as shown.
     fv = max((f for f in held[SIGNALS_FEATURES.name] if f is not None), key=lambda f: f.ts)

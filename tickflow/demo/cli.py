@@ -16,8 +16,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ds = demo.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
     run = ds.add_parser(
         "run", help="run the demo and write its report (make demo)",
-        description="Starts everything it needs, replays the bundled ticks and then --days of candle-derived "
-        "trades, waits for the pipeline to drain, writes TICKFLOW_HOME/demo/report.md with its PNGs, prints "
+        description="Starts everything it needs, replays the bundled Binance frames (trades and the BTCUSDT "
+        "order book) and then --days of candle-derived trades, waits for the pipeline to drain, writes "
+        "TICKFLOW_HOME/demo/report.md with its PNGs (equity; spread and imbalance), prints "
         "the report's path and stops everything it started. --live reads a live exchange instead.",
     )
     run.add_argument("--days", type=float, default=3.0, help="days of bundled 1-minute candles to replay (default 3)")

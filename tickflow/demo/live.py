@@ -19,6 +19,12 @@ from tickflow.view.feed import TopicFeed
 from tickflow.view.state import ViewState
 
 
+def _top(book: dict[str, Any] | None) -> str:
+    if book is None:
+        return "-"
+    return f"{book['bid']:,.2f} / {book['ask']:,.2f} ({book['spread_bps']:.3f})"
+
+
 class LiveBoard:
     def __init__(self, bootstrap: str, enabled: bool = True, interval_s: int | None = None,
                  name: str = "demo") -> None:
@@ -72,7 +78,8 @@ class LiveBoard:
         for name, n in snap["counts"].items():
             topics.add_row(name, f"{n:,}", f"{self._rates.get(name, 0.0):,.0f}")
         markets = Table(title="markets", expand=True)
-        for col in ("market", "last price", "trades", "bars", "last bar (close, volume)", "features"):
+        for col in ("market", "last price", "trades", "bars", "last bar (close, volume)", "features",
+                    "bid / ask (spread bps)"):
             markets.add_column(col)
         for m in snap["markets"]:
             bar = m["last_bar"]
@@ -80,7 +87,8 @@ class LiveBoard:
             markets.add_row(m["key"], f"{m['last_price']:,.2f}" if m["last_price"] else "-", f"{m['trades']:,}",
                             f"{m['bars']:,}", f"{iso(bar['window_end'])[:16]} {bar['close']:,.2f} {bar['volume']:,.3f}"
                             if bar else "-",
-                            m["warmup"]["text"] if m["warmup"] else ("-" if not fv else "other intervals only"))
+                            m["warmup"]["text"] if m["warmup"] else ("-" if not fv else "other intervals only"),
+                            _top(m["book"]))
         decisions = Table(title="latest decisions", expand=True)
         for col in ("bar end", "symbol", "side", "qty", "target"):
             decisions.add_column(col)

@@ -1,4 +1,5 @@
-"""The demo's report, from what the topics hold: counts, equity against buy-and-hold, latencies.
+"""The demo's report, from what the topics hold: counts, equity against buy-and-hold, latencies, and
+each market's spread and top-5 imbalance over time from its book on ``market.books``.
 
 ``read_topics`` reads every record of the demo's topics with its Kafka timestamp; ``summarise`` turns
 them into figures (pure); ``write_report`` writes ``report.md``, ``report.json`` and the PNGs.
@@ -13,12 +14,25 @@ from typing import Any
 
 import numpy as np
 
+from contracts.book_reader import BookReader
+from contracts.books import BookUpdate
 from contracts.errors import ContractError
 from contracts.messages import Bar, FeatureVector, Fill, Message, Order, PortfolioSnapshot
 from contracts.serde import decode
 from contracts.timeutil import iso
 from contracts.topic_reader import read_to_end
-from contracts.topics import FILLS, MAIN_TOPICS, ORDERS, PORTFOLIO, REGISTRY, SIGNALS_BARS, SIGNALS_FEATURES, topic
+from contracts.topics import (
+    FILLS,
+    MAIN_TOPICS,
+    MARKET_BOOKS,
+    ORDERS,
+    PORTFOLIO,
+    REGISTRY,
+    SIGNALS_BARS,
+    SIGNALS_FEATURES,
+    topic,
+)
+from tickflow.view.top_of_book import top_of_book
 
 
 @dataclass(frozen=True)
@@ -108,6 +122,7 @@ def summarise(held: dict[str, list[Record]], since_ts: int = 0, every: int = 1) 
         "since_ts": since_ts,
         "equity": equity,
         "buy_and_hold": hold,
+        "books": book_series(held),
     }
 
 
@@ -187,6 +202,31 @@ def feature_backlog(features: list[Record], orders: list[Record]) -> dict[str, A
             "features_per_s": len(written) / span_s if span_s else 0.0}
 
 
+def book_series(held: dict[str, list[Record]]) -> dict[str, dict[str, Any]]:
+    """Per market, the book rebuilt from market.books (``BookReader``) after every update it applied:
+    ``[ts_event, spread_bps, top-5 imbalance]`` rows, and their summary."""
+    reader = BookReader()
+    rows: dict[str, list[list[float]]] = {}
+    for i, r in enumerate(held.get(MARKET_BOOKS.name, [])):
+        u = r.value
+        if not isinstance(u, BookUpdate):
+            continue
+        book = reader.apply(u, f"{MARKET_BOOKS.name} record {i}")
+        top = top_of_book(book) if book is not None else None
+        if top is not None and top["imbalance"] is not None:
+            rows.setdefault(f"{u.exchange}:{u.symbol}", []).append([u.ts_event, top["spread_bps"], top["imbalance"]])
+    out = {}
+    for key, series in sorted(rows.items()):
+        arr = np.asarray(series, dtype=np.float64)
+        out[key] = {"updates": len(series), "from_ts": int(arr[0, 0]), "to_ts": int(arr[-1, 0]),
+                    "spread_bps": {"p50": float(np.median(arr[:, 1])), "p90": float(np.percentile(arr[:, 1], 90)),
+                                   "max": float(arr[:, 1].max())},
+                    "imbalance": {"mean": float(arr[:, 2].mean()), "min": float(arr[:, 2].min()),
+                                  "max": float(arr[:, 2].max())},
+                    "series": series}
+    return out
+
+
 def buy_and_hold(bars: list[tuple[str, int, float]], symbol: str, start_ts: int,
                  equity0: float) -> list[tuple[int, float]]:
     """Equity of holding ``symbol`` from the first bar at or after ``start_ts``, from ``equity0``."""
@@ -221,6 +261,7 @@ def write_report(out: Path, figures: dict[str, Any], meta: dict[str, Any]) -> Pa
         lines.append("No portfolio snapshot reached the topic.")
     lines += [f"![equity]({png})" for png in pngs]
     lines += _trades_section(out, figures)
+    lines += _book_section(out, figures)
     lines += ["", "## Latency (Kafka record timestamps)", "", "| stage | n | p50 ms | p90 ms | p99 ms | max ms |",
               "|---|---:|---:|---:|---:|---:|"]
     for stage, p in figures["latency_ms"].items():
@@ -290,6 +331,53 @@ def _latency_note(figures: dict[str, Any]) -> list[str]:
             f"In the second before each order's feature was written, a median {burst['p50']:,.0f} (p90 "
             f"{burst['p90']:,.0f}) other feature records were written: the decision waits behind that backlog. The "
             "bench times one feature at a time with no backlog; a live market writes a few features a second."]
+
+
+def _book_section(out: Path, figures: dict[str, Any]) -> list[str]:
+    """The report's "Spread and imbalance" section, with its chart (``books.png``)."""
+    books = figures.get("books") or {}
+    lines = ["", "## Spread and imbalance (market.books)", ""]
+    if not books:
+        return [*lines, "No order book reached market.books."]
+    lines += ["From each market's book rebuilt from market.books with the project's book code, after every "
+              "update: the spread in bps of the mid and the imbalance of the top 5 levels a side, "
+              "(bid size - ask size) / (bid size + ask size).", "",
+              "| market | updates | event time | spread bps p50 | p90 | max | imbalance mean | min | max |",
+              "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for key, b in books.items():
+        sp, im = b["spread_bps"], b["imbalance"]
+        lines.append(f"| {key} | {b['updates']:,} | {iso(b['from_ts'])[:19]} to {iso(b['to_ts'])[11:19]} | "
+                     f"{sp['p50']:.4f} | {sp['p90']:.4f} | {sp['max']:.4f} | {im['mean']:+.3f} | {im['min']:+.3f} | "
+                     f"{im['max']:+.3f} |")
+    _plot_books(out, books)
+    return [*lines, "", "![spread and imbalance](books.png)"]
+
+
+def _plot_books(out: Path, books: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
+    t0 = min(b["from_ts"] for b in books.values())
+    for key, b in books.items():
+        arr = np.asarray(b["series"], dtype=np.float64)
+        minutes = (arr[:, 0] - t0) / 60_000
+        top.step(minutes, arr[:, 1], where="post", linewidth=0.8, label=key)
+        bottom.step(minutes, arr[:, 2], where="post", linewidth=0.6, label=key)
+    top.set_ylabel("spread (bps of mid)")
+    top.set_title("Spread and top-5 imbalance after every book update, from market.books")
+    bottom.axhline(0.0, color="grey", linewidth=0.6)
+    bottom.set_ylim(-1.05, 1.05)
+    bottom.set_ylabel("imbalance, top 5 levels")
+    bottom.set_xlabel(f"minutes of event time from {iso(t0)[:19]} UTC")
+    top.legend(loc="upper right")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "books.png", dpi=100)
+    plt.close(fig)
 
 
 def _plot(out: Path, figures: dict[str, Any]) -> list[str]:

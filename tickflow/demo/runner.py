@@ -25,7 +25,9 @@ from contracts.timeutil import iso, now_ms
 from tickflow.demo.live import LiveBoard
 from tickflow.demo.policy import DEFAULT_CANDLES, REPO, bundle_cadence, ensure_bundle
 
-TICKS = REPO / "data" / "ticks" / "BTCUSDT-trades-20240808T2354Z-20240809T0005Z.csv"
+# The recorded Binance frames: BTCUSDT's trades (the 19,904 of data/ticks/BTCUSDT-trades-*.csv, the same ids),
+# its depth diffs and the REST depth snapshot they start from, so the replay publishes market.books too.
+FRAMES = next((REPO / "data" / "ticks").glob("binance_spot_btcusdt_*_timed.jsonl.gz"))
 
 
 @dataclass(frozen=True)
@@ -111,17 +113,19 @@ def fresh_dirs(demo: Path) -> tuple[Path, Path]:
 
 
 def _feeds(opts: DemoOptions, demo: Path, started_ms: int) -> tuple[list[Feed], str, int]:
-    """What feeds market.trades (live ingest, or the bundled ticks then candles), its description for
+    """What feeds market.trades (live ingest, or the bundled frames then candles), its description for
     the report, and the event time the report's comparison starts from."""
     if opts.live:
         return ([("ingest-live", ("ingest", "live", "--venue", opts.venue, "--symbols", opts.symbols))],
                 f"live {opts.venue} {opts.symbols} for {opts.live_seconds:.0f} s", started_ms)
     candles = demo / f"BTCUSDT_1m_last{opts.days:g}d.csv"
     rows, first = candle_slice(DEFAULT_CANDLES, candles, opts.days)
-    note = (f"{TICKS.name} (real Binance trades), then {rows:,} 1-minute candles of BTCUSDT from "
+    note = (f"{FRAMES.name} (real Binance frames: trades, and the depth diffs with their REST snapshot for the "
+            f"order book), then {rows:,} 1-minute candles of BTCUSDT from "
             f"{iso(first)[:16]} expanded into trades (derived data)")
     feeds: list[Feed] = [
-        ("replay-ticks", ("ingest", "replay", str(TICKS), "--speed", "max", "--no-progress")),
+        ("replay-frames", ("ingest", "replay", str(FRAMES), "--venue", "binance", "--speed", "max",
+                           "--no-progress")),
         ("replay-candles", ("ingest", "replay", str(candles), "--from-candles", "--symbol", "BTCUSDT",
                             "--venue", "binance", "--speed", "max", "--no-progress"))]
     return feeds, note, first

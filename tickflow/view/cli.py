@@ -10,9 +10,10 @@ from types import FrameType
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     view = sub.add_parser(
-        "view", help="serve a live web page of price, signals, positions and PnL from the topics",
-        description="Follow market.trades, signals.bars, signals.features, orders, fills and portfolio at "
-        "KAFKA_BOOTSTRAP and serve a page that shows them (http://HOST:PORT/), its JSON "
+        "view", help="serve a live web page of price, order books, signals, positions and PnL from the topics",
+        description="Follow market.trades, market.books, signals.bars, signals.features, orders, fills and "
+        "portfolio at KAFKA_BOOTSTRAP and serve a page that shows them, each market's top of book and spread "
+        "among them (http://HOST:PORT/), its JSON "
         "(/api/state) and a health probe (/healthz). Everything is inline: no internet needed.",
     )
     view.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1; 0.0.0.0 in Docker)")

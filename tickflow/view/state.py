@@ -3,10 +3,12 @@
 ``ViewState.apply(topic_name, message)`` folds one decoded record in; ``snapshot()`` returns the
 JSON-ready picture the page renders. Memory is bounded: per market the last ``max_points`` bar closes
 (or trade prices before the first bar), per policy the last ``max_points`` equity values, and the last
-``max_rows`` orders and fills. The price chart and the features follow ``interval_s``, the policy's bar interval
-(the worker emits several), or the shortest interval seen when it is not given; per market the view counts
-that interval's feature vectors, so it says what the trader waits for ("60 s bars: 14 of 61 needed before
-the first decision").
+``max_rows`` orders and fills. Each market's order book is rebuilt from ``market.books`` with the
+project's own ``BookReader`` (one book per market, as deep as the venue sends it); the page shows its
+top of book, spread and best levels (``top_of_book``). The price chart and the features follow
+``interval_s``, the policy's bar interval (the worker emits several), or the shortest interval seen when it
+is not given; per market the view counts that interval's feature vectors, so it says what the trader waits
+for ("60 s bars: 14 of 61 needed before the first decision").
 """
 
 from __future__ import annotations
@@ -16,13 +18,26 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from contracts.book_reader import BookReader
+from contracts.books import BookUpdate
 from contracts.feature_schema import warmup_text
 from contracts.messages import Bar, FeatureVector, Fill, Message, Order, PortfolioSnapshot, Trade
 from contracts.serde import to_dict
 from contracts.timeutil import now_ms
-from contracts.topics import FILLS, MARKET_TRADES, ORDERS, PORTFOLIO, SIGNALS_BARS, SIGNALS_FEATURES, Topic
+from contracts.topics import (
+    FILLS,
+    MARKET_BOOKS,
+    MARKET_TRADES,
+    ORDERS,
+    PORTFOLIO,
+    SIGNALS_BARS,
+    SIGNALS_FEATURES,
+    Topic,
+)
+from tickflow.view.top_of_book import top_of_book
 
-VIEW_TOPICS: tuple[Topic, ...] = (MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES, ORDERS, FILLS, PORTFOLIO)
+VIEW_TOPICS: tuple[Topic, ...] = (MARKET_TRADES, MARKET_BOOKS, SIGNALS_BARS, SIGNALS_FEATURES, ORDERS, FILLS,
+                                  PORTFOLIO)
 
 
 @dataclass
@@ -40,6 +55,10 @@ class _Market:
     features: FeatureVector | None = None
     feature_counts: dict[int, int] = field(default_factory=dict)  # interval_s -> feature vectors seen
     markers: deque[tuple[int, str, float]] = field(default_factory=deque)  # (feature_ts, side, qty)
+    book_updates: int = 0  # book records applied to a whole book
+    book_seq: int | None = None
+    book_ts: int | None = None
+    top: dict[str, Any] | None = None  # top_of_book of the book as it stands
 
 
 @dataclass
@@ -61,6 +80,7 @@ class ViewState:
         self._orders: deque[Order] = deque(maxlen=max_rows)
         self._fills: deque[Fill] = deque(maxlen=max_rows)
         self._books: dict[str, _Book] = {}
+        self._order_books = BookReader()
         self._lock = threading.Lock()
 
     def _market(self, exchange: str, symbol: str) -> _Market:
@@ -97,6 +117,8 @@ class ViewState:
                     (message.feature_ts, message.side, message.qty))
             elif isinstance(message, Fill):
                 self._fills.append(message)
+            elif isinstance(message, BookUpdate):
+                self._apply_book(message)
             elif isinstance(message, PortfolioSnapshot):
                 book = self._books.get(message.policy_id)
                 if book is None:
@@ -127,6 +149,15 @@ class ViewState:
             return
         if m.features is None or message.ts >= m.features.ts:
             m.features = message
+
+    def _apply_book(self, u: BookUpdate) -> None:
+        """A book record: the market's book rebuilt as a consumer of market.books does, its top kept."""
+        book = self._order_books.apply(u, f"{u.exchange}:{u.symbol}")
+        if book is None:
+            return
+        m = self._market(u.exchange, u.symbol)
+        m.book_updates += 1
+        m.book_seq, m.book_ts, m.top = u.seq, u.ts_event, top_of_book(book)
 
     def snapshot(self) -> dict[str, Any]:
         """The picture as plain JSON-ready data, markets and policies in name order."""
@@ -177,4 +208,6 @@ class ViewState:
                 "ts": fv.ts, "ready": fv.ready, "feature_schema": fv.feature_schema, "values": dict(fv.features),
             },
             "markers": [[ts, side, qty] for ts, side, qty in m.markers],
+            "book": None if m.top is None else {**m.top, "seq": m.book_seq, "ts": m.book_ts,
+                                                "updates": m.book_updates},
         }

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from contracts.book_walk import BarBooks
 from contracts.costs import CostModel, CostSettings
 from trader.backtest import Run, baselines, decision_mask, metrics, simulate
 from trader.env import TradingEnv, action_map
@@ -114,13 +115,13 @@ def evaluate_runtime(runtime: Any, data: Dataset, costs: CostModel, every: int) 
     return metrics(run_runtime(runtime, data, costs, every), data.interval_s)
 
 
-def run_runtime(runtime: Any, data: Dataset, costs: CostModel, every: int) -> Run:
+def run_runtime(runtime: Any, data: Dataset, costs: CostModel, every: int, books: BarBooks | None = None) -> Run:
     feats = data.features
 
     def choose(t: int, pos: float) -> float:
         return float(runtime.target(feats[t], pos))
 
-    return simulate(choose, data.opens, data.closes, costs, decision_mask(data.ts, every, data.interval_s))
+    return simulate(choose, data.opens, data.closes, costs, decision_mask(data.ts, every, data.interval_s), books)
 
 
 def library_versions() -> dict[str, str]:

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
+from contracts.book import Book
 from contracts.books import BookUpdate
-from ingestor.books.book import Book
 from tests.unit.ingestor.books_frames import BINANCE, Frame, Sink, run, timed_frames
 
 FRAMES = timed_frames(BINANCE)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from ingestor.books.book import Book
+from contracts.book import Book
 from ingestor.books.feed import BookFeed
 from ingestor.venues import venue
 from tests.unit.ingestor.books_frames import COINBASE, Sink, raw_frames, run

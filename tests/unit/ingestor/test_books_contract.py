@@ -6,12 +6,12 @@ from typing import Any, Literal
 
 import pytest
 
+from contracts.book import Book
+from contracts.book_reader import BookReader
 from contracts.books import MAX_LEVELS_PER_RECORD, BookUpdate
 from contracts.errors import ContractError
 from contracts.serde import decode, encode
 from contracts.topics import MARKET_BOOKS, MARKET_TRADES, topic
-from ingestor.books.book import Book
-from ingestor.books.reader import BookReader
 from ingestor.books.sync import SymbolBook, VenueSync
 
 

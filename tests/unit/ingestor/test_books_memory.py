@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import tracemalloc
 
-from ingestor.books.book import Book
+from contracts.book import Book
 
 
 def test_100_symbols_with_5000_levels_a_side_stay_under_300_mb() -> None:

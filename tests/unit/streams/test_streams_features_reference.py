@@ -14,7 +14,15 @@ import pandas as pd
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from contracts.feature_schema import CANDLE_SAFE, FEATURE_NAMES, FEATURE_SCHEMA, WARMUP_BARS
+from contracts.feature_schema import (
+    CANDLE_SAFE,
+    FEATURE_NAMES,
+    FEATURE_SCHEMA,
+    SCHEMAS,
+    STREAMS_SCHEMA,
+    V2,
+    WARMUP_BARS,
+)
 from streams.offline import build_from_file
 from tests.helpers import DATA
 
@@ -99,7 +107,8 @@ def test_offline_builder_equals_vectorised_reference_on_bundled_candles(path: Pa
 def test_schema_is_named_ordered_and_candle_safe_is_a_subset() -> None:
     assert FEATURE_SCHEMA == "v1"
     assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES) == 15
-    assert set(WARMUP_BARS) == set(FEATURE_NAMES)
+    assert set(WARMUP_BARS) == set(V2) and V2[:len(FEATURE_NAMES)] == FEATURE_NAMES
+    assert SCHEMAS == {"v1": FEATURE_NAMES, "v2": V2} and STREAMS_SCHEMA == "v2"
     assert set(CANDLE_SAFE) < set(FEATURE_NAMES)
     assert not {"close_vwap", "flow_imb", "flow_imb_ema_10", "trades_z_20"} & set(CANDLE_SAFE)
     assert list(CANDLE_SAFE) == [n for n in FEATURE_NAMES if n in CANDLE_SAFE]

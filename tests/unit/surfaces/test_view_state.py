@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from contracts import V1, Bar, FeatureVector, Order, PortfolioSnapshot, Trade
+from contracts.books import BookKind, BookUpdate
 from tickflow.view.server import render_page
 from tickflow.view.state import ViewState
 
@@ -96,3 +97,26 @@ def test_a_value_cannot_close_the_inline_script() -> None:
                         "fills": [], "portfolios": [], "generated_ms": 0}, poll_ms=0)
     inline = page.split('<script id="initial-state" type="application/json">')[1].split("</script>")[0]
     assert "<\\/script>" in inline and "__POLL_MS__" not in page
+
+
+def _update(kind: BookKind, seq: int, bids: list[tuple[float, float]], asks: list[tuple[float, float]],
+            first_seq: int | None = None) -> BookUpdate:
+    return BookUpdate(schema_version=V1, exchange="binance", symbol="BTC-USDT", venue_symbol="BTCUSDT", kind=kind,
+                      seq=seq, first_seq=first_seq, bids=bids, asks=asks, ts_event=seq, ts_ingest=seq)
+
+
+def test_the_top_of_book_follows_market_books_from_a_snapshot_on() -> None:
+    state = ViewState()
+    state.apply("market.books", _update("delta", 5, [(99.0, 1.0)], [], first_seq=5))  # before any snapshot
+    assert state.snapshot()["markets"] == []
+    state.apply("market.books", _update("snapshot", 10, [(100.0, 1.0), (99.0, 2.0), (98.0, 3.0)],
+                                        [(101.0, 1.0), (102.0, 4.0)]))
+    # the best bid goes, a better ask comes, a level deeper changes
+    state.apply("market.books", _update("delta", 12, [(100.0, 0.0), (98.0, 0.5)], [(100.5, 2.0)], first_seq=11))
+    book = state.snapshot()["markets"][0]["book"]
+    assert (book["bid"], book["bid_size"], book["ask"], book["ask_size"]) == (99.0, 2.0, 100.5, 2.0)
+    assert book["spread"] == 1.5 and book["spread_bps"] == 1.5 / 99.75 * 1e4
+    assert book["imbalance"] == (2.5 - 7.0) / 9.5  # top 5 a side: every level here
+    assert book["bids"] == [[99.0, 2.0], [98.0, 0.5]] and book["asks"] == [[100.5, 2.0], [101.0, 1.0], [102.0, 4.0]]
+    assert (book["seq"], book["updates"]) == (12, 2)
+    assert state.snapshot()["counts"]["market.books"] == 3

@@ -1,4 +1,4 @@
-"""Books rebuilt from ``market.books``: what `tickflow book dump` (and any consumer) does with the records.
+"""Books rebuilt from ``market.books``: what `tickflow book dump`, the paper broker and any consumer do with them.
 
 A key's book starts at its next snapshot (part 0 clears it; whole again at the part with ``last``),
 so a reader may start anywhere. Deltas are applied in order; where a delta carries the venue's chain
@@ -9,10 +9,11 @@ the next snapshot. A periodic snapshot (``seq`` equal to the book's) refreshes a
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from contracts.book import Book
 from contracts.books import BookUpdate
-from ingestor.books.book import Book
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,10 @@ class Held:
 
 
 class BookReader:
-    def __init__(self) -> None:
+    """``book_factory`` makes each key's book (a subclass of ``Book`` may record its changes: the paper broker)."""
+
+    def __init__(self, book_factory: Callable[[], Book] = Book) -> None:
+        self.book_factory = book_factory
         self.books: dict[tuple[str, str], Held] = {}
         self.skipped = 0  # deltas with no whole book to apply to
         self.breaks = 0
@@ -34,7 +38,7 @@ class BookReader:
         """Apply one record; the book when it is whole and this record changed it, else None."""
         held = self.books.get((u.exchange, u.symbol))
         if held is None:
-            held = self.books[(u.exchange, u.symbol)] = Held()
+            held = self.books[(u.exchange, u.symbol)] = Held(self.book_factory())
         book = held.book
         if u.kind == "snapshot":
             if u.part == 0:

@@ -1,0 +1,194 @@
+"""Book features (schema v2's ``book_*``), the one definition the streams worker and the offline builder call.
+
+``BookTrack`` follows one key's ``market.books`` records: ``receive`` queues each record as it is read,
+``values(start, end)`` gives a bar's book features. The book is advanced lazily, to each bar's end in
+event time: queued records are applied in the topic's order while their ``ts_event`` is before the end,
+so the features at an end depend on the records and the end alone, not on when the worker read them or
+how trades and books interleaved in its reads (the worker holds back trades until the books have caught
+up with them: ``streams.book_gate``). Definitions are in ``contracts/feature_schema.py``.
+
+Records are applied by the project's book reader (snapshots in parts, the venue's chain checked, a break
+waits for the next snapshot). A record produced again (a replay run again: its ``seq`` is not above the
+highest applied and its event time not after the newest applied) is dropped and counted, as trades are.
+Each applied record leaves ``(ts_event, ofi)`` behind for the bars still to close; the values at an end
+are kept for a few ends, so a bar closed again at the same end (an undone close ahead of time) gets the
+same numbers. Nothing here is stored in the worker's table: after a restart the book is rebuilt from the
+topic (read again from its start), which gives the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from typing import Protocol
+
+from contracts.book_reader import BookReader
+from contracts.books import BookUpdate
+from contracts.feature_schema import BOOK_FEATURE_NAMES
+
+Top = tuple[float, float, float, float]  # best bid, its size, best ask, its size
+
+N_LEVEL_VALUES = 10  # spread .. depth: the values of the book at an end
+NO_BOOK: list[float | None] = [None] * len(BOOK_FEATURE_NAMES)
+_IMB_LEVELS = (1, 5, 10)
+_DEPTH_BPS = (10.0, 50.0)
+_KEEP_ENDS = 16  # values kept per end already passed
+
+
+class _Side(Protocol):
+    def top(self, n: int | None = None) -> list[tuple[float, float]]: ...
+
+
+def ofi(before: Top, after: Top) -> float:
+    """Cont, Kukanov and Stoikov's order-flow imbalance of one update (``before``: the best levels before it)."""
+    b0, qb0, a0, qa0 = before
+    b1, qb1, a1, qa1 = after
+    e = 0.0
+    if b1 >= b0:
+        e += qb1
+    if b1 <= b0:
+        e -= qb0
+    if a1 <= a0:
+        e -= qa1
+    if a1 >= a0:
+        e += qa0
+    return e
+
+
+def _depth(levels: list[tuple[float, float]], limit: float, bids: bool) -> float:
+    total = 0.0
+    for price, size in levels:
+        if (price < limit) if bids else (price > limit):
+            break
+        total += size
+    return total
+
+
+def level_values(bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> list[float | None]:
+    """Spread, mid, microprice offset, imbalances and depths of a book, from its levels best first (all the
+    levels within 50 bps of the mid at least); None each when a side is empty."""
+    if not bids or not asks:
+        return [None] * N_LEVEL_VALUES
+    b1, qb1 = bids[0]
+    a1, qa1 = asks[0]
+    mid = (a1 + b1) / 2
+    weight = qb1 / (qb1 + qa1)
+    out: list[float | None] = [(a1 - b1) / mid * 1e4, mid, (weight * a1 + (1 - weight) * b1 - mid) / mid * 1e4]
+    for k in _IMB_LEVELS:
+        qb = sum(q for _, q in bids[:k])
+        qa = sum(q for _, q in asks[:k])
+        out.append((qb - qa) / (qb + qa))
+    for bps in _DEPTH_BPS:
+        out.append(_depth(bids, mid * (1 - bps / 1e4), True))
+        out.append(_depth(asks, mid * (1 + bps / 1e4), False))
+    return out
+
+
+class BookTrack:
+    """One key's book as of the bar ends asked for, and what its updates added up to per bar."""
+
+    __slots__ = ("applied", "dropping", "ends", "flow", "frontier", "max_seq", "max_ts", "oldest_ms", "pending",
+                 "pos", "produced_again", "reader", "top")
+
+    def __init__(self, max_interval_ms: int) -> None:
+        self.reader = BookReader()
+        self.pending: deque[BookUpdate] = deque()
+        self.flow: deque[tuple[int, float]] = deque()  # (ts_event, ofi) of each applied update
+        self.oldest_ms = max_interval_ms  # flow older than an end minus this is no bar's any more
+        self.ends: OrderedDict[int, list[float | None]] = OrderedDict()
+        self.pos = -(2**62)  # every record before this event time has been applied
+        self.top: Top | None = None  # the best levels after the last applied update (None: no whole book)
+        self.frontier = -(2**62)  # the newest event time received
+        self.max_ts = -(2**62)  # the newest event time applied
+        self.max_seq = -2
+        self.dropping = False  # inside a snapshot produced again (its later parts go too)
+        self.produced_again = 0
+        self.applied = 0
+
+    def receive(self, u: BookUpdate) -> None:
+        """Queue one record, in the topic's order."""
+        self.pending.append(u)
+        if u.ts_event > self.frontier:
+            self.frontier = u.ts_event
+
+    def advance(self, end: int) -> list[float | None]:
+        """Apply the queued records whose event time is before ``end``; the level values of the book then."""
+        if end <= self.pos:
+            kept = self.ends.get(end)
+            if kept is not None:
+                return kept
+        pending, flow = self.pending, self.flow
+        while pending and pending[0].ts_event < end:
+            self._apply(pending.popleft())
+        cut = end - self.oldest_ms
+        while flow and flow[0][0] < cut:
+            flow.popleft()
+        values = self._level_values()
+        if end > self.pos:
+            self.pos = end
+            self.ends[end] = values
+            if len(self.ends) > _KEEP_ENDS:
+                self.ends.popitem(last=False)
+        return values
+
+    def values(self, start: int, end: int) -> list[float | None]:
+        """The book features of the bar ``[start, end)``, in BOOK_FEATURE_NAMES order."""
+        out = [*self.advance(end), 0.0, 0.0]
+        total, n = 0.0, 0
+        for ts, e in self.flow:
+            if start <= ts < end:
+                total += e
+                n += 1
+        out[-2], out[-1] = total, float(n)
+        return out
+
+    def _level_values(self) -> list[float | None]:
+        held = next(iter(self.reader.books.values()), None)
+        if held is None or not held.whole:
+            return [None] * N_LEVEL_VALUES
+        top = self.top
+        if top is None:
+            return [None] * N_LEVEL_VALUES
+        mid, reach = (top[0] + top[2]) / 2, _DEPTH_BPS[-1] / 1e4
+        return level_values(_within(held.book.bids, mid * (1 - reach), True),
+                            _within(held.book.asks, mid * (1 + reach), False))
+
+    def _apply(self, u: BookUpdate) -> None:
+        if self._again(u):
+            self.produced_again += 1
+            return
+        if u.ts_event > self.max_ts:
+            self.max_ts = u.ts_event
+        if u.seq > self.max_seq:
+            self.max_seq = u.seq
+        book = self.reader.apply(u)
+        if book is None:
+            held = self.reader.books[(u.exchange, u.symbol)]
+            if not held.whole:
+                self.top = None
+            return
+        bid, ask = book.bids.best(), book.asks.best()
+        now = None if bid is None or ask is None else (bid, book.bids.sizes[bid], ask, book.asks.sizes[ask])
+        e = ofi(self.top, now) if self.top is not None and now is not None else 0.0
+        self.top = now
+        self.flow.append((u.ts_event, e))
+        self.applied += 1
+
+    def _again(self, u: BookUpdate) -> bool:
+        if u.kind == "snapshot" and u.part > 0:
+            return self.dropping
+        again = u.seq <= self.max_seq and u.ts_event <= self.max_ts
+        if u.kind == "snapshot":
+            again = again and u.seq < self.max_seq  # the same seq is a periodic snapshot (the reader skips it)
+            self.dropping = again and not u.last
+        return again
+
+
+def _within(side: _Side, limit: float, bids: bool) -> list[tuple[float, float]]:
+    """The levels of a book side best first, at least down to ``limit`` and at least the best 10."""
+    n = 64
+    while True:
+        levels = side.top(n)
+        last = levels[-1][0] if levels else limit
+        if len(levels) < n or ((last < limit) if bids else (last > limit)):
+            return levels
+        n *= 4
