@@ -51,7 +51,7 @@ pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TICKS = DATA / "ticks" / "BTCUSDT-trades-20240808T2354Z-20240809T0005Z.csv"
 CANDLES = DATA / "ohlcv" / "binance_spot_ETHUSDT_1m_20250520T0000_20250818T1827.csv.gz"
-WIDTH, HEIGHT = 1280, 1300  # tall enough for the whole page, the equity chart included
+WIDTH, HEIGHT = 1280, 1500  # tall enough for the whole page, the equity chart included
 WARMING_BARS = 11
 
 
