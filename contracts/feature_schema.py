@@ -124,3 +124,12 @@ def names_problem(schema: str, names: list[str] | tuple[str, ...]) -> str | None
         return (f"feature order {', '.join(names)} differs from feature schema {schema!r}'s order "
                 f"({', '.join(n for n in known if n in names)})")
     return None
+
+
+def warmup_text(interval_s: int, bars: int, ready: bool) -> str:
+    """What a market waits for before the first decision, in words: "60 s bars: 14 of 61 needed before the
+    first decision" (``bars`` closed so far), or that the features are ready."""
+    if ready:
+        return f"{interval_s} s bars: features ready ({READY_AFTER_BARS} bars needed)"
+    seen = min(bars, READY_AFTER_BARS - 1)
+    return f"{interval_s} s bars: {seen} of {READY_AFTER_BARS} needed before the first decision"

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from contracts import DeadLetter, Topic, kafka_io
 from contracts.errors import ContractError
@@ -136,13 +136,28 @@ def read_then_follow(bootstrap: str, topic: Topic | str, idle_s: float) -> Itera
     yield from follow(bootstrap, topic, ends, idle_s)
 
 
+def _watermarks(c: Consumer, tp: TopicPartition, timeout_s: float = 10.0) -> tuple[int, int]:
+    """A partition's low and high offsets. A broker that just started (or restarted) answers "not leader" for
+    a moment after its metadata names it leader: that is asked again for up to ``timeout_s``, nothing else."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = c.get_watermark_offsets(tp, timeout=timeout_s)
+            return int(low), int(high)
+        except KafkaException as err:
+            if err.args[0].code() != KafkaError.NOT_LEADER_FOR_PARTITION or time.monotonic() > deadline:
+                raise
+            log.debug("%s[%d]: not leader yet, asking again.", tp.topic, tp.partition)
+            time.sleep(0.2)
+
+
 def _bounds(c: Consumer, tps: list[TopicPartition], start: dict[int, int] | None,
             stop: dict[int, int] | None) -> tuple[dict[int, int], list[TopicPartition]]:
     """The end offset of each partition with records to read, and the assignment at their first offsets."""
     ends: dict[int, int] = {}
     assign = []
     for tp in tps:
-        low, high = c.get_watermark_offsets(tp, timeout=10)
+        low, high = _watermarks(c, tp)
         end = high if stop is None else min(high, stop.get(tp.partition, high))
         begin = OFFSET_BEGINNING if start is None else max(low, start.get(tp.partition, low))
         if (start is None and low < end) or (start is not None and begin < end):

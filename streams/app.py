@@ -47,7 +47,7 @@ from contracts.client_config import check_copartitioned, client_config, producer
 from contracts.kafka_io import replication_at
 from contracts.settings import kafka_auth, kafka_bootstrap, tickflow_home
 from contracts.topics import MARKET_BOOKS, MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES
-from streams import faust_seam
+from streams import faust_seam, startup_logs
 from streams.processor import Output, Processor
 from streams.spec import StreamsSettings, load_settings
 
@@ -113,6 +113,7 @@ class StreamsWorkerApp:
     # -- assignment ------------------------------------------------------------------------------
     async def _on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         """Tables restored: read the assigned trade partitions from the group's committed offsets."""
+        startup_logs.started()  # a rebalance completed: start-up is over
         parts = faust_seam.assigned_partitions(self.app, _TRADES)
         async with self.lock:
             if parts == self.partitions:
@@ -337,6 +338,7 @@ def run_worker() -> int:
         built.app, s.stop_timeout_s, "Is the broker reachable? Trades after the last committed offset will be "
         "re-applied on restart.", loglevel="WARNING", override_logging=False, quiet=True)
     setup_logging()
+    startup_logs.install()  # aiokafka's two known start-up lines at INFO (streams.startup_logs)
     try:
         worker.execute_from_commandline()
     except SystemExit as err:

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "paper.cli",
     "tickflow.view.cli",
     "tickflow.demo.cli",
+    "tickflow.run.cli",
 )
 
 log = logging.getLogger("tickflow")

@@ -46,6 +46,8 @@ class SymbolState:
     units: float = 0.0  # intended position: the sum of this policy's orders
     position: float = 0.0  # the action value the policy holds (its observation's last element)
     price: float = 0.0
+    bars: int = 0  # feature vectors of the policy's interval seen since start (one per closed bar)
+    ready: bool = False  # the latest one had every feature (the warm-up is over)
 
 
 @dataclass
@@ -117,6 +119,8 @@ class PolicyTrader:
         key = (fv.exchange, fv.symbol)
         st = self.symbols.setdefault(key, SymbolState())
         st.price = fv.close
+        st.bars += 1
+        st.ready = fv.ready
         drawdown = self.book.mark(fv.symbol, fv.close)
         decision_bar = (fv.ts // (fv.interval_s * 1000)) % self.every == 0
         breach = not self.risk.halted and drawdown >= self.risk.s.max_drawdown

@@ -13,7 +13,26 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from contracts import to_dict
+from contracts.feature_schema import warmup_text
+from contracts.timeutil import iso
 from trader.handler import PolicyTrader
+
+
+def warmup(t: PolicyTrader) -> dict[str, dict[str, Any]]:
+    """Per market of the policy's interval: the bars seen, whether the features are ready, the next decision
+    bar, and in words what the trader waits for before it decides (the /health ``warmup`` object)."""
+    out: dict[str, dict[str, Any]] = {}
+    step_ms = t.interval_s * 1000 * t.every
+    for (ex, sym), st in sorted(t.symbols.items()):
+        text = warmup_text(t.interval_s, st.bars, st.ready)
+        next_ms = None
+        if st.ready and t.last_feature_ts:
+            next_ms = (t.last_feature_ts // step_ms + 1) * step_ms
+            if t.every > 1:
+                text += f"; decides every {t.every} bars, next at bar end {iso(next_ms)[:16]} UTC"
+        out[f"{ex}:{sym}"] = {"interval_s": t.interval_s, "bars": st.bars, "ready": st.ready,
+                              "decision_every": t.every, "next_decision_ts": next_ms, "text": text}
+    return out
 
 
 def _p99(values: Sequence[float]) -> float:
@@ -50,7 +69,10 @@ class StatusServer:
         if path == "/health":
             data: Any = {"status": "halted" if t.halted else "ok", "policy_id": t.policy_id,
                          "policy_version": t.version, "decisions": t.decisions, "held": t.held,
-                         "last_feature_ts": t.last_feature_ts, "halt_reason": t.risk.halt_reason}
+                         "last_feature_ts": t.last_feature_ts, "halt_reason": t.risk.halt_reason,
+                         "warmup": (w := warmup(t)),
+                         "waiting_for": "; ".join(f"{k} {v['text']}" for k, v in w.items()) or
+                         f"no feature vectors yet ({warmup_text(t.interval_s, 0, False)})"}
         elif path == "/positions":
             data = to_dict(t.book.snapshot(t.policy_id, t.last_feature_ts, t.halted))
             data["intended"] = {f"{ex}:{sym}": st.units for (ex, sym), st in t.symbols.items()}

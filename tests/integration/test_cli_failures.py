@@ -133,6 +133,8 @@ def test_options_are_not_abbreviated_and_log_level_goes_anywhere(tmp_path: Path)
     (["evaluate"], ["--seed", "--folds"]),
     (["ingest", "replay"], ["--speed"]),
     (["topic", "dump"], ["--timeout"]),
+    (["run"], ["--venue", "--symbols", "--timesteps", "--view-port"]),
+    (["view"], ["--interval"]),
 ])
 def test_help_shows_the_defaults(command: list[str], defaults: list[str], tmp_path: Path) -> None:
     done, _ = run([*command, "--help"], cli_env("127.0.0.1:1", tmp_path))

@@ -86,3 +86,12 @@ def test_demo_runs_reports_and_leaves_nothing_running(tmp_path: Path) -> None:
     assert book["series"][-1][1:] == [(ask - bid) / ((ask + bid) / 2) * 1e4, (bid5 - ask5) / (bid5 + ask5)]
     assert book["updates"] == len(book["series"]) > 6_000
     assert "## Spread and imbalance (market.books)" in text and "| binance:BTC-USDT | " in text
+
+    # the paper trades as round trips, with buy-and-hold matched for exposure, and the latency explained
+    trades = figures["trades"]["demo"]
+    assert trades["summary"]["count"] == len(trades["round_trips"]) > 0
+    assert f"{trades['summary']['count']:.0f} round trips, win rate" in text and "| long | " in text
+    assert f"buy-and-hold at the policy's exposure ({trades['matched']['position']:.1%} held" in text
+    assert 0 < trades["matched"]["position"] < 1 and (home / "demo" / "trades-demo.csv").is_file()
+    assert "waits behind that backlog" in text and figures["backlog"]["features"] == figures["counts"][
+        "signals.features"]

@@ -51,7 +51,8 @@ pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TICKS = DATA / "ticks" / "BTCUSDT-trades-20240808T2354Z-20240809T0005Z.csv"
 CANDLES = DATA / "ohlcv" / "binance_spot_ETHUSDT_1m_20250520T0000_20250818T1827.csv.gz"
-WIDTH, HEIGHT = 1280, 1000
+WIDTH, HEIGHT = 1280, 1500  # tall enough for the whole page, the equity chart included
+WARMING_BARS = 11
 
 
 def _book_records(lines: int = 600) -> list[BookUpdate]:
@@ -95,7 +96,17 @@ def _known_records() -> list[Message]:
     book = PortfolioSnapshot(schema_version=V1, policy_id="champion", ts=fill.ts, positions={"ETH-USDT": 0.25},
                              cash=10_000.0 - cost, equity=10_000.0 - fill.fee - fill.slippage,
                              realised_pnl=0.0, unrealised_pnl=-fill.slippage, fees=fill.fee, drawdown=0.0001)
-    return [*btc, *_book_records(), *eth, *bars, features, order, fill, early, book]
+    # BTC is warming up: 11 bars of 60 s from the bundled 11 minutes of ticks, its features not ready yet
+    minute = btc[0].ts_event - btc[0].ts_event % 60_000
+    warming = [FeatureVector(schema_version=V1, exchange="binance", symbol="BTC-USDT", interval_s=60,
+                             ts=minute + (k + 1) * 60_000, feature_schema="v1", ready=False, close=btc[0].price,
+                             features={"ret_1": None if k == 0 else 0.0001, "rsi_14": None})
+               for k in range(WARMING_BARS)]
+    # and the same policy's book a year earlier, on the ticks' dates: two data sets share the equity chart's axis
+    ticks_era = PortfolioSnapshot(schema_version=V1, policy_id="champion", ts=btc[0].ts_event, positions={},
+                                  cash=10_000.0, equity=9_990.0, realised_pnl=-10.0, unrealised_pnl=0.0, fees=0.0,
+                                  drawdown=0.001)
+    return [*btc, *_book_records(), *eth, *bars, *warming, features, order, fill, ticks_era, early, book]
 
 
 def _produce(bootstrap: str, records: list[Message]) -> None:
@@ -262,6 +273,14 @@ def test_page_in_headless_chromium_shows_what_the_topics_hold(view_url: tuple[st
         assert abs(float(cell[0]["text"]) - value) <= 0.00005 + 1e-12
     assert dom.find(field="feature_ts", data_market=key)[0]["data-value"] == str(fv.ts)
 
+    # What each market waits for before the first decision, counted from the features of the policy's interval.
+    assert [f["text"] for f in dom.find(field="warmup", data_market="binance:BTC-USDT")] == [
+        f"60 s bars: {WARMING_BARS} of 61 needed before the first decision"]
+    assert [f["text"] for f in dom.find(field="warmup", data_market=key)] == [
+        "60 s bars: features ready (61 bars needed)"]
+    # The equity chart spans the ticks' year and the candles' year: two segments, neither squashed.
+    assert 'data-segments="2"' in dom_run.stdout
+
     # Positions and PnL: the latest snapshot per policy.
     book = max((p for p in held[PORTFOLIO.name] if p is not None), key=lambda p: p.ts)
     for field in ("cash", "equity", "realised_pnl", "unrealised_pnl", "fees"):
@@ -279,7 +298,7 @@ def test_page_in_headless_chromium_shows_what_the_topics_hold(view_url: tuple[st
         assert float(dom.find(field="price", data_fill=fill.fill_id)[0]["data-value"]) == fill.price
 
     # The screenshot: a PNG of the window's size with a real picture on it.
-    shot = tmp_path / "view.png"
+    shot = tmp_path / "view.png"  # kept under the test's tmp_path: look at it
     shot_run = _chromium(tmp_path, f"--screenshot={shot}", url + "/")
     assert shot_run.returncode == 0 and shot.exists(), shot_run.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

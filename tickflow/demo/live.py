@@ -26,8 +26,10 @@ def _top(book: dict[str, Any] | None) -> str:
 
 
 class LiveBoard:
-    def __init__(self, bootstrap: str, enabled: bool = True) -> None:
-        self.state = ViewState(max_points=10, max_rows=8)
+    def __init__(self, bootstrap: str, enabled: bool = True, interval_s: int | None = None,
+                 name: str = "demo") -> None:
+        self.name = name
+        self.state = ViewState(max_points=10, max_rows=8, interval_s=interval_s)
         self.feed = TopicFeed(bootstrap, self.state)
         self.console = Console()
         self.enabled = enabled and self.console.is_terminal
@@ -60,7 +62,7 @@ class LiveBoard:
         elif now - self._last_line >= 5.0:
             self._last_line = now
             counts_text = ", ".join(f"{k} {v:,}" for k, v in self.state.counts.items())
-            print(f"demo [{self.stage}]: {counts_text}", flush=True)
+            print(f"{self.name} [{self.stage}]: {counts_text}", flush=True)
 
     def stop(self) -> None:
         if self._live is not None:
@@ -84,7 +86,8 @@ class LiveBoard:
             fv = m["features"]
             markets.add_row(m["key"], f"{m['last_price']:,.2f}" if m["last_price"] else "-", f"{m['trades']:,}",
                             f"{m['bars']:,}", f"{iso(bar['window_end'])[:16]} {bar['close']:,.2f} {bar['volume']:,.3f}"
-                            if bar else "-", ("ready" if fv["ready"] else "warming up") if fv else "-",
+                            if bar else "-",
+                            m["warmup"]["text"] if m["warmup"] else ("-" if not fv else "other intervals only"),
                             _top(m["book"]))
         decisions = Table(title="latest decisions", expand=True)
         for col in ("bar end", "symbol", "side", "qty", "target"):
@@ -99,4 +102,4 @@ class LiveBoard:
             books.add_row(p["policy_id"], ", ".join(f"{k} {v:.6f}" for k, v in p["positions"].items()) or "flat",
                           f"{p['equity']:,.2f}", f"{p['realised_pnl']:,.2f}", f"{p['unrealised_pnl']:,.2f}",
                           f"{p['fees']:,.2f}", f"{p['drawdown']:.2%}" + (" HALTED" if p["halted"] else ""))
-        return Group(Panel(f"tickflow demo: {self.stage}"), topics, markets, decisions, books)
+        return Group(Panel(f"tickflow {self.name}: {self.stage}"), topics, markets, decisions, books)

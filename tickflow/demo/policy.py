@@ -47,3 +47,12 @@ def ensure_bundle(out: Path, algo: str = "ppo", timesteps: int = 20_000, seed: i
     if problem is not None:
         raise RuntimeError(f"the bundle just trained at {out} fails its own check: {problem}")
     return out, True
+
+
+def bundle_cadence(path: Path) -> tuple[int, int]:
+    """The bar interval (s) the bundle at ``path`` was trained on (the views follow it) and its decision cadence
+    in bars (the report's exposure-matched buy-and-hold starts at the first decision bar)."""
+    from trader.policy.bundle import load
+
+    manifest = load(path).manifest
+    return int(manifest.get("interval_s", 60)), int(manifest.get("decision_every", 1))

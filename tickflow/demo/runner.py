@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 from contracts.settings import tickflow_home
 from contracts.timeutil import iso, now_ms
 from tickflow.demo.live import LiveBoard
-from tickflow.demo.policy import DEFAULT_CANDLES, REPO, ensure_bundle
+from tickflow.demo.policy import DEFAULT_CANDLES, REPO, bundle_cadence, ensure_bundle
 
 # The recorded Binance frames: BTCUSDT's trades (the 19,904 of data/ticks/BTCUSDT-trades-*.csv, the same ids),
 # its depth diffs and the REST depth snapshot they start from, so the replay publishes market.books too.
@@ -102,7 +103,7 @@ Feed = tuple[str, tuple[str, ...]]  # a process name and its `tickflow` argument
 SERVICES = ("streams", "paper", "trader")
 
 
-def _fresh_dirs(demo: Path) -> tuple[Path, Path]:
+def fresh_dirs(demo: Path) -> tuple[Path, Path]:
     """The broker's and the logs' folders, emptied: the report counts this run only."""
     kafka_home, logs = demo / "broker", demo / "logs"
     shutil.rmtree(kafka_home, ignore_errors=True)
@@ -146,11 +147,12 @@ def _run_feeds(procs: Processes, board: LiveBoard, feeds: list[Feed], opts: Demo
             raise RuntimeError(f"{name} failed; see {logs / (name + '.log')}")
 
 
-def _drain(procs: Processes, board: LiveBoard, until: float) -> None:
-    """Wait until the topics' totals stop moving for 6 s (or the budget ends at monotonic ``until``)."""
+def drain(procs: Processes, board: LiveBoard, until: float, stop: threading.Event | None = None) -> None:
+    """Wait until the topics' totals stop moving for 6 s (or the budget ends at monotonic ``until``, or ``stop``
+    is set)."""
     board.stage = "draining: waiting for bars, features, orders and fills to settle"
     quiet_since, last = time.monotonic(), board.totals()
-    while time.monotonic() < until and time.monotonic() - quiet_since < 6.0:
+    while time.monotonic() < until and time.monotonic() - quiet_since < 6.0 and not (stop and stop.is_set()):
         procs.check_alive(*SERVICES)
         board.refresh()
         time.sleep(0.25)
@@ -165,7 +167,7 @@ def run_demo(opts: DemoOptions) -> int:
 
     home = tickflow_home()
     demo = home / "demo"
-    kafka_home, logs = _fresh_dirs(demo)
+    kafka_home, logs = fresh_dirs(demo)
     bundle_dir = opts.bundle or home / "bundles" / "demo"
     bundle, trained = ensure_bundle(bundle_dir, timesteps=opts.timesteps)
     print(f"policy bundle: {bundle} ({'trained now' if trained else 'valid, kept'})", flush=True)
@@ -176,7 +178,8 @@ def run_demo(opts: DemoOptions) -> int:
     procs = Processes(env, logs)
     started = time.monotonic()
     started_ms = now_ms()
-    board = LiveBoard(info.bootstrap, enabled=opts.view)
+    interval, every = bundle_cadence(bundle)
+    board = LiveBoard(info.bootstrap, enabled=opts.view, interval_s=interval)
     try:
         procs.start("streams", "streams", "worker")
         procs.start("paper", "paper")
@@ -184,7 +187,7 @@ def run_demo(opts: DemoOptions) -> int:
         board.start()
         feeds, data_note, focus_ts = _feeds(opts, demo, started_ms)
         _run_feeds(procs, board, feeds, opts, logs)
-        _drain(procs, board, started + opts.budget_s)
+        drain(procs, board, started + opts.budget_s)
         board.stage = "stopping"
         for name in ("trader", "paper", "streams"):
             procs.stop(name)
@@ -193,7 +196,7 @@ def run_demo(opts: DemoOptions) -> int:
         board.stop()
         procs.stop_all()
     try:
-        figures = summarise(read_topics(info.bootstrap), since_ts=focus_ts)
+        figures = summarise(read_topics(info.bootstrap), since_ts=focus_ts, every=every)
     finally:
         broker.stop()
     seconds = time.monotonic() - started

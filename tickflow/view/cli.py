@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     view.add_argument("--port", type=int, default=8050, help="listen port (default 8050)")
     view.add_argument("--from", dest="start", choices=("earliest", "latest"), default="earliest",
                       help="read the topics from their first offsets (default) or only new records")
+    view.add_argument("--interval", type=int, default=60,
+                      help="the policy's bar interval in seconds: the price chart and the warm-up line follow it")
     view.add_argument("--points", type=int, default=600, help="points kept per chart (default 600)")
     view.add_argument("--poll-ms", type=int, default=1000, help="page refresh period in ms; 0 turns polling off")
     view.set_defaults(func=_view)
@@ -32,7 +34,7 @@ def _view(args: argparse.Namespace) -> int:
     from tickflow.view.state import ViewState
 
     bootstrap = kafka_bootstrap()
-    state = ViewState(max_points=args.points)
+    state = ViewState(max_points=args.points, interval_s=args.interval)
     feed = TopicFeed(bootstrap, state, start=args.start)
     server = ViewServer(args.host, args.port, state, feed, source=f"Kafka at {bootstrap}", poll_ms=args.poll_ms)
     stop = threading.Event()

@@ -5,7 +5,10 @@ JSON-ready picture the page renders. Memory is bounded: per market the last ``ma
 (or trade prices before the first bar), per policy the last ``max_points`` equity values, and the last
 ``max_rows`` orders and fills. Each market's order book is rebuilt from ``market.books`` with the
 project's own ``BookReader`` (one book per market, as deep as the venue sends it); the page shows its
-top of book, spread and best levels (``top_of_book``).
+top of book, spread and best levels (``top_of_book``). The price chart and the features follow
+``interval_s``, the policy's bar interval (the worker emits several), or the shortest interval seen when it
+is not given; per market the view counts that interval's feature vectors, so it says what the trader waits
+for ("60 s bars: 14 of 61 needed before the first decision").
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 from contracts.book_reader import BookReader
 from contracts.books import BookUpdate
+from contracts.feature_schema import warmup_text
 from contracts.messages import Bar, FeatureVector, Fill, Message, Order, PortfolioSnapshot, Trade
 from contracts.serde import to_dict
 from contracts.timeutil import now_ms
@@ -49,6 +53,7 @@ class _Market:
     bar_points: deque[tuple[int, float]] = field(default_factory=deque)
     last_bar: Bar | None = None
     features: FeatureVector | None = None
+    feature_counts: dict[int, int] = field(default_factory=dict)  # interval_s -> feature vectors seen
     markers: deque[tuple[int, str, float]] = field(default_factory=deque)  # (feature_ts, side, qty)
     book_updates: int = 0  # book records applied to a whole book
     book_seq: int | None = None
@@ -65,8 +70,9 @@ class _Book:
 class ViewState:
     """Thread-safe: the Kafka feed thread applies records while HTTP threads take snapshots."""
 
-    def __init__(self, max_points: int = 600, max_rows: int = 50) -> None:
+    def __init__(self, max_points: int = 600, max_rows: int = 50, interval_s: int | None = None) -> None:
         self.max_points = max_points
+        self.interval_s = interval_s
         self.max_rows = max_rows
         self.counts: dict[str, int] = dict.fromkeys((t.name for t in VIEW_TOPICS), 0)
         self.refused: dict[str, int] = dict.fromkeys((t.name for t in VIEW_TOPICS), 0)
@@ -102,20 +108,9 @@ class ViewState:
                     m.last_price, m.last_trade_ts = message.price, message.ts_event
                 m.trade_points.append((message.ts_event, message.price))
             elif isinstance(message, Bar):
-                m = self._market(message.exchange, message.symbol)
-                m.bars += 1
-                # The chart follows the shortest interval seen, one point per bar.
-                if m.bar_interval_s is None or message.interval_s < m.bar_interval_s:
-                    m.bar_interval_s = message.interval_s
-                    m.bar_points.clear()
-                if message.interval_s == m.bar_interval_s:
-                    m.bar_points.append((message.window_end, message.close))
-                    if m.last_bar is None or message.window_end >= m.last_bar.window_end:
-                        m.last_bar = message
+                self._bar(message)
             elif isinstance(message, FeatureVector):
-                m = self._market(message.exchange, message.symbol)
-                if m.features is None or message.ts >= m.features.ts:
-                    m.features = message
+                self._feature(message)
             elif isinstance(message, Order):
                 self._orders.append(message)
                 self._market(message.exchange, message.symbol).markers.append(
@@ -133,6 +128,28 @@ class ViewState:
                     book.latest = message
                 book.equity.append((message.ts, message.equity))
 
+    def _bar(self, message: Bar) -> None:
+        m = self._market(message.exchange, message.symbol)
+        m.bars += 1
+        # The chart follows the policy's interval (or the shortest seen), one point per bar.
+        if self.interval_s is not None:
+            m.bar_interval_s = self.interval_s
+        elif m.bar_interval_s is None or message.interval_s < m.bar_interval_s:
+            m.bar_interval_s = message.interval_s
+            m.bar_points.clear()
+        if message.interval_s == m.bar_interval_s:
+            m.bar_points.append((message.window_end, message.close))
+            if m.last_bar is None or message.window_end >= m.last_bar.window_end:
+                m.last_bar = message
+
+    def _feature(self, message: FeatureVector) -> None:
+        m = self._market(message.exchange, message.symbol)
+        m.feature_counts[message.interval_s] = m.feature_counts.get(message.interval_s, 0) + 1
+        if self.interval_s is not None and message.interval_s != self.interval_s:
+            return
+        if m.features is None or message.ts >= m.features.ts:
+            m.features = message
+
     def _apply_book(self, u: BookUpdate) -> None:
         """A book record: the market's book rebuilt as a consumer of market.books does, its top kept."""
         book = self._order_books.apply(u, f"{u.exchange}:{u.symbol}")
@@ -145,7 +162,8 @@ class ViewState:
     def snapshot(self) -> dict[str, Any]:
         """The picture as plain JSON-ready data, markets and policies in name order."""
         with self._lock:
-            markets = [self._market_view(key, m) for key, m in sorted(self._markets.items())]
+            markets = [{**self._market_view(key, m), "warmup": self._warmup(m)}
+                       for key, m in sorted(self._markets.items())]
             portfolios = [
                 {**to_dict(book.latest), "equity_series": [list(p) for p in book.equity]}
                 for _, book in sorted(self._books.items())
@@ -159,6 +177,16 @@ class ViewState:
                 "fills": [to_dict(f) for f in reversed(self._fills)],
                 "portfolios": portfolios,
             }
+
+    def _warmup(self, m: _Market) -> dict[str, Any] | None:
+        """What the market waits for before a decision at the chart's interval; None before any feature."""
+        interval = self.interval_s if self.interval_s is not None else (
+            m.features.interval_s if m.features is not None else None)
+        if interval is None or not m.feature_counts.get(interval):
+            return None
+        ready = m.features is not None and m.features.interval_s == interval and m.features.ready
+        return {"interval_s": interval, "bars": m.feature_counts[interval], "ready": ready,
+                "text": warmup_text(interval, m.feature_counts[interval], ready)}
 
     @staticmethod
     def _market_view(key: str, m: _Market) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts import V1, Bar, PortfolioSnapshot, Trade
+from contracts import V1, Bar, FeatureVector, Order, PortfolioSnapshot, Trade
 from contracts.books import BookKind, BookUpdate
 from tickflow.view.server import render_page
 from tickflow.view.state import ViewState
@@ -50,6 +50,39 @@ def test_the_chart_follows_the_shortest_bar_interval() -> None:
     market = state.snapshot()["markets"][0]
     assert market["series_kind"] == "60s bar closes" and [p[1] for p in market["series"]] == [11.0, 13.0]
     assert market["bars"] == 4
+
+
+def _bar(interval: int, end_ms: int, close: float) -> Bar:
+    return Bar(schema_version=V1, exchange="x", symbol="A-B", interval_s=interval,
+               window_start=end_ms - interval * 1000,
+               window_end=end_ms, open=close, high=close, low=close, close=close, volume=1.0, vwap=close, trades=1,
+               buy_volume=1.0, sell_volume=0.0)
+
+
+def test_the_chart_follows_the_policy_s_interval_so_hourly_orders_stay_on_it() -> None:
+    """A policy on 60 s bars deciding hourly: with the worker's 1 s bars the 600 points held 10 minutes and an
+    hourly order's marker fell off the chart; on the policy's interval they hold 10 hours."""
+    state = ViewState(max_points=600, interval_s=60)
+    for k in range(6 * 3600):  # six hours of 1 s bars, and their 60 s bars
+        state.apply("signals.bars", _bar(1, (k + 1) * 1000, 1.0))
+        if (k + 1) % 60 == 0:
+            state.apply("signals.bars", _bar(60, (k + 1) * 1000, 2.0))
+    state.apply("orders", Order(schema_version=V1, order_id="o", policy_id="p", policy_version="1", exchange="x",
+                                symbol="A-B", side="buy", qty=1.0, target_position=1.0, ts=3_600_000,
+                                feature_ts=3_600_000, reason="r"))
+    market = state.snapshot()["markets"][0]
+    assert market["series_kind"] == "60s bar closes" and len(market["series"]) == 6 * 60
+    assert market["series"][0][0] <= market["markers"][0][0] <= market["series"][-1][0]
+
+
+def test_the_warm_up_counts_the_features_of_the_policy_s_interval() -> None:
+    state = ViewState(interval_s=60)
+    for k, interval in enumerate((1, 60, 1, 60, 300)):
+        state.apply("signals.features", FeatureVector(
+            schema_version=V1, exchange="x", symbol="A-B", interval_s=interval, ts=(k + 1) * 60_000,
+            feature_schema="v1", ready=False, close=1.0, features={"ret_1": None}))
+    assert state.snapshot()["markets"][0]["warmup"] == {
+        "interval_s": 60, "bars": 2, "ready": False, "text": "60 s bars: 2 of 61 needed before the first decision"}
 
 
 def test_refused_records_are_counted_apart() -> None:

@@ -44,3 +44,24 @@ def test_status_shows_the_trader_and_the_latencies_live(tmp_path: Path) -> None:
             _get(server.port, "/nothing")
     finally:
         server.close()
+
+
+def test_health_says_what_the_trader_waits_for(tmp_path: Path) -> None:
+    """The bundled 11 minutes of ticks give 11 bars of 60 s, short of the 61 the features need: /health says so."""
+    trader = PolicyTrader(linear_bundle(tmp_path / "b", every=60), "p1", notional=1000.0, capital=10_000.0)
+    server = StatusServer(trader, [], "127.0.0.1", 0)
+    try:
+        assert json.loads(_get(server.port, "/health"))["waiting_for"] == (
+            "no feature vectors yet (60 s bars: 0 of 61 needed before the first decision)")
+        for k in range(11):
+            assert trader.on_feature(feature(T0 + k * MIN, 1.0, ready=False), 0).orders == []
+        health = json.loads(_get(server.port, "/health"))
+        assert health["warmup"]["binance:ETH-USDT"]["bars"] == 11
+        assert health["waiting_for"] == "binance:ETH-USDT 60 s bars: 11 of 61 needed before the first decision"
+        hour = T0 - T0 % (60 * MIN) + 60 * MIN
+        trader.on_feature(feature(hour + MIN, 1.0), 0)  # ready, but decisions are hourly
+        w = json.loads(_get(server.port, "/health"))["warmup"]["binance:ETH-USDT"]
+        assert w["ready"] and w["next_decision_ts"] == hour + 60 * MIN
+        assert w["text"].startswith("60 s bars: features ready (61 bars needed); decides every 60 bars, next at ")
+    finally:
+        server.close()

@@ -1,0 +1,1 @@
+"""`tickflow run`: the whole pipeline as one dry run, live (until Ctrl-C) or over a replay file."""
