@@ -40,8 +40,9 @@ updates). ``b1``/``a1`` are the best bid and ask prices, ``qb1``/``qa1`` their s
 - book_updates: how many book updates (deltas, and snapshots that replaced the book) fell in the bar.
 
 The level features are null when no whole two-sided book is held at the bar's end (a symbol without books,
-a book waiting for its snapshot); book_ofi and book_updates are null for a symbol that never had a book
-record. They need no warm-up.
+a book waiting for its snapshot) or when the book's newest applied update is more than BOOK_MAX_AGE_MS
+before the bar's end (a feed that stopped, or trades replayed long after their books); book_ofi and
+book_updates are null for a symbol that never had a book record. They need no warm-up.
 
 A feature is null (NaN offline) until enough bars have closed (WARMUP_BARS); ``ready`` is true once every
 trade feature (``v1``'s) has a value. Book features do not enter ``ready``: a consumer checks the values it
@@ -50,7 +51,10 @@ uses (the trader holds while any of its bundle's features is null).
 
 from __future__ import annotations
 
-FEATURE_SCHEMA: str = "v1"  # the trade features' schema (FEATURE_NAMES): what a trade dump or candle file gives
+FEATURE_SCHEMA: str = "v1"
+
+# A book whose newest applied update is older than this at a bar's end gives no level features.
+BOOK_MAX_AGE_MS: int = 60_000  # the trade features' schema (FEATURE_NAMES): what a trade dump or candle file gives
 
 FEATURE_NAMES: tuple[str, ...] = (
     "ret_1", "ret_5", "ret_15", "ret_60",

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from contracts.book_reader import BookReader
 from contracts.books import BookUpdate
-from contracts.feature_schema import BOOK_FEATURE_NAMES
+from contracts.feature_schema import BOOK_FEATURE_NAMES, BOOK_MAX_AGE_MS
 
 Top = tuple[float, float, float, float]  # best bid, its size, best ask, its size
 
@@ -86,8 +86,8 @@ def level_values(bids: list[tuple[float, float]], asks: list[tuple[float, float]
 class BookTrack:
     """One key's book as of the bar ends asked for, and what its updates added up to per bar."""
 
-    __slots__ = ("applied", "dropping", "ends", "flow", "frontier", "max_seq", "max_ts", "oldest_ms", "pending",
-                 "pos", "produced_again", "reader", "top")
+    __slots__ = ("applied", "dropping", "ends", "flow", "frontier", "levels", "max_seq", "max_ts", "oldest_ms",
+                 "pending", "pos", "produced_again", "reader", "top")
 
     def __init__(self, max_interval_ms: int) -> None:
         self.reader = BookReader()
@@ -103,6 +103,7 @@ class BookTrack:
         self.dropping = False  # inside a snapshot produced again (its later parts go too)
         self.produced_again = 0
         self.applied = 0
+        self.levels: list[float | None] | None = None  # the level values since the last applied record
 
     def receive(self, u: BookUpdate) -> None:
         """Queue one record, in the topic's order."""
@@ -122,7 +123,7 @@ class BookTrack:
         cut = end - self.oldest_ms
         while flow and flow[0][0] < cut:
             flow.popleft()
-        values = self._level_values()
+        values = self._level_values(end)
         if end > self.pos:
             self.pos = end
             self.ends[end] = values
@@ -141,7 +142,16 @@ class BookTrack:
         out[-2], out[-1] = total, float(n)
         return out
 
-    def _level_values(self) -> list[float | None]:
+    def _level_values(self, end: int) -> list[float | None]:
+        """The level values at ``end``: computed again only when an update was applied since the last time
+        (a quiet book, or trades replayed long after their books, would otherwise walk it for every bar)."""
+        if end - self.max_ts > BOOK_MAX_AGE_MS:
+            return [None] * N_LEVEL_VALUES
+        if self.levels is None:
+            self.levels = self._walk_levels()
+        return self.levels
+
+    def _walk_levels(self) -> list[float | None]:
         held = next(iter(self.reader.books.values()), None)
         if held is None or not held.whole:
             return [None] * N_LEVEL_VALUES
@@ -156,6 +166,7 @@ class BookTrack:
         if self._again(u):
             self.produced_again += 1
             return
+        self.levels = None
         if u.ts_event > self.max_ts:
             self.max_ts = u.ts_event
         if u.seq > self.max_seq:

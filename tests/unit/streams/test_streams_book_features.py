@@ -198,3 +198,25 @@ def test_a_v1_bundle_trades_on_v2_vectors_by_picking_its_names(tmp_path: Path) -
     assert decided.orders and decided.orders[0].target_position == 1.0  # long: the first feature is positive
     wrong = FeatureVector(**{**{f: getattr(v2, f) for f in v2.__struct_fields__}, "feature_schema": "v3"})
     assert "does not match" in (t.refuse_reason(wrong) or "")
+
+
+def test_a_book_older_than_its_limit_gives_no_level_features_and_a_quiet_book_the_same_ones(
+        recording: tuple[list[Trade], list[BookUpdate]]) -> None:
+    """Trades replayed long after their books (the demo's candles after the recorded frames) get null level
+    features, not a stale book's; bars over a book that did not change get the values computed afresh."""
+    from contracts.feature_schema import BOOK_MAX_AGE_MS
+    from streams.features.book_features import BookTrack
+
+    _, books = recording
+    last = max(u.ts_event for u in books)
+    track, fresh = BookTrack(300_000), BookTrack(300_000)
+    for u in books:
+        track.receive(u)
+        fresh.receive(u)
+    at_last = track.values(last, last + 1_000)
+    assert at_last[0] is not None and at_last[0] > 0  # a whole book: a spread
+    quiet = track.values(last + 1_000, last + 2_000)  # no update since: from the kept values
+    assert quiet[:10] == fresh.values(last + 1_000, last + 2_000)[:10]
+    assert quiet[-2:] == [0.0, 0.0]  # no update in the bar: no flow
+    stale = track.values(last + BOOK_MAX_AGE_MS + 1_000, last + BOOK_MAX_AGE_MS + 2_000)
+    assert stale[:10] == [None] * 10, f"a book {BOOK_MAX_AGE_MS} ms old still gave level features: {stale}"
