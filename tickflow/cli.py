@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "ingestor.books.cli",
     "streams.cli",
     "trader.cli",
+    "trader.policy.cli",
     "paper.cli",
     "tickflow.view.cli",
     "tickflow.demo.cli",
@@ -37,10 +38,11 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 LOG_LEVEL_HELP = "DEBUG, INFO, WARNING (env TICKFLOW_LOG_LEVEL); accepted before or after the subcommand"
 
 # The commands that talk to Kafka, as (command, subcommand): each checks the broker before it starts.
-# `trade` and `paper` call the same check themselves once their bundle and settings are accepted, so a
+# `trade`, `paper` and `policy promote` call the same check themselves once their bundle and settings are accepted, so a
 # bad bundle or setting is named first.
 NEEDS_KAFKA = {("ingest", "live"), ("ingest", "replay"), ("kafka", "topics"), ("kafka", "create-topics"),
-               ("topic", "dump"), ("view", None), ("book", "dump")}
+               ("topic", "dump"), ("view", None), ("book", "dump"), ("policy", "list"), ("policy", "show"),
+               ("policy", "history"), ("policy", "rollback"), ("retrain", None)}
 
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -95,7 +95,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.search_trials > 0:
         from trader.policy.search import search
 
-        cfg.hyperparameters = search(data, cfg, args.search_trials, args.search_timeout)
+        cfg.hyperparameters, cfg.search = search(data, cfg, args.search_trials, args.search_timeout)
     cfg.tensorboard = args.tensorboard  # the final training's curves, not the search trials'
     result = train(data, cfg, args.out)
     held = result.bundle.manifest.get("metrics", {}).get("held_out")

@@ -150,11 +150,7 @@ def walk_forward(bundle_dir: Path, data_path: Path, out: Path, folds: int = 3, e
     for k in range(1, folds + 1):
         train_set = data.slice(0, k * block - embargo)
         test = data.slice(k * block, (k + 1) * block if k < folds else len(data))
-        cfg = TrainConfig(algo=m["algo"], timesteps=timesteps or int(m["training"]["timesteps"]),
-                          seed=int(m["training"]["seed"]), mode=m["mode"], train_fraction=1.0,
-                          episode_len=int(m["training"]["episode_len"]), every=_every(b),
-                          net_arch=tuple(m["training"]["net_arch"]), costs=CostSettings(**m["costs"]),
-                          hyperparameters=dict(m["training"]["hyperparameters"]), progress=False)
+        cfg = TrainConfig.from_manifest(m, train_fraction=1.0, timesteps=timesteps or int(m["training"]["timesteps"]))
         fold = train(train_set, cfg, out / f"fold{k}")
         decide = decision_mask(test.ts, _every(b), test.interval_s)
         policy = evaluate_runtime(fold.bundle.runtime, test, costs, _every(b))
