@@ -27,7 +27,7 @@ import pytest
 from confluent_kafka import Producer
 
 from contracts.client_config import producer_config
-from contracts.messages import Trade
+from contracts.messages import Side, Trade
 from contracts.policy_registry import latest
 from contracts.serde import encode
 from contracts.topics import MARKET_TRADES, market_key
@@ -51,7 +51,7 @@ def edge_trades(n_bars: int, edge_bp: float, seed: int, start_ms: int, symbol: s
     for t in range(n_bars):
         drift = (signs[t - 1] if t else 0.0) * edge_bp / 1e4
         close = price * math.exp(drift + rng.normal(0.0, 10 / 1e4))
-        sides = ["buy"] * (5 if signs[t] > 0 else 1) + ["sell"] * (1 if signs[t] > 0 else 5)
+        sides: list[Side] = ["buy"] * (5 if signs[t] > 0 else 1) + ["sell"] * (1 if signs[t] > 0 else 5)
         rng.shuffle(sides)
         for k in range(PER_BAR):
             ts = start_ms + t * 60_000 + k * 10_000 + 1
