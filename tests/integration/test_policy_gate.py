@@ -51,7 +51,9 @@ def edge_trades(n_bars: int, edge_bp: float, seed: int, start_ms: int, symbol: s
     for t in range(n_bars):
         drift = (signs[t - 1] if t else 0.0) * edge_bp / 1e4
         close = price * math.exp(drift + rng.normal(0.0, 10 / 1e4))
-        sides: list[Side] = ["buy"] * (5 if signs[t] > 0 else 1) + ["sell"] * (1 if signs[t] > 0 else 5)
+        buy: list[Side] = ["buy"]
+        sell: list[Side] = ["sell"]
+        sides = buy * (5 if signs[t] > 0 else 1) + sell * (1 if signs[t] > 0 else 5)
         rng.shuffle(sides)
         for k in range(PER_BAR):
             ts = start_ms + t * 60_000 + k * 10_000 + 1
