@@ -50,6 +50,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev.add_argument("--out", type=Path, required=True)
     ev.add_argument("--symbol", default=None, help="the venue symbol of a candle file whose name does not say it")
     ev.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
+    ev.add_argument("--seeds", type=int, default=1, help="retrain the bundle's recipe with this many seeds (the "
+                    "bundle's own first) and report each, their mean and spread")
+    ev.add_argument("--train-data", type=Path, default=None, help="the bundle's training file, for --seeds (default: "
+                    "--data when it is that file)")
     ev.add_argument("--walk-forward", action="store_true")
     ev.add_argument("--folds", type=int, default=3)
     ev.add_argument("--embargo", type=int, default=60, help="bars between each training window and its test fold")
@@ -122,7 +126,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 0
     from trader.evaluation import evaluate
 
-    m = evaluate(args.bundle, args.data, args.out, args.seed, symbol=args.symbol)
+    m = evaluate(args.bundle, args.data, args.out, args.seed, symbol=args.symbol, seeds=args.seeds,
+                 train_path=args.train_data)
     rows = [("policy", m["policy"]), *m["baselines"].items()]
     print(f"{m['data']['symbol']}: {m['data']['out_of_sample']}")
     print(f"{'':22}{'return':>9}{'sharpe':>8}{'sortino':>9}{'max_dd':>8}{'turnover':>10}{'exposure':>9}{'fees':>8}")
@@ -132,6 +137,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     s = m["trades"]["summary"]
     print(f"{s['count']:.0f} round trips: win rate {s['win_rate']:.0%}, average win {s['avg_win']:+.4f}, "
           f"average loss {s['avg_loss']:+.4f} (net of costs)")
+    c = m["confidence"]
+    lo, hi = c["mean_log_return"]["lower"], c["mean_log_return"]["upper"]
+    print(f"mean net log return {c['mean_log_return']['value'] * 1e4:+.2f} bp/bar, {c['level']:.0%} interval "
+          f"[{lo * 1e4:+.2f}, {hi * 1e4:+.2f}] (block {c['block']}); PSR {c['psr']:.3f}, DSR {c['dsr']:.3f}")
+    if "seeds" in m:
+        sd = m["seeds"]
+        for r in sd["runs"]:
+            print(f"seed {r['seed']} ({r['version']}): return {r['total_return']:+.4f} sharpe {r['sharpe']:+.2f} "
+                  f"max_dd {r['max_drawdown']:.4f}")
+        print(f"{len(sd['runs'])} seeds: return {sd['mean']['total_return']:+.4f} +- {sd['std']['total_return']:.4f}, "
+              f"sharpe {sd['mean']['sharpe']:+.2f} +- {sd['std']['sharpe']:.2f}")
     print(f"wrote {args.out}: metrics.json, report.md, trades.csv, equity.png, trades.png")
     return 0
 
