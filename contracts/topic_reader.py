@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from typing import TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
 
 from contracts import DeadLetter, Topic, kafka_io
 from contracts.errors import ContractError
@@ -59,11 +59,26 @@ def read_to_end(bootstrap: str, topic: Topic | str, start: dict[int, int] | None
         c.close()
 
 
+def watermarks(c: Consumer, tp: TopicPartition, wait_s: float = 15.0) -> tuple[int, int]:
+    """The low and high watermark of ``tp``; a retriable error (a partition just created whose leader
+    is not serving yet answers NOT_LEADER_FOR_PARTITION) is retried for ``wait_s`` seconds."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            low, high = c.get_watermark_offsets(tp, timeout=10)
+            return low, high
+        except KafkaException as err:
+            if not err.args[0].retriable() or time.monotonic() > deadline:
+                raise
+            log.info("Waiting for %s[%d]: %s.", tp.topic, tp.partition, err.args[0].str())
+            time.sleep(0.2)
+
+
 def end_offsets(bootstrap: str, topic: Topic | str) -> dict[int, int]:
     """The end offset (high watermark) of every partition of ``topic`` now."""
     c = kafka_io.consumer(bootstrap, "tickflow-end-offsets")
     try:
-        return {tp.partition: c.get_watermark_offsets(tp, timeout=10)[1] for tp in kafka_io.partitions(c, topic)}
+        return {tp.partition: watermarks(c, tp)[1] for tp in kafka_io.partitions(c, topic)}
     finally:
         c.close()
 
@@ -99,7 +114,7 @@ def _bounds(c: Consumer, tps: list[TopicPartition], start: dict[int, int] | None
     ends: dict[int, int] = {}
     assign = []
     for tp in tps:
-        low, high = c.get_watermark_offsets(tp, timeout=10)
+        low, high = watermarks(c, tp)
         end = high if stop is None else min(high, stop.get(tp.partition, high))
         begin = OFFSET_BEGINNING if start is None else max(low, start.get(tp.partition, low))
         if (start is None and low < end) or (start is not None and begin < end):

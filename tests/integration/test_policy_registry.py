@@ -44,3 +44,18 @@ def test_promote_rollback_and_follow(bootstrap: str, tmp_path: Path, capsys: pyt
     assert "checksum mismatch" in capsys.readouterr().err
     reader.join()
     assert seen == [1, 2, 3]  # the record there at the start, then each new one
+
+
+@pytest.mark.usefixtures("shared_broker")
+def test_a_scheduled_retrain_without_a_serving_version_says_so_and_waits(bootstrap: str, tmp_path: Path,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    from trader.policy.gate import GateSettings
+    from trader.policy.retrain import parse_duration, run
+
+    stop = threading.Event()
+    threading.Timer(3.0, stop.set).start()
+    assert run(bootstrap, "absent", 86_400, tmp_path, GateSettings(), every_s=0.2, stop=stop) == 0
+    assert "policy absent has no serving version on the registry" in caplog.text
+    assert parse_duration("6h", "--every") == 21_600 and parse_duration("14d", "--window") == 1_209_600
+    with pytest.raises(ValueError, match="--every '0h' must be positive"):
+        parse_duration("0h", "--every")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from contracts import kafka_io
 from contracts.errors import ContractError
@@ -39,7 +39,7 @@ from contracts.policy_record import Decision, PolicyRecord, RegistryError, Windo
 from contracts.policy_registry import latest, promoted, rejected, write
 from contracts.serde import decode
 from contracts.timeutil import now_ms
-from contracts.topic_reader import read_to_end
+from contracts.topic_reader import read_to_end, watermarks
 from contracts.topics import MARKET_TRADES
 from streams.offline import closed_bars, features_frame
 from trader.policy import bundle as bundle_mod
@@ -84,7 +84,7 @@ def window_offsets(bootstrap: str, start_ms: int, end_ms: int) -> tuple[dict[int
     c = kafka_io.consumer(bootstrap, "tickflow-retrain-times")
     try:
         tps = kafka_io.partitions(c, MARKET_TRADES)
-        ends = {tp.partition: c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
+        ends = {tp.partition: watermarks(c, tp)[1] for tp in tps}
 
         def at(ms: int) -> dict[int, int]:
             found = c.offsets_for_times([TopicPartition(tp.topic, tp.partition, ms) for tp in tps], timeout=10)
@@ -204,8 +204,8 @@ def run(bootstrap: str, policy_id: str, window_s: float, home: Path, settings: G
         stop: threading.Event, **once: object) -> int:
     """``retrain_once`` now and then every ``every_s`` seconds until ``stop`` is set; returns the runs done.
 
-    A run that finds too little data or a registry without a serving version is logged and the next
-    run is waited for; any other error stops the job.
+    A run that finds too little data, a registry without a serving version or a retriable Kafka error
+    (a leader moving) is logged and the next run is waited for; any other error stops the job.
     """
     runs = 0
     while not stop.is_set():
@@ -214,5 +214,10 @@ def run(bootstrap: str, policy_id: str, window_s: float, home: Path, settings: G
             runs += 1
         except (RegistryError, ValueError) as err:
             log.error("Retrain of policy %s found nothing to decide: %s; next run in %.0f s.", policy_id, err, every_s)
+        except KafkaException as err:
+            if not err.args[0].retriable():
+                raise
+            log.error("Retrain of policy %s met a passing Kafka error: %s; next run in %.0f s.", policy_id,
+                      err.args[0].str(), every_s)
         stop.wait(every_s)
     return runs
