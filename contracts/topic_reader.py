@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
 
 from contracts import DeadLetter, Topic, kafka_io
 from contracts.errors import ContractError
@@ -64,7 +64,7 @@ def watermarks(bootstrap: str, topic: Topic | str) -> dict[int, tuple[int, int]]
     """The first and the end offset (low and high watermarks) of every partition of ``topic`` now."""
     c = kafka_io.consumer(bootstrap, "tickflow-end-offsets")
     try:
-        return {tp.partition: c.get_watermark_offsets(tp, timeout=10) for tp in kafka_io.partitions(c, topic)}
+        return {tp.partition: partition_watermarks(c, tp) for tp in kafka_io.partitions(c, topic)}
     finally:
         c.close()
 
@@ -82,7 +82,7 @@ def offsets_at(bootstrap: str, topic: Topic | str, ts_ms: int) -> dict[int, int]
     try:
         tps = kafka_io.partitions(c, name)
         found = c.offsets_for_times([TopicPartition(name, tp.partition, ts_ms) for tp in tps], timeout=10)
-        return {tp.partition: tp.offset if tp.offset >= 0 else c.get_watermark_offsets(tp, timeout=10)[1]
+        return {tp.partition: tp.offset if tp.offset >= 0 else partition_watermarks(c, tp)[1]
                 for tp in found}
     finally:
         c.close()
@@ -94,7 +94,7 @@ def read_at(bootstrap: str, topic: Topic | str, partition: int, offset: int, idl
     name = topic if isinstance(topic, str) else topic.name
     c = kafka_io.consumer(bootstrap, f"tickflow-read-{name}")
     try:
-        low, high = c.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
+        low, high = partition_watermarks(c, TopicPartition(name, partition))
         if not low <= offset < high:
             return None
         c.assign([TopicPartition(name, partition, offset)])
@@ -136,18 +136,19 @@ def read_then_follow(bootstrap: str, topic: Topic | str, idle_s: float) -> Itera
     yield from follow(bootstrap, topic, ends, idle_s)
 
 
-def _watermarks(c: Consumer, tp: TopicPartition, timeout_s: float = 10.0) -> tuple[int, int]:
-    """A partition's low and high offsets. A broker that just started (or restarted) answers "not leader" for
-    a moment after its metadata names it leader: that is asked again for up to ``timeout_s``, nothing else."""
-    deadline = time.monotonic() + timeout_s
+def partition_watermarks(c: Consumer, tp: TopicPartition, wait_s: float = 15.0) -> tuple[int, int]:
+    """A partition's low and high offsets. A retriable error (a broker that just started, or a partition just
+    created, answers NOT_LEADER_FOR_PARTITION for a moment after its metadata names a leader) is asked again
+    for up to ``wait_s`` seconds, nothing else."""
+    deadline = time.monotonic() + wait_s
     while True:
         try:
-            low, high = c.get_watermark_offsets(tp, timeout=timeout_s)
+            low, high = c.get_watermark_offsets(tp, timeout=10)
             return int(low), int(high)
         except KafkaException as err:
-            if err.args[0].code() != KafkaError.NOT_LEADER_FOR_PARTITION or time.monotonic() > deadline:
+            if not err.args[0].retriable() or time.monotonic() > deadline:
                 raise
-            log.debug("%s[%d]: not leader yet, asking again.", tp.topic, tp.partition)
+            log.debug("Waiting for %s[%d]: %s.", tp.topic, tp.partition, err.args[0].str())
             time.sleep(0.2)
 
 
@@ -157,7 +158,7 @@ def _bounds(c: Consumer, tps: list[TopicPartition], start: dict[int, int] | None
     ends: dict[int, int] = {}
     assign = []
     for tp in tps:
-        low, high = _watermarks(c, tp)
+        low, high = partition_watermarks(c, tp)
         end = high if stop is None else min(high, stop.get(tp.partition, high))
         begin = OFFSET_BEGINNING if start is None else max(low, start.get(tp.partition, low))
         if (start is None and low < end) or (start is not None and begin < end):

@@ -32,6 +32,7 @@ from contracts.messages import (
     PortfolioSnapshot,
     Trade,
 )
+from contracts.policy_record import MAX_RECORD_BYTES, PolicyRecord
 
 KeyFormat = Literal["exchange:symbol", "policy_id", "none"]
 
@@ -77,6 +78,7 @@ class Topic:
     partitions: int
     cleanup: Literal["delete", "compact"] = "delete"
     description: str = ""
+    configs: tuple[tuple[str, str], ...] = ()  # further topic settings at creation (max.message.bytes, ...)
 
     @property
     def name(self) -> str:
@@ -99,6 +101,10 @@ ORDERS = Topic("orders", "exchange:symbol", Order, 4, description="orders from t
 FILLS = Topic("fills", "exchange:symbol", Fill, 4, description="fills from the paper broker")
 PORTFOLIO = Topic("portfolio", "policy_id", PortfolioSnapshot, 1, "compact",
                   description="latest book per policy")
+# The policy registry: one record per policy (compaction keeps the newest), bundles carried in the record.
+POLICIES = Topic("policies", "policy_id", PolicyRecord, 1, "compact",
+                 description="policy registry: serving and previous version, decisions",
+                 configs=(("max.message.bytes", str(MAX_RECORD_BYTES)),))
 
 # Order books: same key and partition count as market.trades, so a symbol's trades and book sit in
 # partitions of the same number (co-partitioned) and a consumer of both joins them without a shuffle.
@@ -106,7 +112,7 @@ MARKET_BOOKS = Topic("market.books", "exchange:symbol", BookUpdate, MARKET_TRADE
                      description="L2 book snapshots and deltas")
 
 MAIN_TOPICS: tuple[Topic, ...] = (
-    MARKET_TRADES, MARKET_EVENTS, SIGNALS_BARS, SIGNALS_FEATURES, ORDERS, FILLS, PORTFOLIO, MARKET_BOOKS,
+    MARKET_TRADES, MARKET_EVENTS, SIGNALS_BARS, SIGNALS_FEATURES, ORDERS, FILLS, PORTFOLIO, MARKET_BOOKS, POLICIES,
 )
 
 # Dead-letter topics: the ingestor's (raw venue frames) and one per consumed topic, by source base name.

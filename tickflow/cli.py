@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "streams.cli",
     "trader.cli",
     "trader.explain",
+    "trader.policy.cli",
     "paper.cli",
     "tickflow.view.cli",
     "tickflow.demo.cli",
@@ -39,11 +40,12 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 LOG_LEVEL_HELP = "DEBUG, INFO, WARNING (env TICKFLOW_LOG_LEVEL); accepted before or after the subcommand"
 
 # The commands that talk to Kafka, as (command, subcommand): each checks the broker before it starts.
-# `trade` and `paper` call the same check themselves once their bundle and settings are accepted, so a
-# bad bundle or setting is named first.
+# `trade`, `paper` and `policy promote` call the same check themselves once their bundle and settings are
+# accepted, so a bad bundle or setting is named first.
 NEEDS_KAFKA = {("ingest", "live"), ("ingest", "replay"), ("kafka", "topics"), ("kafka", "create-topics"),
                ("kafka", "acls"), ("topic", "dump"), ("topic", "stats"), ("explain", None), ("view", None),
-               ("book", "dump")}
+               ("book", "dump"), ("policy", "list"), ("policy", "show"), ("policy", "history"), ("policy", "rollback"),
+               ("retrain", None)}
 
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -55,6 +55,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     "cost model)")
     ev.add_argument("--book-notional", type=float, default=1_000.0,
                     help="with --books: the account's starting equity in quote")
+    ev.add_argument("--seeds", type=int, default=1, help="retrain the bundle's recipe with this many seeds (the "
+                    "bundle's own first) and report each, their mean and spread")
+    ev.add_argument("--train-data", type=Path, default=None, help="the bundle's training file, for --seeds (default: "
+                    "--data when it is that file)")
     ev.add_argument("--walk-forward", action="store_true")
     ev.add_argument("--folds", type=int, default=3)
     ev.add_argument("--embargo", type=int, default=60, help="bars between each training window and its test fold")
@@ -100,7 +104,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.search_trials > 0:
         from trader.policy.search import search
 
-        cfg.hyperparameters = search(data, cfg, args.search_trials, args.search_timeout)
+        cfg.hyperparameters, cfg.search = search(data, cfg, args.search_trials, args.search_timeout)
     cfg.tensorboard = args.tensorboard  # the final training's curves, not the search trials'
     result = train(data, cfg, args.out)
     held = result.bundle.manifest.get("metrics", {}).get("held_out")
@@ -128,7 +132,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from trader.evaluation import evaluate
 
     m = evaluate(args.bundle, args.data, args.out, args.seed, symbol=args.symbol, books=args.books,
-                 book_notional=args.book_notional)
+                 book_notional=args.book_notional, seeds=args.seeds, train_path=args.train_data)
     rows = [("policy", m["policy"]), *m["baselines"].items()]
     print(f"{m['data']['symbol']}: {m['data']['out_of_sample']}")
     print(f"{'':22}{'return':>9}{'sharpe':>8}{'sortino':>9}{'max_dd':>8}{'turnover':>10}{'exposure':>9}{'fees':>8}")
@@ -138,6 +142,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     s = m["trades"]["summary"]
     print(f"{s['count']:.0f} round trips: win rate {s['win_rate']:.0%}, average win {s['avg_win']:+.4f}, "
           f"average loss {s['avg_loss']:+.4f} (net of costs)")
+    c = m["confidence"]
+    lo, hi = c["mean_log_return"]["lower"], c["mean_log_return"]["upper"]
+    print(f"mean net log return {c['mean_log_return']['value'] * 1e4:+.2f} bp/bar, {c['level']:.0%} interval "
+          f"[{lo * 1e4:+.2f}, {hi * 1e4:+.2f}] (block {c['block']}); PSR {c['psr']:.3f}, DSR {c['dsr']:.3f}")
+    if "seeds" in m:
+        sd = m["seeds"]
+        for r in sd["runs"]:
+            print(f"seed {r['seed']} ({r['version']}): return {r['total_return']:+.4f} sharpe {r['sharpe']:+.2f} "
+                  f"max_dd {r['max_drawdown']:.4f}")
+        print(f"{len(sd['runs'])} seeds: return {sd['mean']['total_return']:+.4f} +- {sd['std']['total_return']:.4f}, "
+              f"sharpe {sd['mean']['sharpe']:+.2f} +- {sd['std']['sharpe']:.2f}")
     print(f"wrote {args.out}: metrics.json, report.md, trades.csv, equity.png, trades.png")
     return 0
 

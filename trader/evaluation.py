@@ -24,9 +24,11 @@ import numpy as np
 
 from contracts.book_walk import BarBooks
 from contracts.costs import CostModel, CostSettings
+from trader import confidence as ci
 from trader.backtest import Run, baselines, decision_mask, metrics, simulate
 from trader.policy import bundle as bundle_mod
 from trader.policy.dataset import Dataset, load
+from trader.policy.gate import search_trials
 from trader.policy.train import run_runtime
 from trader.report import (
     plot_equity,
@@ -68,8 +70,76 @@ def _every(b: bundle_mod.Bundle) -> int:
     return int(b.manifest.get("decision_every", 1))
 
 
+SEED_FIGURES = ("total_return", "sharpe", "sortino", "max_drawdown", "turnover", "exposure", "fees")
+
+
+def confidence(equity: np.ndarray, every: int, trials: int = 1, trial_variance: float | None = None,
+               level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """A stationary-bootstrap interval of the mean per-bar net log return (and of the total it implies),
+    with the probabilistic and deflated Sharpe ratios (trader.confidence)."""
+    r = ci.log_returns(equity)
+    block = ci.block_length(len(r), every)
+    lo, hi = ci.mean_interval(r, level, block, n_boot, seed)
+    sr = ci.sharpe(r)
+    skew, kurt = ci.moments(r)
+    return {"level": level, "block": block, "n_boot": n_boot, "seed": seed, "bars": len(r),
+            "mean_log_return": {"value": float(r.mean()), "lower": lo, "upper": hi},
+            "total_log_return": {"value": float(r.sum()), "lower": lo * len(r), "upper": hi * len(r)},
+            "sharpe_per_bar": sr, "psr": ci.psr(sr, len(r), skew, kurt),
+            "dsr": ci.dsr(sr, len(r), skew, kurt, trials, trial_variance), "trials": trials}
+
+
+def seed_runs(b: bundle_mod.Bundle, train_data: Dataset, test: Dataset, costs: CostModel, seeds: int,
+              out: Path, books: BarBooks | None = None) -> dict[str, Any]:
+    """The bundle's recipe trained with ``seeds`` seeds (the bundle's own first, the bundle itself) on its
+    training window of ``train_data``, each scored on ``test``: per seed, and their mean and spread."""
+    from trader.policy.train import TrainConfig, train
+
+    window = b.manifest["training"]["window"]
+    lo = int(np.searchsorted(train_data.ts, int(window["start_ts"]), side="left"))
+    hi = int(np.searchsorted(train_data.ts, int(window["end_ts"]), side="right"))
+    base = int(b.manifest["training"]["seed"])
+    trials, variance = search_trials(b.manifest)
+    runs = []
+    for k in range(seeds):
+        if k == 0:
+            runtime, version = b.runtime, b.version
+        else:
+            cfg = TrainConfig.from_manifest(b.manifest, seed=base + k, train_fraction=1.0)
+            fresh = train(train_data.slice(lo, hi), cfg, out / "seeds" / f"seed{base + k}").bundle
+            runtime, version = fresh.runtime, fresh.version
+        run = run_runtime(runtime, test, costs, _every(b), books)
+        runs.append({"seed": base + k, "version": version, **metrics(run, test.interval_s),
+                     "confidence": confidence(run.equity, _every(b), trials, variance)})
+        log.info("Seed %d (%s): return %+.4f, Sharpe %+.2f.", base + k, version, runs[-1]["total_return"],
+                 runs[-1]["sharpe"])
+    values = {name: np.array([r[name] for r in runs]) for name in SEED_FIGURES}
+    return {"runs": runs, "mean": {n: float(v.mean()) for n, v in values.items()},
+            "std": {n: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for n, v in values.items()},
+            "min": {n: float(v.min()) for n, v in values.items()},
+            "max": {n: float(v.max()) for n, v in values.items()}}
+
+
+def training_data(b: bundle_mod.Bundle, data: Dataset, train_path: Path | None, symbol: str | None) -> Dataset:
+    """The bundle's training file for reseeded runs: ``train_path``, or the evaluated file when it is it."""
+    training = b.manifest.get("training", {})
+    if train_path is not None:
+        found = load(train_path, tuple(b.feature_names), interval_s=data.interval_s, symbol=symbol)
+        if found.sha256 != training.get("data_sha256"):
+            raise ValueError(f"--train-data {train_path} is not the bundle's training file "
+                             f"({training.get('data')}, sha256 {str(training.get('data_sha256'))[:16]}...)")
+        return found
+    if data.sha256 == training.get("data_sha256"):
+        return data
+    raise ValueError(f"--seeds retrains the bundle's recipe on its training file: name it with --train-data "
+                     f"(the manifest says {training.get('data')})")
+
+
 def evaluate(bundle_dir: Path, data_path: Path, out: Path, seed: int = 0, symbol: str | None = None,
-             books: Path | None = None, book_notional: float = 1_000.0) -> dict[str, Any]:
+             books: Path | None = None, book_notional: float = 1_000.0, seeds: int = 1,
+             train_path: Path | None = None) -> dict[str, Any]:
+    if seeds < 1:
+        raise ValueError(f"--seeds {seeds}: evaluate at least one seed")
     b = bundle_mod.load(bundle_dir)
     costs = CostModel(CostSettings(**b.manifest["costs"]))
     data = load(data_path, tuple(b.feature_names), interval_s=int(b.manifest.get("interval_s", 60)), symbol=symbol)
@@ -82,8 +152,10 @@ def evaluate(bundle_dir: Path, data_path: Path, out: Path, seed: int = 0, symbol
     matched_position, matched = matched_buy_and_hold(test, float(policy["exposure"]), costs, decide, bar_books)
     trips = round_trips(run, test.ts, test.opens, test.closes)
     training = b.manifest.get("training", {})
+    trials, variance = search_trials(b.manifest)
     result: dict[str, Any] = {
         "policy": policy,
+        "confidence": confidence(run.equity, _every(b), trials, variance),
         "baselines": {**baselines(test.closes, test.opens, actions, costs, test.interval_s, seed=seed, decide=decide,
                                   books=bar_books),
                       "buy_and_hold_matched": {**metrics(matched, test.interval_s), "position": matched_position}},
@@ -100,8 +172,14 @@ def evaluate(bundle_dir: Path, data_path: Path, out: Path, seed: int = 0, symbol
                  "annualised from per-bar log returns; turnover is the sum of |position changes| in multiples of "
                  "equity; exposure is the mean |position|; fees are in units of the starting equity; "
                  "buy_and_hold_matched holds the policy's mean exposure throughout; out_of_time is true when "
-                 "every evaluated bar comes after the training window",
+                 "every evaluated bar comes after the training window; confidence: a stationary-bootstrap "
+                 "interval of the mean per-bar net log return (block length max(decision interval, n^(1/3))) "
+                 "and the probabilistic and deflated Sharpe ratios of the per-bar returns; seeds (--seeds N): the "
+                 "bundle's recipe retrained with N seeds on its training window, each scored on the same bars",
     }
+    if seeds > 1:
+        result["seeds"] = seed_runs(b, training_data(b, data, train_path, symbol), test, costs, seeds, out,
+                                   bar_books)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
     write_trades_csv(out / "trades.csv", trips)
@@ -159,11 +237,7 @@ def walk_forward(bundle_dir: Path, data_path: Path, out: Path, folds: int = 3, e
     for k in range(1, folds + 1):
         train_set = data.slice(0, k * block - embargo)
         test = data.slice(k * block, (k + 1) * block if k < folds else len(data))
-        cfg = TrainConfig(algo=m["algo"], timesteps=timesteps or int(m["training"]["timesteps"]),
-                          seed=int(m["training"]["seed"]), mode=m["mode"], train_fraction=1.0,
-                          episode_len=int(m["training"]["episode_len"]), every=_every(b),
-                          net_arch=tuple(m["training"]["net_arch"]), costs=CostSettings(**m["costs"]),
-                          hyperparameters=dict(m["training"]["hyperparameters"]), progress=False)
+        cfg = TrainConfig.from_manifest(m, train_fraction=1.0, timesteps=timesteps or int(m["training"]["timesteps"]))
         fold = train(train_set, cfg, out / f"fold{k}")
         decide = decision_mask(test.ts, _every(b), test.interval_s)
         policy = evaluate_runtime(fold.bundle.runtime, test, costs, _every(b))

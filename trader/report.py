@@ -147,5 +147,36 @@ def report_text(result: dict[str, Any]) -> str:
         f"loss {s['avg_loss']:+.4f} (fractions of the starting equity, net of costs), average duration "
         f"{s['avg_duration_s'] / 3600:.1f} h. Each trade is in trades.csv; trades.png marks them on the price.",
         "",
+        *confidence_lines(result["confidence"]),
+        *seed_lines(result.get("seeds")),
     ]
     return "\n".join(lines)
+
+
+def confidence_lines(c: dict[str, Any]) -> list[str]:
+    m, t = c["mean_log_return"], c["total_log_return"]
+    return [f"Confidence: mean net log return {m['value'] * 1e4:+.2f} bp a bar, {c['level']:.0%} interval "
+            f"[{m['lower'] * 1e4:+.2f}, {m['upper'] * 1e4:+.2f}] bp (total {t['value']:+.4f}, interval "
+            f"[{t['lower']:+.4f}, {t['upper']:+.4f}]; stationary bootstrap, mean block {c['block']} bars, "
+            f"{c['n_boot']} resamples). Probabilistic Sharpe ratio {c['psr']:.3f} (the chance that the true Sharpe "
+            f"ratio is above 0), deflated Sharpe ratio {c['dsr']:.3f} ({c['trials']} search trial(s)).", ""]
+
+
+def seed_lines(seeds: dict[str, Any] | None) -> list[str]:
+    """The spread over seeds: so that no single lucky seed is read as the result."""
+    if not seeds:
+        return []
+    runs, mean, std = seeds["runs"], seeds["mean"], seeds["std"]
+    lines = [f"## {len(runs)} seeds of the same recipe", "",
+             f"Return {mean['total_return']:+.2%} on average, spread (standard deviation) {std['total_return']:.2%}, "
+             f"from {seeds['min']['total_return']:+.2%} to {seeds['max']['total_return']:+.2%}; Sharpe "
+             f"{mean['sharpe']:+.2f} +- {std['sharpe']:.2f}; max drawdown {mean['max_drawdown']:.2%} +- "
+             f"{std['max_drawdown']:.2%}.", "",
+             "| seed | version | return | sharpe | max drawdown | mean log return bp/bar (interval) | PSR |",
+             "|---|---|---|---|---|---|---|"]
+    for r in runs:
+        m = r["confidence"]["mean_log_return"]
+        lines.append(f"| {r['seed']} | {r['version']} | {r['total_return']:+.2%} | {r['sharpe']:+.2f} | "
+                     f"{r['max_drawdown']:.2%} | {m['value'] * 1e4:+.2f} ({m['lower'] * 1e4:+.2f}, "
+                     f"{m['upper'] * 1e4:+.2f}) | {r['confidence']['psr']:.3f} |")
+    return [*lines, ""]

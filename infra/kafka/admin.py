@@ -55,7 +55,7 @@ def ensure_topics(bootstrap: str, topics: Iterable[Topic] | None = None, timeout
     rf, min_isr = replication(len(md.brokers))
     new = [
         NewTopic(t.name, num_partitions=t.partitions, replication_factor=rf,
-                 config={"cleanup.policy": t.cleanup, "min.insync.replicas": str(min_isr)})
+                 config={"cleanup.policy": t.cleanup, "min.insync.replicas": str(min_isr), **dict(t.configs)})
         for t in wanted if t.name not in existing
     ]
     if not new:

@@ -31,8 +31,10 @@ def suggest(trial: Any, algo: str) -> dict[str, Any]:
     return params
 
 
-def search(data: Dataset, cfg: TrainConfig, trials: int, timeout_s: float) -> dict[str, Any]:
-    """The best hyperparameters found; the defaults when no trial finishes."""
+def search(data: Dataset, cfg: TrainConfig, trials: int, timeout_s: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The best hyperparameters found (the defaults when no trial finishes), and the search's record for
+    the manifest: how many trials ran and each one's per-bar validation Sharpe ratio (the gate's
+    deflated Sharpe ratio counts them)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -45,14 +47,19 @@ def search(data: Dataset, cfg: TrainConfig, trials: int, timeout_s: float) -> di
         trial_cfg = replace(cfg, hyperparameters=params, train_fraction=1.0, progress=False)
         with tempfile.TemporaryDirectory() as tmp:
             result = train(inner, trial_cfg, Path(tmp))
-        ret = evaluate_runtime(result.bundle.runtime, valid, costs, cfg.every)["total_return"]
+        scored = evaluate_runtime(result.bundle.runtime, valid, costs, cfg.every)
+        ret = scored["total_return"]
+        # the per-bar Sharpe ratio of each trial: the deflated Sharpe ratio's variance across trials
+        trial.set_user_attr("sharpe_per_bar", scored["sharpe"] / math.sqrt(365.0 * 86_400.0 / valid.interval_s))
         log.info("Trial %d: %s -> validation return %+.4f.", trial.number, params, ret)
         return math.log1p(max(ret, -0.999999))
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=cfg.seed))
     study.optimize(objective, n_trials=trials, timeout=timeout_s)
-    if not study.trials or study.best_trial is None:
-        return dict(cfg.hyperparameters)
-    log.info("Best of %d trials: %s (validation log return %+.4f).", len(study.trials), study.best_params,
+    done = [t for t in study.trials if t.value is not None]
+    record = {"trials": len(done), "sharpe": [float(t.user_attrs["sharpe_per_bar"]) for t in done]}
+    if not done:
+        return dict(cfg.hyperparameters), record
+    log.info("Best of %d trials: %s (validation log return %+.4f).", len(done), study.best_params,
              study.best_value)
-    return {**cfg.hyperparameters, **study.best_params}
+    return {**cfg.hyperparameters, **study.best_params}, record

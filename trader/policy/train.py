@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,17 @@ class TrainConfig:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
     tensorboard: Path | None = None  # SB3's TensorBoard logger writes its event files here
+    search: dict[str, Any] | None = None  # the search that chose the hyperparameters: trials, their Sharpe ratios
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any], **changes: Any) -> TrainConfig:
+        """The recipe a bundle was trained with (algorithm, steps, seed, hyperparameters, costs, search)."""
+        t = manifest["training"]
+        recipe = cls(algo=manifest["algo"], timesteps=int(t["timesteps"]), seed=int(t["seed"]), mode=manifest["mode"],
+                     episode_len=int(t["episode_len"]), every=int(manifest.get("decision_every", 1)),
+                     net_arch=tuple(t["net_arch"]), costs=CostSettings(**manifest["costs"]),
+                     hyperparameters=dict(t["hyperparameters"]), progress=False, search=t.get("search"))
+        return replace(recipe, **changes)
 
 
 @dataclass
@@ -170,6 +181,7 @@ def train(data: Dataset, cfg: TrainConfig, out: Path) -> TrainResult:
             "timesteps": cfg.timesteps, "seed": cfg.seed, "episode_len": cfg.episode_len, "every": cfg.every,
             "net_arch": list(cfg.net_arch),
             "hyperparameters": {**(PPO_DEFAULTS if cfg.algo == "ppo" else DQN_DEFAULTS), **cfg.hyperparameters},
+            **({"search": cfg.search} if cfg.search else {}),
         },
         "metrics": {},
     }

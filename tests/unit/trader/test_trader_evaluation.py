@@ -49,6 +49,32 @@ def test_evaluate_writes_metrics_beside_baselines_out_of_sample(tmp_path: Path, 
     assert (tmp_path / "eval" / "equity.png").stat().st_size > 10_000
 
 
+def test_evaluate_seeds_reports_each_seed_their_mean_spread_and_bootstrap_intervals(tmp_path: Path,
+                                                                                    data_file: Path) -> None:
+    data = load(data_file, NAMES)
+    b = train(data, TrainConfig(algo="ppo", timesteps=1_000, seed=1, every=5, episode_len=64, progress=False),
+              tmp_path / "b").bundle
+    m = evaluate(tmp_path / "b", data_file, tmp_path / "eval", seeds=3)
+    s = m["seeds"]
+    assert [r["seed"] for r in s["runs"]] == [1, 2, 3] and s["runs"][0]["version"] == b.version
+    assert len({r["version"] for r in s["runs"]}) == 3, "each seed trains its own policy"
+    assert s["runs"][0]["total_return"] == m["policy"]["total_return"]
+    returns = np.array([r["total_return"] for r in s["runs"]])
+    assert s["mean"]["total_return"] == pytest.approx(returns.mean())
+    assert s["std"]["total_return"] == pytest.approx(returns.std(ddof=1))
+    c = m["confidence"]["mean_log_return"]
+    assert c["lower"] < c["value"] < c["upper"] and m["confidence"]["bars"] == 799
+    assert 0.0 <= m["confidence"]["psr"] <= 1.0 and m["confidence"]["dsr"] == m["confidence"]["psr"]  # one trial
+    on_disk = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert on_disk["seeds"]["std"] == pytest.approx(s["std"])
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "3 seeds of the same recipe" in report and "interval" in report
+    other = tmp_path / "other.parquet"
+    synthetic_frame(n=1_000, seed=9).to_parquet(other)
+    with pytest.raises(ValueError, match="--train-data"):
+        evaluate(tmp_path / "b", other, tmp_path / "eval2", seeds=2)
+
+
 def test_walk_forward_uses_three_folds_with_an_embargo(tmp_path: Path, data_file: Path) -> None:
     data = load(data_file, NAMES)
     train(data, TrainConfig(algo="dqn", timesteps=600, seed=1, every=5, episode_len=64, progress=False),
