@@ -65,6 +65,7 @@ def explain(bootstrap: str, order_id: str, bundle_dirs: list[Path]) -> list[Link
             f"{'ready' if fv.ready else 'warming up'}, {len(fv.features)} features ({fv.feature_schema}), "
             f"close {fv.close:g}{how}")]
     links.append(_bundle(order, bundle_dirs))
+    links.extend(_decisions(bootstrap, order))
     links.append(Link("order", where(om), f"{order.order_id}: {order.side} {order.qty:.8g} {order.symbol} to target "
                       f"{order.target_position:+g} at {iso(order.ts)} by policy {order.policy_id} version "
                       f"{order.policy_version} (schema v{order.schema_version}); {order.reason}"))
@@ -160,6 +161,30 @@ def _bundle(order: Order, bundle_dirs: list[Path]) -> Link:
         versions.append(f"{path} is version {b.version}")
     hint = "; ".join(versions) if versions else "give --bundle DIR to show its manifest"
     return Link("bundle", "", f"version {order.policy_version} ({hint})", resolved=False)
+
+
+def _decisions(bootstrap: str, order: Order) -> list[Link]:
+    """The registry's decisions on the order's version (``policies``, key the policy id): none when the
+    policy was never on the registry (a trader started with --bundle)."""
+    from contracts.policy_registry import latest
+    from contracts.topics import POLICIES
+
+    record = latest(bootstrap, order.policy_id)
+    if record is None:
+        return []
+    links = []
+    for d in record.history:
+        if d.version != order.policy_version:
+            continue
+        window = (f"; trained {iso(d.training_window.start_ts)} to {iso(d.training_window.end_ts)}"
+                  if d.training_window is not None else "")
+        figures = ", ".join(f"{k} {v:.4g}" for k, v in d.figures.items() if isinstance(v, int | float))
+        text = f"{d.kind} by {d.by} at {iso(d.ts)}: {d.reason}{window}" + (f" ({figures})" if figures else "")
+        links.append(Link("decision", f"{POLICIES.name} key {order.policy_id}", text))
+    if not links:
+        links.append(Link("decision", f"{POLICIES.name} key {order.policy_id}",
+                          f"no decision on version {order.policy_version} in the registry", resolved=False))
+    return links
 
 
 def _fills(bootstrap: str, om: Message, order: Order) -> list[Link]:

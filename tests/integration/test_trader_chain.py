@@ -317,6 +317,16 @@ def test_explain_resolves_every_link_of_an_order_from_trades_to_fills(shared_bro
         MARKET_TRADES.name, SIGNALS_BARS.name}
     print(f"explain: {len(lines)} links in {seconds:.1f} s\n{done_run.stdout}")
 
+    # The version promoted on the registry by hand: explain adds the registry's decision on it.
+    promote = subprocess.run(tickflow_cmd("policy", "promote", "x", "--bundle", bundle_dir), env=env, cwd=REPO,
+                             capture_output=True, text=True, timeout=120)
+    assert promote.returncode == 0, promote.stdout + promote.stderr
+    again = subprocess.run(tickflow_cmd("explain", order.order_id, "--bundle", bundle_dir), env=env, cwd=REPO,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    decision = again.stdout.splitlines()[5]
+    assert decision.startswith("decision ") and "promoted by hand" in decision, again.stdout
+
     unknown = subprocess.run(tickflow_cmd("explain", "o-nope"), env=env, cwd=REPO, capture_output=True, text=True,
                              timeout=60)
     assert unknown.returncode == 2 and unknown.stderr.strip() == f"tickflow explain: no order 'o-nope' on {ORDERS.name}"
