@@ -67,13 +67,25 @@ def symbol_of(path: Path) -> str | None:
     return match.group(1) if match else None
 
 
+def schema_of(names: tuple[str, ...]) -> str:
+    """The first feature schema holding every one of ``names`` (``v1`` for trade features, ``v2`` with book ones)."""
+    from contracts.feature_schema import SCHEMAS
+
+    for version, known in SCHEMAS.items():
+        if all(n in known for n in names):
+            return version
+    unknown = sorted(set(names) - {n for known in SCHEMAS.values() for n in known})
+    raise ValueError(f"feature names {', '.join(unknown)} are in no feature schema ({', '.join(SCHEMAS)})")
+
+
 def load(path: Path, feature_names: tuple[str, ...] | None = None, interval_s: int = 60,
          venue: str = "binance", symbol: str | None = None) -> Dataset:
     """Build (or read) the feature frame of ``path`` and keep the ready rows with finite features.
 
     ``path`` is a candle or trade file (built with ``streams.offline.build_from_file``) or a feature
-    frame already built (``.parquet``). ``feature_names`` defaults to CANDLE_SAFE for candle files and
-    to every feature otherwise.
+    frame already built (``.parquet``, e.g. a recording's from ``streams.offline.build_from_recording``).
+    ``feature_names`` defaults to CANDLE_SAFE for candle files and to every v1 feature otherwise; the
+    dataset's schema is the first that holds the names (``v2`` when any is a book feature).
     """
     from contracts import feature_schema as schema
     from contracts.history import is_candle_file
@@ -93,10 +105,11 @@ def load(path: Path, feature_names: tuple[str, ...] | None = None, interval_s: i
     unknown = [n for n in names if n not in frame.columns]
     if unknown:
         raise ValueError(f"{path}: the feature frame has no column(s) {', '.join(unknown)}; "
-                         f"schema {schema.FEATURE_SCHEMA} has {', '.join(schema.FEATURE_NAMES)}")
+                         f"schema {schema.FEATURE_SCHEMA} has {', '.join(schema.FEATURE_NAMES)} (book features, "
+                         f"schema v2, come from a recording's frame: streams.offline.build_from_recording)")
     with path.open("rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
-    return from_frame(frame, names, schema.FEATURE_SCHEMA, source=str(path), sha256=digest,
+    return from_frame(frame, names, schema_of(names), source=str(path), sha256=digest,
                       symbol=symbol or symbol_of(path) or "", interval_s=interval_s,
                       candles=candles)
 
