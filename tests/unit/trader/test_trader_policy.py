@@ -119,8 +119,10 @@ def test_golden_outputs_catch_a_consistent_but_wrong_bundle(tmp_path: Path,
         bundle.load(trained["dqn"].bundle.path, expected_schema="v2")
 
 
-def test_a_recording_frame_with_book_features_trains_a_v2_bundle_and_v1_names_stay_v1(tmp_path: Path) -> None:
+def test_a_recording_frame_with_book_features_trains_a_v2_bundle_of_its_bar_length(tmp_path: Path) -> None:
     frame = synthetic_frame(600)
+    frame["window_start"] = np.arange(len(frame)) * 1000  # 1 s bars, as the notebook builds from a recording
+    frame["ts"] = frame["window_start"] + 1000
     frame["book_spread_bps"] = np.random.default_rng(3).uniform(0.0, 2.0, len(frame))
     frame["book_imb_5"] = np.random.default_rng(4).uniform(-1.0, 1.0, len(frame))
     frame.loc[:9, "book_imb_5"] = np.nan  # no book yet: those bars are dropped
@@ -128,11 +130,13 @@ def test_a_recording_frame_with_book_features_trains_a_v2_bundle_and_v1_names_st
     frame.to_parquet(path, index=False)
     names = (*NAMES[:2], "book_spread_bps", "book_imb_5")
     data = load(path, names)
-    assert (data.feature_schema, data.feature_names, len(data)) == ("v2", names, 590)
+    assert (data.feature_schema, data.feature_names, len(data), data.interval_s) == ("v2", names, 590, 1)
     assert load(path, NAMES).feature_schema == "v1"
+    with pytest.raises(ValueError, match="its bars are 1 s long, not the 60 s asked for"):
+        load(path, names, interval_s=60)
     written = train(data, TrainConfig(algo="ppo", timesteps=256, seed=1, progress=False, episode_len=64),
                     tmp_path / "bundle").bundle
     loaded = bundle.load(written.path)
-    assert (loaded.feature_schema, tuple(loaded.feature_names)) == ("v2", names)
+    assert (loaded.feature_schema, tuple(loaded.feature_names), loaded.manifest["interval_s"]) == ("v2", names, 1)
     with pytest.raises(ValueError, match=r"no column.*book_ofi"):
         load(path, (*NAMES[:2], "book_ofi"))
