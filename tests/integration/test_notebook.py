@@ -48,6 +48,9 @@ def test_notebook_executes_shows_its_plots_and_exports_a_bundle_the_trader_accep
         assert images, f"a plotting cell shows no image: {cell.source.splitlines()[-1]!r}"
     outputs = [o for c in nb.cells for o in c.get("outputs", [])]
     printed = " ".join(str(o.get("text", "")) for o in outputs if o.get("name") == "stdout")
+    charted = re.findall(r"(DQN|PPO) policy: the chart ends at (\S+), evaluate's total return (\S+)", printed)
+    assert [a for a, _, _ in charted] == ["DQN", "PPO"], printed
+    assert all(chart == scored for _, chart, scored in charted), charted  # the chart is the run evaluate scores
     used = re.search(r"v2 features used \(schema v2\): (.+)", printed)
     assert used, "the v2 section printed no features line"
     names = used.group(1).split(", ")
