@@ -67,13 +67,42 @@ def symbol_of(path: Path) -> str | None:
     return match.group(1) if match else None
 
 
-def load(path: Path, feature_names: tuple[str, ...] | None = None, interval_s: int = 60,
+def schema_of(names: tuple[str, ...]) -> str:
+    """The first feature schema holding every one of ``names`` (``v1`` for trade features, ``v2`` with book ones)."""
+    from contracts.feature_schema import SCHEMAS
+
+    for version, known in SCHEMAS.items():
+        if all(n in known for n in names):
+            return version
+    unknown = sorted(set(names) - {n for known in SCHEMAS.values() for n in known})
+    raise ValueError(f"feature names {', '.join(unknown)} are in no feature schema ({', '.join(SCHEMAS)})")
+
+
+def _bar_seconds(frame: pd.DataFrame, source: str, interval_s: int | None = None) -> int | None:
+    """The bar length of a built frame, ``ts - window_start`` in seconds (None without those columns);
+    raise when its bars differ in length or are not ``interval_s`` long."""
+    if len(frame) == 0 or "window_start" not in frame.columns:
+        return interval_s
+    widths = sorted({int(w) for w in (frame["ts"] - frame["window_start"]).unique()})
+    if len(widths) > 1 or widths[0] % 1000:
+        raise ValueError(f"{source}: bars of several lengths ({', '.join(f'{w} ms' for w in widths[:5])}); "
+                         f"build one interval per frame")
+    found = widths[0] // 1000
+    if interval_s is not None and found != interval_s:
+        raise ValueError(f"{source}: its bars are {found} s long, not the {interval_s} s asked for")
+    return found
+
+
+def load(path: Path, feature_names: tuple[str, ...] | None = None, interval_s: int | None = None,
          venue: str = "binance", symbol: str | None = None) -> Dataset:
     """Build (or read) the feature frame of ``path`` and keep the ready rows with finite features.
 
     ``path`` is a candle or trade file (built with ``streams.offline.build_from_file``) or a feature
-    frame already built (``.parquet``). ``feature_names`` defaults to CANDLE_SAFE for candle files and
-    to every feature otherwise.
+    frame already built (``.parquet``, e.g. a recording's from ``streams.offline.build_from_recording``).
+    ``feature_names`` defaults to CANDLE_SAFE for candle files and to every v1 feature otherwise; the
+    dataset's schema is the first that holds the names (``v2`` when any is a book feature).
+    ``interval_s`` is the bar length to build (default 60 s); a built frame has its own (a recording's
+    1 s bars), which a given ``interval_s`` must match.
     """
     from contracts import feature_schema as schema
     from contracts.history import is_candle_file
@@ -84,20 +113,22 @@ def load(path: Path, feature_names: tuple[str, ...] | None = None, interval_s: i
     candles = path.suffix != ".parquet" and is_candle_file(path)
     if path.suffix == ".parquet":
         frame = pd.read_parquet(path)
+        interval_s = _bar_seconds(frame, str(path), interval_s)
     else:
         from streams.offline import build_from_file
 
-        frame = build_from_file(path, symbol=symbol or symbol_of(path), interval_s=interval_s, venue=venue)
+        frame = build_from_file(path, symbol=symbol or symbol_of(path), interval_s=interval_s or 60, venue=venue)
     names = tuple(feature_names) if feature_names else (
         tuple(schema.CANDLE_SAFE) if candles else tuple(schema.FEATURE_NAMES))
     unknown = [n for n in names if n not in frame.columns]
     if unknown:
         raise ValueError(f"{path}: the feature frame has no column(s) {', '.join(unknown)}; "
-                         f"schema {schema.FEATURE_SCHEMA} has {', '.join(schema.FEATURE_NAMES)}")
+                         f"schema {schema.FEATURE_SCHEMA} has {', '.join(schema.FEATURE_NAMES)} (book features, "
+                         f"schema v2, come from a recording's frame: streams.offline.build_from_recording)")
     with path.open("rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
-    return from_frame(frame, names, schema.FEATURE_SCHEMA, source=str(path), sha256=digest,
-                      symbol=symbol or symbol_of(path) or "", interval_s=interval_s,
+    return from_frame(frame, names, schema_of(names), source=str(path), sha256=digest,
+                      symbol=symbol or symbol_of(path) or "", interval_s=interval_s or 60,
                       candles=candles)
 
 

@@ -14,7 +14,7 @@ import pytest
 from tests.unit.trader.trader_support import NAMES, synthetic_frame
 from trader.env import TradingEnv
 from trader.policy import bundle
-from trader.policy.dataset import Normaliser, from_frame
+from trader.policy.dataset import Normaliser, from_frame, load
 from trader.policy.train import TrainConfig, TrainResult, split, train
 
 REPO = Path(__file__).resolve().parents[3]
@@ -117,3 +117,26 @@ def test_golden_outputs_catch_a_consistent_but_wrong_bundle(tmp_path: Path,
         bundle.load(copy)
     with pytest.raises(bundle.BundleError, match="feature schema"):
         bundle.load(trained["dqn"].bundle.path, expected_schema="v2")
+
+
+def test_a_recording_frame_with_book_features_trains_a_v2_bundle_of_its_bar_length(tmp_path: Path) -> None:
+    frame = synthetic_frame(600)
+    frame["window_start"] = np.arange(len(frame)) * 1000  # 1 s bars, as the notebook builds from a recording
+    frame["ts"] = frame["window_start"] + 1000
+    frame["book_spread_bps"] = np.random.default_rng(3).uniform(0.0, 2.0, len(frame))
+    frame["book_imb_5"] = np.random.default_rng(4).uniform(-1.0, 1.0, len(frame))
+    frame.loc[:9, "book_imb_5"] = np.nan  # no book yet: those bars are dropped
+    path = tmp_path / "recording_features.parquet"
+    frame.to_parquet(path, index=False)
+    names = (*NAMES[:2], "book_spread_bps", "book_imb_5")
+    data = load(path, names)
+    assert (data.feature_schema, data.feature_names, len(data), data.interval_s) == ("v2", names, 590, 1)
+    assert load(path, NAMES).feature_schema == "v1"
+    with pytest.raises(ValueError, match="its bars are 1 s long, not the 60 s asked for"):
+        load(path, names, interval_s=60)
+    written = train(data, TrainConfig(algo="ppo", timesteps=256, seed=1, progress=False, episode_len=64),
+                    tmp_path / "bundle").bundle
+    loaded = bundle.load(written.path)
+    assert (loaded.feature_schema, tuple(loaded.feature_names), loaded.manifest["interval_s"]) == ("v2", names, 1)
+    with pytest.raises(ValueError, match=r"no column.*book_ofi"):
+        load(path, (*NAMES[:2], "book_ofi"))
