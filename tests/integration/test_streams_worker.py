@@ -104,24 +104,29 @@ def assert_as_offline(got: dict[str, dict[Record, dict]], want: dict[str, dict[R
             assert g == w, f"{base} {ident}"
 
 
-def run(info: BrokerInfo, trades: list[Trade], tmp: Path,
-        scenario: str) -> tuple[BrokerInfo, dict[str, dict[Record, dict]]]:
+def run(info: BrokerInfo, trades: list[Trade], tmp: Path, scenario: str,
+        windows: int = 0) -> tuple[BrokerInfo, dict[str, dict[Record, dict]]]:
     b = info.bootstrap
-    produce_trades(b, trades)
+    # The kill scenario holds back the second half of the trades until the worker is killed, so the kill
+    # lands mid-replay however fast the worker is.
+    half = len(trades) // 2 if scenario == "kill" else len(trades)
+    produce_trades(b, trades[:half])
     produce_raw(b, [(b"binance:BTC-USDT", b'{"schema_version": 1, "price": "not a trade"}')])
     started = time.monotonic()
     if scenario == "one":
         workers = [Worker(b, tmp / "w1")]
     elif scenario == "two":
         workers = [Worker(b, tmp / "w1"), Worker(b, tmp / "w2")]
-    else:  # SIGKILL once a third of the bars are out, then restart
+    else:  # SIGKILL once some bars of the first half are out, then the second half and a restart
         first = Worker(b, tmp / "w1")
         deadline = time.monotonic() + 120
-        while count_records(b, SIGNALS_BARS.name) < 5000 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        while count_records(b, SIGNALS_BARS.name) < 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
         first.stop(signal.SIGKILL)
         killed_at = count_records(b, SIGNALS_BARS.name)
-        assert 0 < killed_at < 15000, f"the kill did not land mid-replay ({killed_at} bars out)"
+        assert 0 < killed_at < windows, f"the kill did not land mid-replay ({killed_at} of {windows} bars out)"
+        print(f"SIGKILL with {killed_at} of {windows} bars out")
+        produce_trades(b, trades[half:])
         workers = [Worker(b, tmp / "w1")]
     try:
         assert wait_committed(b, prefixed(GROUP), timeout_s=150), "the worker did not finish: " + workers[0].tail()
@@ -158,7 +163,7 @@ def test_sigkill_mid_replay_then_restart_gives_the_same_records(
         shared_broker: BrokerInfo, data: tuple, tmp_path: Path) -> None:
     """The worker is killed, not the broker: the session broker serves."""
     trades, want = data
-    info, got = run(shared_broker, trades, tmp_path, "kill")
+    info, got = run(shared_broker, trades, tmp_path, "kill", len(want["signals.bars"]))
     assert_as_offline(got, want, after=" after the restart (one missing or extra)")
     total = count_records(info.bootstrap, SIGNALS_BARS.name)
     print(f"after SIGKILL and restart: {total} bar records for {len(want['signals.bars'])} windows "
