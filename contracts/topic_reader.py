@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from contracts import DeadLetter, Topic, kafka_io
 from contracts.errors import ContractError
@@ -136,6 +136,9 @@ def read_then_follow(bootstrap: str, topic: Topic | str, idle_s: float) -> Itera
     yield from follow(bootstrap, topic, ends, idle_s)
 
 
+_NOT_SERVING_YET = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
+
+
 def partition_watermarks(c: Consumer, tp: TopicPartition, wait_s: float = 15.0) -> tuple[int, int]:
     """A partition's low and high offsets. A retriable error (a broker that just started, or a partition just
     created, answers NOT_LEADER_FOR_PARTITION for a moment after its metadata names a leader) is asked again
@@ -146,7 +149,9 @@ def partition_watermarks(c: Consumer, tp: TopicPartition, wait_s: float = 15.0) 
             low, high = c.get_watermark_offsets(tp, timeout=10)
             return int(low), int(high)
         except KafkaException as err:
-            if not err.args[0].retriable() or time.monotonic() > deadline:
+            e = err.args[0]
+            # librdkafka does not mark NOT_LEADER_FOR_PARTITION retriable on this call: named here
+            if not (e.retriable() or e.code() in _NOT_SERVING_YET) or time.monotonic() > deadline:
                 raise
             log.debug("Waiting for %s[%d]: %s.", tp.topic, tp.partition, err.args[0].str())
             time.sleep(0.2)

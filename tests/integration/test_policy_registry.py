@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
@@ -52,10 +53,24 @@ def test_a_scheduled_retrain_without_a_serving_version_says_so_and_waits(bootstr
     from trader.policy.gate import GateSettings
     from trader.policy.retrain import parse_duration, run
 
+    said = "policy absent has no serving version on the registry"
     stop = threading.Event()
-    threading.Timer(3.0, stop.set).start()
-    assert run(bootstrap, "absent", 86_400, tmp_path, GateSettings(), every_s=0.2, stop=stop) == 0
-    assert "policy absent has no serving version on the registry" in caplog.text
+
+    class StopWhenSaid(logging.Handler):  # stop the schedule once it has said why (however slow the read)
+        def emit(self, record: logging.LogRecord) -> None:
+            if said in record.getMessage():
+                stop.set()
+
+    handler = StopWhenSaid()
+    logging.getLogger().addHandler(handler)
+    timer = threading.Timer(60.0, stop.set)
+    timer.start()
+    try:
+        assert run(bootstrap, "absent", 86_400, tmp_path, GateSettings(), every_s=0.2, stop=stop) == 0
+    finally:
+        timer.cancel()
+        logging.getLogger().removeHandler(handler)
+    assert said in caplog.text
     assert parse_duration("6h", "--every") == 21_600 and parse_duration("14d", "--window") == 1_209_600
     with pytest.raises(ValueError, match="--every '0h' must be positive"):
         parse_duration("0h", "--every")
