@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -49,6 +50,10 @@ COMMIT_TIMEOUT_ENV = "TICKFLOW_COMMIT_TIMEOUT_S"
 RECOVERY_WAIT_S = 180.0  # a new producer waits this long for its transaction coordinator
 RECOVERIES_IN_A_ROW = 3  # in-doubt transactions recovered in a row (each within RECOVERY_WINDOW_S) before giving up
 RECOVERY_WINDOW_S = 120.0
+# librdkafka does not always honour a transactional call's timeout: send_offsets_to_transaction blocks past it
+# while the group coordinator is down (librdkafka issues 5456 and 5511, open in 2026). Past its timeout and
+# this grace the call is abandoned, in its thread, with its producer: the transaction is in doubt.
+STUCK_GRACE_S = 5.0
 _FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
            KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED}
 LEADER_CHANGE_SAFE = {"enable.idempotence": True, "acks": "all", "message.timeout.ms": DELIVERY_TIMEOUT_MS,
@@ -118,9 +123,13 @@ def transact(producer: Producer, records: Sequence[tuple[str, bytes, bytes | Non
             for topic, value, key in records:
                 producer.produce(topic, value, key)
             if offsets is not None:
-                producer.send_offsets_to_transaction(*offsets(), timeout)
-            producer.commit_transaction(timeout)
+                positions, group = offsets()
+                _bounded(partial(producer.send_offsets_to_transaction, positions, group, timeout), timeout,
+                         "registering the consumed offsets", len(records))
+            _bounded(partial(producer.commit_transaction, timeout), timeout, "the commit", len(records))
             return
+        except TransactionInDoubt:
+            raise
         except KafkaException as err:
             kerr = err.args[0]
             if not kerr.txn_requires_abort() or kerr.fatal():
@@ -132,6 +141,26 @@ def transact(producer: Producer, records: Sequence[tuple[str, bytes, bytes | Non
             except KafkaException as abort_err:
                 raise _in_doubt(len(records), f"its abort failed: {abort_err.args[0].str()}") from abort_err
     raise _in_doubt(len(records), f"{attempts} transactions aborted in a row")
+
+
+def _bounded(call: Callable[[], None], timeout: float, what: str, n: int) -> None:
+    """Run a transactional ``call`` in a thread of its own and wait for it ``timeout`` + ``STUCK_GRACE_S``; a
+    call still blocked then is left there (its producer is never used again) as a transaction in doubt."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as err:  # handed to the caller below, in its thread
+            failed.append(err)
+
+    worker = threading.Thread(target=run, name="transactional-call", daemon=True)
+    worker.start()
+    worker.join(timeout + STUCK_GRACE_S)
+    if worker.is_alive():
+        raise _in_doubt(n, f"{what} did not return within {timeout + STUCK_GRACE_S:g} s, past its timeout")
+    if failed:
+        raise failed[0]
 
 
 def _in_doubt(n: int, why: str, fenced: bool = False) -> TransactionInDoubt:

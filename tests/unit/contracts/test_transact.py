@@ -4,6 +4,8 @@ run_recovering opens a new session (a new producer, the state rebuilt) on such a
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -133,3 +135,27 @@ def test_aborts_that_never_end_are_raised_after_the_attempts() -> None:
     with pytest.raises(TransactionInDoubt, match="3 transactions aborted in a row"):
         transact(p, RECORDS, None, attempts=3)  # type: ignore[arg-type]
     assert p.calls.count("abort") == 3
+
+
+class _StuckOffsets(_Producer):
+    """send_offsets_to_transaction never returns, whatever its timeout (librdkafka 5456)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def send_offsets_to_transaction(self, offsets: list[int], meta: str, timeout: float) -> None:
+        self.calls.append("offsets")
+        self.release.wait(30)
+
+
+def test_a_call_that_ignores_its_timeout_is_abandoned_as_a_transaction_in_doubt(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TICKFLOW_COMMIT_TIMEOUT_S", "0.2")
+    monkeypatch.setattr(kafka_io, "STUCK_GRACE_S", 0.3)
+    p = _StuckOffsets()
+    started = time.monotonic()
+    with pytest.raises(TransactionInDoubt, match=r"registering the consumed offsets did not return within 0\.5 s"):
+        transact(p, RECORDS, _offsets)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 5 and "commit" not in p.calls
+    p.release.set()
