@@ -257,24 +257,25 @@ class Outputs:
 
 
 def outputs(bootstrap: str, prefix: str) -> Outputs:
+    """What the chain under ``prefix`` published (names given in full: the reads may run in several threads,
+    so the topic prefix is not switched through the environment)."""
     import json
 
-    with _prefix(prefix):
-        repeats = 0
-        signals: list[dict[Ident, dict]] = []
-        for topic, ts_field in ((SIGNALS_BARS, "window_end"), (SIGNALS_FEATURES, "ts")):
-            seen: dict[Ident, dict] = {}
-            for m in read_to_end(bootstrap, topic, idle_s=60):
-                v = json.loads(m.value() or b"")
-                v.pop("source", None)
-                ident = ((m.key() or b"").decode(), v["interval_s"], v[ts_field])
-                if ident in seen:
-                    assert seen[ident] == v, f"{topic.name} {ident}: two different records for one window"
-                    repeats += 1
-                seen[ident] = v
-            signals.append(seen)
-        orders = [to_dict(decode(m.value() or b"", Order)) for m in read_to_end(bootstrap, ORDERS, idle_s=60)]
-        fills = [to_dict(decode(m.value() or b"", Fill)) for m in read_to_end(bootstrap, FILLS, idle_s=60)]
+    repeats = 0
+    signals: list[dict[Ident, dict]] = []
+    for topic, ts_field in ((SIGNALS_BARS, "window_end"), (SIGNALS_FEATURES, "ts")):
+        seen: dict[Ident, dict] = {}
+        for m in read_to_end(bootstrap, prefix + topic.base, idle_s=60):
+            v = json.loads(m.value() or b"")
+            v.pop("source", None)
+            ident = ((m.key() or b"").decode(), v["interval_s"], v[ts_field])
+            if ident in seen:
+                assert seen[ident] == v, f"{prefix}{topic.base} {ident}: two different records for one window"
+                repeats += 1
+            seen[ident] = v
+        signals.append(seen)
+    orders = [to_dict(decode(m.value() or b"", Order)) for m in read_to_end(bootstrap, prefix + ORDERS.base, idle_s=60)]
+    fills = [to_dict(decode(m.value() or b"", Fill)) for m in read_to_end(bootstrap, prefix + FILLS.base, idle_s=60)]
     return Outputs(signals[0], signals[1], orders, fills, repeats)
 
 
@@ -286,8 +287,7 @@ def settle(chain: Chain, want: Outputs | None, timeout: float = 180) -> Outputs:
         if name.startswith("replay-"):
             code = p.p.wait(max(1, deadline - time.monotonic())) if p.p else None
             assert code == 0, f"{name} exited with {code}:\n{p.text()[-3000:]}"
-    with _prefix(chain.prefix):
-        names = [SIGNALS_BARS.name, SIGNALS_FEATURES.name, ORDERS.name, FILLS.name]
+    names = [chain.prefix + t.base for t in (SIGNALS_BARS, SIGNALS_FEATURES, ORDERS, FILLS)]
     last: list[int] = []
     quiet = time.monotonic()
     while time.monotonic() < deadline:
@@ -383,14 +383,14 @@ def committed_covers_orders(chain: Chain, group: str) -> tuple[int, int]:
     checked, features read)."""
     import json
 
-    with _prefix(chain.prefix):
-        orders = [decode(m.value() or b"", Order) for m in read_to_end(chain.bootstrap, ORDERS, idle_s=30)]
-        where: dict[tuple[str, int], tuple[int, int]] = {}
-        for m in read_to_end(chain.bootstrap, SIGNALS_FEATURES, idle_s=30):
-            v = json.loads(m.value() or b"")
-            if v["interval_s"] == 60:
-                where.setdefault((f"{v['exchange']}:{v['symbol']}", v["ts"]), (m.partition() or 0, m.offset() or 0))
-        name = SIGNALS_FEATURES.name
+    orders = [decode(m.value() or b"", Order)
+              for m in read_to_end(chain.bootstrap, chain.prefix + ORDERS.base, idle_s=30)]
+    where: dict[tuple[str, int], tuple[int, int]] = {}
+    name = chain.prefix + SIGNALS_FEATURES.base
+    for m in read_to_end(chain.bootstrap, name, idle_s=30):
+        v = json.loads(m.value() or b"")
+        if v["interval_s"] == 60:
+            where.setdefault((f"{v['exchange']}:{v['symbol']}", v["ts"]), (m.partition() or 0, m.offset() or 0))
     c = Consumer({"bootstrap.servers": chain.bootstrap, "group.id": group, "enable.auto.commit": False,
                   "log_level": 0})
     try:
@@ -523,8 +523,8 @@ def test_two_of_three_nodes_down_nothing_is_acknowledged_nothing_acknowledged_is
     start_replays(chain, inputs, SPEED)
     trades_name = f"{prefix}market.trades"
     probe_name = f"{prefix}probe"  # not market.trades: an unacknowledged record may still be written later
-    AdminClient({"bootstrap.servers": b}).create_topics(
-        [NewTopic(probe_name, 1, NODES, config={"min.insync.replicas": "2"})])[probe_name].result(30)
+    client = AdminClient({"bootstrap.servers": b})
+    client.create_topics([NewTopic(probe_name, 1, NODES, config={"min.insync.replicas": "2"})])[probe_name].result(30)
     _wait("a third of the trades", lambda: ends(b, trades_name) >= 2_000, 90, chain)
     with _prefix(prefix):
         acked_before = {(m.partition(), m.offset()): m.value() for m in read_to_end(b, MARKET_TRADES)}
@@ -652,9 +652,10 @@ def test_streams_workers_joining_and_one_sigkilled_mid_replay_give_the_one_worke
             return lines[-1].count(",") + 1 if lines and "[]" not in lines[-1] else 0
 
         victim = max(("streams", "streams-2", "streams-3"), key=partitions_read)
+        held = partitions_read(victim)
         t_kill = time.monotonic()
-        chain.procs[victim].stop(signal.SIGKILL)
-        say(f"SIGKILLed {victim} (it read {partitions_read(victim)} partitions) at {t_kill - t0:.1f}s with "
+        chain.procs.pop(victim).stop(signal.SIGKILL)  # out of the chain's liveness check
+        say(f"SIGKILLed {victim} (it read {held} partitions) at {t_kill - t0:.1f}s with "
             f"{ends(b, f'{prefix}signals.features'):,} features out")
         for name, p in chain.procs.items():
             if name.startswith("replay-") and p.p is not None:
@@ -663,7 +664,6 @@ def test_streams_workers_joining_and_one_sigkilled_mid_replay_give_the_one_worke
               >= len(reference.features), 180, chain)
     finally:
         clock.stop()
-    del chain.procs[victim]
     got = settle(chain, reference)
     assert set(got.bars) == set(reference.bars) and got.bars == reference.bars, "bars differ from one worker's"
     assert set(got.features) == set(reference.features) and got.features == reference.features, \
