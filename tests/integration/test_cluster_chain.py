@@ -668,7 +668,7 @@ def test_streams_workers_joining_and_one_sigkilled_mid_replay_give_the_one_worke
     assert set(got.bars) == set(reference.bars) and got.bars == reference.bars, "bars differ from one worker's"
     assert set(got.features) == set(reference.features) and got.features == reference.features, \
         "features differ from one worker's"
-    join_pause, kill_pause = clock.pause_after(t_join), clock.pause_after(t_kill)
+    join_pause, kill_pause = clock.pause_after(t_join, within=t_kill - t_join), clock.pause_after(t_kill)
     say(f"pause in signals.features output: {join_pause * 1000:.0f} ms after two workers joined, "
         f"{kill_pause * 1000:.0f} ms after one was SIGKILLed")
     say(f"compared {len(got.bars):,} bars and {len(got.features):,} features ({got.repeats} identical repeats) "
