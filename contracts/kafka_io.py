@@ -6,10 +6,14 @@ Reading a topic to its end (rebuilds, dumps, reports) is in ``contracts.topic_re
 from __future__ import annotations
 
 import logging
+import math
+import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -18,6 +22,7 @@ from contracts import V1, DeadLetter, Topic
 from contracts.broker_check import librdkafka_logger
 from contracts.client_config import client_config, producer_config
 from contracts.serde import encode
+from contracts.settings import SettingsError
 from contracts.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,16 @@ def consumer(bootstrap: str, group: str, **extra: Any) -> Consumer:
 DELIVERY_TIMEOUT_MS = 120_000
 TRANSACTION_TIMEOUT_MS = 180_000
 COMMIT_TIMEOUT_S = 60.0  # a commit not acknowledged by then leaves the producer's epoch in doubt
+COMMIT_TIMEOUT_ENV = "TICKFLOW_COMMIT_TIMEOUT_S"
+RECOVERY_WAIT_S = 180.0  # a new producer waits this long for its transaction coordinator
+RECOVERIES_IN_A_ROW = 3  # in-doubt transactions recovered in a row (each within RECOVERY_WINDOW_S) before giving up
+RECOVERY_WINDOW_S = 120.0
+# librdkafka does not always honour a transactional call's timeout: send_offsets_to_transaction blocks past it
+# while the group coordinator is down (librdkafka issues 5456 and 5511, open in 2026). Past its timeout and
+# this grace the call is abandoned, in its thread, with its producer: the transaction is in doubt.
+STUCK_GRACE_S = 5.0
+_FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
+           KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED}
 LEADER_CHANGE_SAFE = {"enable.idempotence": True, "acks": "all", "message.timeout.ms": DELIVERY_TIMEOUT_MS,
                       "retry.backoff.ms": 5, "retry.backoff.max.ms": 1_000}
 
@@ -49,17 +64,48 @@ class TransactionInDoubt(KafkaException):
     """A transaction failed fatally or its commit timed out: the producer must not be used again.
 
     librdkafka does not bump the producer epoch per transaction (KIP-890), so continuing after such a
-    failure may tear or lose transactions; the caller stops, and a new producer (a restart) rebuilds its
-    state from the committed offsets.
+    failure may tear or lose transactions; ``run_recovering`` drops the producer, and a new one (whose
+    ``init_transactions`` fences the old epoch and completes or aborts the transaction in doubt) rebuilds
+    the state from the committed offsets. ``fenced``: another producer took the transactional id over (a
+    newer instance of the service); then nothing is recovered, the instance stops.
     """
 
+    def __init__(self, message: str, fenced: bool = False) -> None:
+        super().__init__(message)
+        self.fenced = fenced
 
-def transactional_producer(bootstrap: str, transactional_id: str) -> Producer:
+
+def commit_timeout_s(env: dict[str, str] | None = None) -> float:
+    """How long a commit (and the offsets' registration) may wait: ``TICKFLOW_COMMIT_TIMEOUT_S``, default 60."""
+    raw = (os.environ if env is None else env).get(COMMIT_TIMEOUT_ENV)
+    if raw is None:
+        return COMMIT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= TRANSACTION_TIMEOUT_MS / 1000):
+        raise SettingsError(f"{COMMIT_TIMEOUT_ENV}={raw!r} is refused: seconds a transaction commit may wait, "
+                            f"a number > 0 and <= {TRANSACTION_TIMEOUT_MS // 1000} (the transaction timeout)")
+    return value
+
+
+def transactional_producer(bootstrap: str, transactional_id: str, wait_s: float = 30.0) -> Producer:
+    """A producer with ``transactional_id``, initialised: that fences an older producer of the id and completes
+    or aborts its open transaction. A coordinator that is not available yet is waited for up to ``wait_s``."""
     producer = Producer(producer_config(bootstrap, {"transactional.id": transactional_id, **LEADER_CHANGE_SAFE,
                                                     "linger.ms": 0, "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
                                                     "log_level": 3, "logger": librdkafka_logger()}))
-    producer.init_transactions(30)
-    return producer
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            producer.init_transactions(max(1.0, min(30.0, deadline - time.monotonic())))
+            return producer
+        except KafkaException as err:
+            kerr = err.args[0]
+            if not kerr.retriable() or time.monotonic() >= deadline:
+                raise
+            log.warning("Transactional id %s: waiting for its coordinator (%s).", transactional_id, kerr.str())
 
 
 def transact(producer: Producer, records: Sequence[tuple[str, bytes, bytes | None]],
@@ -67,33 +113,135 @@ def transact(producer: Producer, records: Sequence[tuple[str, bytes, bytes | Non
     """Produce ``records`` and (when ``offsets`` gives them) the consumed offsets in one transaction.
 
     An abortable error (a leader or coordinator moved) aborts and retries the same records and offsets;
-    a fatal error, a commit that times out, or ``attempts`` aborts in a row raise ``TransactionInDoubt``.
+    a fatal error, a commit or offsets' registration that takes longer than ``commit_timeout_s()``, or
+    ``attempts`` aborts in a row raise ``TransactionInDoubt``.
     """
+    timeout = commit_timeout_s()
     for attempt in range(1, attempts + 1):
         try:
             producer.begin_transaction()
             for topic, value, key in records:
                 producer.produce(topic, value, key)
             if offsets is not None:
-                producer.send_offsets_to_transaction(*offsets())
-            producer.commit_transaction(COMMIT_TIMEOUT_S)
+                positions, group = offsets()
+                _bounded(partial(producer.send_offsets_to_transaction, positions, group, timeout), timeout,
+                         "registering the consumed offsets", len(records))
+            _bounded(partial(producer.commit_transaction, timeout), timeout, "the commit", len(records))
             return
+        except TransactionInDoubt:
+            raise
         except KafkaException as err:
             kerr = err.args[0]
             if not kerr.txn_requires_abort() or kerr.fatal():
-                raise _in_doubt(len(records), kerr.str()) from err
+                raise _in_doubt(len(records), kerr.str(), kerr.code() in _FENCED) from err
             log.warning("Transaction of %d records aborted (attempt %d of %d): %s.", len(records), attempt,
                         attempts, kerr.str())
             try:
-                producer.abort_transaction(COMMIT_TIMEOUT_S)
+                producer.abort_transaction(timeout)
             except KafkaException as abort_err:
                 raise _in_doubt(len(records), f"its abort failed: {abort_err.args[0].str()}") from abort_err
     raise _in_doubt(len(records), f"{attempts} transactions aborted in a row")
 
 
-def _in_doubt(n: int, why: str) -> TransactionInDoubt:
+def _bounded(call: Callable[[], None], timeout: float, what: str, n: int) -> None:
+    """Run a transactional ``call`` in a thread of its own and wait for it ``timeout`` + ``STUCK_GRACE_S``; a
+    call still blocked then is left there (its producer is never used again) as a transaction in doubt."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as err:  # handed to the caller below, in its thread
+            failed.append(err)
+
+    worker = threading.Thread(target=run, name="transactional-call", daemon=True)
+    worker.start()
+    worker.join(timeout + STUCK_GRACE_S)
+    if worker.is_alive():
+        raise _in_doubt(n, f"{what} did not return within {timeout + STUCK_GRACE_S:g} s, past its timeout")
+    if failed:
+        raise failed[0]
+
+
+def _in_doubt(n: int, why: str, fenced: bool = False) -> TransactionInDoubt:
+    if fenced:
+        return TransactionInDoubt(f"a transaction of {n} records failed ({why}): another instance took the "
+                                  "transactional id over; this one stops", fenced=True)
     return TransactionInDoubt(f"a transaction of {n} records failed ({why}); its producer is not used again: "
-                              "restart the service to rebuild its state from the committed offsets")
+                              "a new producer rebuilds the state from the committed offsets", fenced=False)
+
+
+@dataclass
+class Session:
+    """One producer's life in a transactional service: ``step`` runs one loop iteration, ``finish`` the last
+    transaction of a clean stop; ``consumers`` are closed with it."""
+
+    producer: Producer
+    step: Callable[[], None]
+    finish: Callable[[], None]
+    consumers: list[Consumer] = field(default_factory=list)
+
+    def close(self, in_doubt: bool) -> None:
+        for c in self.consumers:
+            c.close()
+        if in_doubt:
+            self.producer.purge()  # nothing of a transaction in doubt is sent again by this producer
+        else:
+            self.producer.flush(10)
+
+
+def run_recovering(open_session: Callable[[], Session], stopper: Stopper, what: str,
+                   max_seconds: float | None = None) -> int:
+    """Run ``open_session()``'s steps until a stop (or ``max_seconds``); the number of recoveries.
+
+    On ``TransactionInDoubt`` the session is closed and its producer never used again: ``open_session`` is
+    called again, which must build the service's state afresh from the committed offsets with a new
+    producer of the same transactional id (the recovery a restart after a SIGKILL does, inside the running
+    process). A fenced producer, ``RECOVERIES_IN_A_ROW`` recoveries each within ``RECOVERY_WINDOW_S`` of
+    the previous, or a coordinator not found within ``RECOVERY_WAIT_S`` raise.
+    """
+    started = time.monotonic()
+    recoveries = in_a_row = 0
+    last_recovery = -math.inf
+    session = open_session()
+    while True:
+        try:
+            while not stopper.stopped:
+                if max_seconds is not None and time.monotonic() - started > max_seconds:
+                    break
+                session.step()
+            session.finish()
+        except TransactionInDoubt as err:
+            session.close(in_doubt=True)
+            now = time.monotonic()
+            in_a_row = in_a_row + 1 if now - last_recovery < RECOVERY_WINDOW_S else 1
+            if err.fenced or in_a_row > RECOVERIES_IN_A_ROW:
+                raise
+            recoveries, last_recovery = recoveries + 1, now
+            log.warning("%s: %s; recovering in process (recovery %d).", what, err, recoveries)
+            session = _reopen(open_session, what)
+            log.info("%s recovered in %.1fs: a new producer, state rebuilt from the committed offsets.", what,
+                     time.monotonic() - now)
+            continue
+        except BaseException:
+            session.close(in_doubt=True)
+            raise
+        session.close(in_doubt=False)
+        return recoveries
+
+
+def _reopen(open_session: Callable[[], Session], what: str) -> Session:
+    deadline = time.monotonic() + RECOVERY_WAIT_S
+    while True:
+        try:
+            return open_session()
+        except KafkaException as err:
+            kerr = err.args[0]
+            retry = isinstance(kerr, KafkaError) and (kerr.retriable() or kerr.code() in _COORDINATOR_WAIT)
+            if not retry or time.monotonic() >= deadline:
+                raise TransactionInDoubt(f"{what} could not recover: {kerr}") from err
+            log.warning("%s: recovery waits for the cluster (%s).", what, kerr)
+            time.sleep(1.0)
 
 
 def replication(brokers: int) -> tuple[int, int]:

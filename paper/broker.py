@@ -13,7 +13,6 @@ due go out in the transaction of the first records read. A SIGKILL therefore los
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict
 
 from confluent_kafka import Consumer, Message, Producer
@@ -108,24 +107,23 @@ class PaperBroker:
 
     def run(self, max_seconds: float | None = None) -> int:
         self.stopper.install()
+        recoveries = kafka_io.run_recovering(self._session, self.stopper, "Paper broker", max_seconds)
+        log.info("Paper broker stopped after %d fills; %d orders open; %d in-process recoveries.", self.fills_out,
+                 len(self.matcher.open), recoveries)
+        return 0
+
+    def _session(self) -> kafka_io.Session:
+        """A new producer (it fences a previous instance, or this process's producer in doubt), the matcher
+        rebuilt afresh at the committed offsets, and the consumer assigned there."""
         producer = kafka_io.transactional_producer(self.bootstrap, self.group)
         c = kafka_io.consumer(self.bootstrap, self.group)
+        self.matcher = Matcher(self.settings)
         self._rebuild(c, producer)
         kafka_io.assign_at_committed(c, self.inputs)
         log.info("Paper broker consumes %s as group %s (latency %d ms, fee %.2f bps, slippage %.2f bps; book fills "
                  "for %s).", ", ".join(t.name for t in self.inputs), self.group, self.settings.latency_ms,
                  self.settings.costs.fee_bps, self.settings.costs.slippage_bps, self.settings.books or "no symbol")
-        started = time.monotonic()
-        try:
-            while not self.stopper.stopped:
-                if max_seconds is not None and time.monotonic() - started > max_seconds:
-                    break
-                self.step(producer, c)
-        finally:
-            c.close()
-            producer.flush(10)
-        log.info("Paper broker stopped after %d fills; %d orders open.", self.fills_out, len(self.matcher.open))
-        return 0
+        return kafka_io.Session(producer, lambda: self.step(producer, c), lambda: None, [c])
 
     def step(self, producer: Producer, c: Consumer) -> None:
         first = c.poll(0.05)

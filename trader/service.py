@@ -104,8 +104,30 @@ class TraderService:
 
     def run(self, max_seconds: float | None = None) -> int:
         kafka_io.Stopper.install(self.stopper)
+        if self.settings.http_port >= 0:
+            self.status = StatusServer(self.trader, self.latencies_us, self.settings.http_host,
+                                       self.settings.http_port)
+            log.info("Trader %s serves its status at http://%s:%d/health.", self.policy_id, self.settings.http_host,
+                     self.status.port)
+        try:
+            recoveries = kafka_io.run_recovering(self._session, self.stopper, f"Trader {self.policy_id}", max_seconds)
+        finally:
+            if self.status:
+                self.status.close()
+        log.info("Trader %s stopped after %d decisions (%d held, %d in-process recoveries).", self.policy_id,
+                 self.trader.decisions, self.trader.held, recoveries)
+        return 0
+
+    def _session(self) -> kafka_io.Session:
+        """A new producer (it fences a previous instance, or this process's producer in doubt), the state rebuilt
+        afresh from the committed orders, fills and snapshots, and the consumers at the committed offsets."""
         group = prefixed(f"tickflow-trader-{self.policy_id}")  # one group and transactional id per environment
-        producer = kafka_io.transactional_producer(self.bootstrap, group)  # fences a previous instance
+        producer = kafka_io.transactional_producer(self.bootstrap, group)
+        self.trader = PolicyTrader(self.bundle, self.policy_id, self.settings.notional, self.settings.capital,
+                                   self.settings.risk)
+        self._offsets_pending = self._marked = False
+        if self.status:
+            self.status.trader = self.trader
         self._rebuild(producer)
         features = kafka_io.consumer(self.bootstrap, group)
         kafka_io.assign_at_committed(features, [SIGNALS_FEATURES])
@@ -114,33 +136,15 @@ class TraderService:
                      for tp in kafka_io.partitions(side, FILLS)]
                     + [TopicPartition(MARKET_EVENTS.name, tp.partition, -2)
                        for tp in kafka_io.partitions(side, MARKET_EVENTS)])
-        if self.settings.http_port >= 0:
-            self.status = StatusServer(self.trader, self.latencies_us, self.settings.http_host,
-                                       self.settings.http_port)
-            log.info("Trader %s serves its status at http://%s:%d/health.", self.policy_id, self.settings.http_host,
-                     self.status.port)
         log.info("Trader %s consumes %s as group %s with bundle %s (%s, %d features).", self.policy_id,
                  SIGNALS_FEATURES.name, group, self.bundle.path, self.bundle.algo, len(self.bundle.feature_names))
-        # what start-up built lives as long as the process: collections skip it from now on, which keeps
-        # the collector's pauses off the decision path
+        # what start-up built lives as long as the session: collections skip it from now on, which keeps
+        # the collector's pauses off the decision path (unfrozen first, so a recovered session's garbage goes)
+        gc.unfreeze()
         gc.collect()
         gc.freeze()
-        started = time.monotonic()
-        try:
-            while not self.stopper.stopped:
-                if max_seconds is not None and time.monotonic() - started > max_seconds:
-                    break
-                self.step(producer, features, side)
-            self._finish(producer, features)
-        finally:
-            features.close()
-            side.close()
-            producer.flush(10)
-            if self.status:
-                self.status.close()
-        log.info("Trader %s stopped after %d decisions (%d held).", self.policy_id, self.trader.decisions,
-                 self.trader.held)
-        return 0
+        return kafka_io.Session(producer, lambda: self.step(producer, features, side),
+                                lambda: self._finish(producer, features), [features, side])
 
     def step(self, producer: Producer, features: Consumer, side: Consumer) -> None:
         """Decide on the features and side records available now; put what that produced (orders, dead
