@@ -2,7 +2,10 @@
 
 One ``PolicyTrader`` per policy. It keeps the intended position of each symbol (the sum of its
 orders, so a decision never depends on when fills arrive), a book of the actual fills, and the risk
-gate. Order ids are derived from (policy, version, exchange, symbol, bar end): a replayed feature gives
+gate. An order the broker finishes short of its quantity (a book fill whose ``last`` fill carries a
+``cancelled`` rest) is released: what it did not fill leaves the intended position, the target it was
+sent for stays, and the next decision bar orders the difference again if the policy still wants that
+target. Order ids are derived from (policy, version, exchange, symbol, bar end): a replayed feature gives
 the same id, so downstream consumers can drop duplicates.
 """
 
@@ -43,7 +46,8 @@ def order_id(policy_id: str, version: str, exchange: str, symbol: str, bar_end: 
 
 @dataclass
 class SymbolState:
-    units: float = 0.0  # intended position: the sum of this policy's orders
+    units: float = 0.0  # intended position: the sum of this policy's orders less their cancelled rests
+    target_units: float = 0.0  # the units the policy's current target was last ordered at
     position: float = 0.0  # the action value the policy holds (its observation's last element)
     price: float = 0.0
     bars: int = 0  # feature vectors of the policy's interval seen since start (one per closed bar)
@@ -139,7 +143,8 @@ class PolicyTrader:
             desired_pos = self.runtime.actions[action]
             # as in the environment, a position is only traded when the policy changes its target: holding
             # the same target does not resize it to the notional at every price
-            desired_units = st.units if desired_pos == st.position else desired_pos * self.notional / fv.close
+            # (a cancelled rest left the units short of that target: the same target orders the difference)
+            desired_units = st.target_units if desired_pos == st.position else desired_pos * self.notional / fv.close
         verdict = self.risk.check(fv.symbol, fv.ts, now_wall_ms, desired_units, st.units, fv.close, drawdown)
         self.decisions += 1
         if verdict.kind is VerdictKind.HALT:
@@ -169,7 +174,7 @@ class PolicyTrader:
                       policy_id=self.policy_id, policy_version=self.version, exchange=exchange, symbol=symbol,
                       side="buy" if qty > 0 else "sell", qty=abs(qty), target_position=position, ts=ts,
                       feature_ts=ts, reason=reason[:200], feature=record)
-        st.units = target_units
+        st.units = st.target_units = target_units
         self._sent(order)
         self.risk.order_sent(ts)
         self.recent.append(order)
@@ -200,9 +205,21 @@ class PolicyTrader:
         if problem is not None:
             log.warning("Not booked: %s.", problem)
             return False
-        self.unfilled[fill.order_id] -= fill.qty
+        rest = self.unfilled[fill.order_id] - fill.qty
+        self.unfilled[fill.order_id] = rest
         self.book.apply(fill)
+        if fill.last and rest > 1e-12:
+            self._release(fill, rest)
         return True
+
+    def _release(self, fill: Fill, rest: float) -> None:
+        """The order of ``fill`` is finished with ``rest`` unfilled: it is no longer coming."""
+        st = self.symbols.setdefault((fill.exchange, fill.symbol), SymbolState())
+        st.units -= rest if fill.side == "buy" else -rest
+        self.unfilled[fill.order_id] = 0.0
+        log.info("Order %s of policy %s finished with %.8g %s unfilled (%s): intended %s %s %.8g units, target %.8g.",
+                 fill.order_id, self.policy_id, rest, fill.side, fill.reason or "no reason given", fill.exchange,
+                 fill.symbol, st.units, st.target_units)
 
     def on_event(self, event: MarketEvent) -> None:
         if event.kind == "gap":
@@ -216,6 +233,7 @@ class PolicyTrader:
             return
         st = self.symbols.setdefault((order.exchange, order.symbol), SymbolState())
         st.units += order.qty if order.side == "buy" else -order.qty
+        st.target_units = st.units  # the rebuild's fills release cancelled rests (on_fill) after the orders
         st.position = order.target_position
         self._sent(order)
         self.risk.order_sent(order.ts)
