@@ -118,7 +118,7 @@ class PolicyTrader:
     def on_feature(self, fv: FeatureVector, now_wall_ms: int, record: SourceOffset | None = None) -> Decision:
         """Decide on one feature vector of the policy's interval (see ``mine``); ``record`` is where it was
         read, named on the orders it causes."""
-        self.risk.observe_time(fv.ts)
+        self.risk.observe_time(fv.symbol, fv.ts)
         self.last_feature_ts = max(self.last_feature_ts, fv.ts)
         key = (fv.exchange, fv.symbol)
         st = self.symbols.setdefault(key, SymbolState())
@@ -237,7 +237,7 @@ class PolicyTrader:
         st.position = order.target_position
         self._sent(order)
         self.risk.order_sent(order.ts)
-        self.risk.observe_time(order.ts)
+        self.risk.observe_time(order.symbol, order.ts)
         self.recent.append(order)
 
     def restore_halt(self, snapshot: PortfolioSnapshot) -> None:

@@ -1,8 +1,10 @@
 """The risk gate every decision passes: position and notional caps, drawdown halt, order rate, stale
 features and market-data gaps. Pure; the service feeds it and acts on its verdicts.
 
-Time is event time by default (``clock="event"``: the newest feature or event timestamp seen), so a
-replay behaves as live did; ``clock="wall"`` compares features with the wall clock (live trading).
+Time is event time by default (``clock="event"``: per symbol, the newest feature or order timestamp of
+that symbol seen), so a replay behaves as live did and two markets replayed side by side, each at its own
+pace or period, do not make each other's features stale; ``clock="wall"`` compares features with the wall
+clock (live trading).
 """
 
 from __future__ import annotations
@@ -56,12 +58,14 @@ class RiskGate:
         self.s = settings
         self.halted = False
         self.halt_reason = ""
-        self.newest_ms = 0
+        self.newest_ms: dict[str, int] = {}  # symbol -> its newest event time seen
         self.gaps: dict[str, list[int]] = {}
         self.recent_orders: deque[int] = deque()
 
-    def observe_time(self, ts_ms: int) -> None:
-        self.newest_ms = max(self.newest_ms, ts_ms)
+    def observe_time(self, symbol: str, ts_ms: int) -> None:
+        """Event time ``ts_ms`` of ``symbol`` was seen (its staleness clock on ``clock="event"``)."""
+        if ts_ms > self.newest_ms.get(symbol, 0):
+            self.newest_ms[symbol] = ts_ms
 
     def gap(self, symbol: str, ts_ms: int) -> None:
         """A gap in the symbol's market data at event time ``ts_ms``."""
@@ -85,7 +89,7 @@ class RiskGate:
         if drawdown >= s.max_drawdown:
             self.halt(f"drawdown {drawdown:.1%} reached the limit {s.max_drawdown:.1%}")
             return Verdict(0.0, f"halt: {self.halt_reason}; flattening", VerdictKind.HALT)
-        now = now_wall_ms if s.clock == "wall" else self.newest_ms
+        now = now_wall_ms if s.clock == "wall" else self.newest_ms.get(symbol, feature_ts)
         if now - feature_ts > s.stale_after_s * 1000:
             return Verdict(current_units, f"hold: features {(now - feature_ts) / 1000:.0f} s old "
                                           f"(limit {s.stale_after_s:.0f} s, {s.clock} clock)", VerdictKind.HOLD)

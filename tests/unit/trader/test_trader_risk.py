@@ -83,6 +83,21 @@ def test_stale_features_hold_by_event_and_wall_clock(tmp_path: Path) -> None:
     assert len(w.on_feature(feature(T0 + MIN, 1.0), T0 + MIN + 1_000).orders) == 1
 
 
+def test_the_event_clock_is_per_symbol_so_interleaved_replays_do_not_make_each_other_stale(tmp_path: Path) -> None:
+    # two markets replayed side by side, a day apart in event time, their features interleaved
+    t = _trader(tmp_path, stale_after_s=120)
+    day = 24 * 60 * MIN
+    got = {"ETH-USDT": [], "BTC-USDT": []}  # type: dict[str, list[str]]
+    for k in range(4):
+        for symbol, ts in (("ETH-USDT", T0 + k * MIN), ("BTC-USDT", T0 - day + k * MIN)):
+            d = t.on_feature(feature(ts, 1.0 if k % 2 == 0 else -1.0, symbol=symbol), 0)
+            got[symbol].append(d.orders[0].side if d.orders else d.reason)
+    assert got["ETH-USDT"] == got["BTC-USDT"] == ["buy", "sell", "buy", "sell"]
+    # a symbol's own clock still holds a feature older than its newest by more than the limit
+    d = t.on_feature(feature(T0 - day, 1.0, symbol="BTC-USDT"), 0)
+    assert d.orders == [] and "180 s old" in d.reason
+
+
 def test_gap_events_hold_the_symbol(tmp_path: Path) -> None:
     t = _trader(tmp_path, gap_hold_s=600)
     t.on_event(MarketEvent(schema_version=V1, exchange="binance", symbol="ETH-USDT", kind="gap", ts=T0, count=3))
@@ -117,7 +132,7 @@ def test_the_verdict_kind_says_what_the_gate_did_whatever_its_reason_reads() -> 
     clipped = gate.check("ETH-USDT", T0, 0, 10.0, 0.0, 100.0, 0.0)
     assert clipped.kind is VerdictKind.CLIPPED and clipped.target_units == pytest.approx(5.0)
     assert clipped.reason.startswith("policy")  # the words for people still begin as before
-    gate.observe_time(T0 + 10 * MIN)
+    gate.observe_time("ETH-USDT", T0 + 10 * MIN)
     assert gate.check("ETH-USDT", T0, 0, 1.0, 0.0, 100.0, 0.0).kind is VerdictKind.HOLD
     halt = gate.check("ETH-USDT", T0 + 10 * MIN, 0, 1.0, 1.0, 100.0, 0.5)
     assert halt.kind is VerdictKind.HALT and halt.target_units == 0.0 and gate.halted
