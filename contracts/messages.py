@@ -107,7 +107,10 @@ class FeatureVector(Message, frozen=True, kw_only=True):
     """Features computed from closed bars. ``ts`` is the end of the bar they were computed at.
 
     ``features`` maps name to value in the feature schema's order; a value is null while the
-    feature is still warming up. ``ready`` is true once every feature has a value.
+    feature is still warming up (or, for a book feature, while no recent whole book is held).
+    ``ready`` is true once every trade feature (schema ``v1``'s names) has a value: in a ``v2`` vector
+    the ``book_*`` features do not enter it and may still be null when it is true, so a consumer checks
+    the values it uses (``contracts.feature_schema``).
     """
 
     exchange: Name

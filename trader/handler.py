@@ -51,7 +51,7 @@ class SymbolState:
     position: float = 0.0  # the action value the policy holds (its observation's last element)
     price: float = 0.0
     bars: int = 0  # feature vectors of the policy's interval seen since start (one per closed bar)
-    ready: bool = False  # the latest one had every feature (the warm-up is over)
+    ready: bool = False  # the latest one had every trade feature (the warm-up is over; see FeatureVector)
 
 
 @dataclass
