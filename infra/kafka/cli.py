@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ks = kafka.add_subparsers(dest="kafka_command", required=True, metavar="ACTION")
     start = ks.add_parser("start", help="start the broker in the background and wait until it answers")
     start.add_argument("--host", default=None, help="listen address (default: KAFKA_BOOTSTRAP's host)")
-    start.add_argument("--port", type=int, default=None, help="listen port (default: KAFKA_BOOTSTRAP's port)")
+    start.add_argument("--port", type=int, default=None, help="listen port (default: KAFKA_BOOTSTRAP's port; 0: a "
+                       "free port, or the one this home's broker runs at; the address is printed)")
     start.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for readiness")
     start.add_argument("--nodes", type=int, default=1, help="KRaft nodes on loopback, each broker and controller "
                        "(default 1; 3 gives a replicated cluster: brokers at --port, --port+1, ...)")
@@ -100,9 +101,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _broker(args: argparse.Namespace) -> LocalBroker:
     from infra.kafka.broker import LocalBroker
 
-    host, _, port = kafka_bootstrap().split(",")[0].rpartition(":")
-    return LocalBroker(tickflow_home(), getattr(args, "host", None) or host,
-                       getattr(args, "port", None) or int(port))
+    host = getattr(args, "host", None) or kafka_bootstrap().split(",")[0].rpartition(":")[0]
+    return LocalBroker(tickflow_home(), host, _listen_port(args, host))
+
+
+def _listen_port(args: argparse.Namespace, host: str) -> int:
+    """``--port``: none given is KAFKA_BOOTSTRAP's port; 0 is the port this home's broker already runs at, else
+    a free one; any other port outside 1..65535 is refused."""
+    from infra.kafka.broker import BrokerError, LocalBroker, free_port
+
+    port: int | None = getattr(args, "port", None)
+    if port is None:
+        return int(kafka_bootstrap().split(",")[0].rpartition(":")[2])
+    if port == 0:
+        running = LocalBroker(tickflow_home(), host).running()
+        return running.port if running is not None and running.host == host else free_port(host)
+    if not 0 < port < 65536:
+        raise BrokerError(f"--port {port}: a listen port is 1 to 65535, or 0 for a free one")
+    return port
 
 
 def _cluster() -> LocalCluster | None:
@@ -128,10 +144,9 @@ def _start(args: argparse.Namespace) -> int:
     if args.nodes < 1:
         raise BrokerError(f"--nodes {args.nodes}: a cluster needs at least one node")
     if args.nodes > 1 or args.secure or _cluster() is not None:
-        _host, _, port = kafka_bootstrap().split(",")[0].rpartition(":")
         started = time.monotonic()
         cluster = LocalCluster(tickflow_home(), args.host or "127.0.0.1")
-        layout = cluster.start(args.nodes, args.port or int(port), timeout=args.timeout, on_progress=say,
+        layout = cluster.start(args.nodes, _listen_port(args, cluster.host), timeout=args.timeout, on_progress=say,
                                secure=args.secure)
         print(f"Kafka cluster of {len(layout.ports)} nodes ready in {time.monotonic() - started:.1f}s "
               f"(home {tickflow_home()})")
