@@ -5,11 +5,19 @@ trades -> bar -> features -> bundle version -> order -> fills. The order names i
 feature vector names the first and last trade of its bar (``FeatureVector.source``), the bar is the
 ``signals.bars`` record of the same key, interval and window end, and the fills are those of the order id
 written after it. The bundle's training window comes from its manifest when ``--bundle`` gives it.
+
+The order itself is found near its time: an order id names its bar end (``trader.handler.order_time``), the
+order's record is written after that bar closed, so the ``orders`` topic is read from the first record
+stamped ``ORDER_LOOKBACK_MS`` before it (``offsets_for_times``) and, only when the order is not there (a
+producer's clock far behind, or a replay of data newer than the wall clock), from the start up to that
+point. Records stamped long after their bar (a replay of old data) give no shortcut: the whole topic is read,
+as it is for an id that names no time.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,9 +31,12 @@ from contracts.messages import Message as ContractMessage
 from contracts.settings import kafka_bootstrap
 from contracts.topic_reader import offsets_at, read_at, read_to_end
 from contracts.topics import FILLS, ORDERS, SIGNALS_BARS, SIGNALS_FEATURES
+from trader.handler import order_time
 
 M = TypeVar("M", bound=ContractMessage)
 BAR_LOOKBACK_MS = 60_000  # the bar is written with its feature vector; look this far before the vector's record
+ORDER_LOOKBACK_MS = 60_000  # an order's record is written after its bar end; this much clock skew is allowed
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,10 +62,10 @@ def iso(ms: int) -> str:
 
 def explain(bootstrap: str, order_id: str, bundle_dirs: list[Path]) -> list[Link]:
     """The chain of ``order_id``; raises ValueError when no such order is on the orders topic."""
-    found = _first(read_to_end(bootstrap, ORDERS), Order, lambda o: o.order_id == order_id)
+    found = find_order(bootstrap, order_id)
     if found is None:
         raise ValueError(f"no order {order_id!r} on {ORDERS.name}")
-    om, order = found
+    om, order, _ = found
     fm, fv, how = _feature(bootstrap, order)
     links: list[Link] = []
     if fm is None or fv is None:
@@ -73,9 +84,32 @@ def explain(bootstrap: str, order_id: str, bundle_dirs: list[Path]) -> list[Link
     return links
 
 
-def _first(records: Iterable[Message], kind: type[M], match: Callable[[M], bool]) -> tuple[Message, M] | None:
-    """The first record that decodes as ``kind`` and matches; stops reading there."""
+def find_order(bootstrap: str, order_id: str) -> tuple[Message, Order, int] | None:
+    """The record of ``order_id`` on the orders topic, the order, and how many records were read to find it."""
+    match: Callable[[Order], bool] = lambda o: o.order_id == order_id  # noqa: E731
+    ts = order_time(order_id)
+    count = [0]
+    if ts is None:
+        found = _first(read_to_end(bootstrap, ORDERS), Order, match, count)
+    else:
+        near = offsets_at(bootstrap, ORDERS, max(0, ts - ORDER_LOOKBACK_MS))
+        found = _first(read_to_end(bootstrap, ORDERS, start=near), Order, match, count)
+        if found is None:  # stamped before its time: what lies before the seek point
+            found = _first(read_to_end(bootstrap, ORDERS, stop=near), Order, match, count)
+    if found is None:
+        return None
+    log.info("Order %s is at %s, found after reading %d records of %s.", order_id, where(found[0]), count[0],
+             ORDERS.name)
+    return *found, count[0]
+
+
+def _first(records: Iterable[Message], kind: type[M], match: Callable[[M], bool],
+           count: list[int] | None = None) -> tuple[Message, M] | None:
+    """The first record that decodes as ``kind`` and matches; stops reading there (``count`` adds up the
+    records read)."""
     for m in records:
+        if count is not None:
+            count[0] += 1
         try:
             value = decode(m.value() or b"", kind)
         except ContractError:

@@ -6,7 +6,8 @@ gate. An order the broker finishes short of its quantity (a book fill whose ``la
 ``cancelled`` rest) is released: what it did not fill leaves the intended position, the target it was
 sent for stays, and the next decision bar orders the difference again if the policy still wants that
 target. Order ids are derived from (policy, version, exchange, symbol, bar end): a replayed feature gives
-the same id, so downstream consumers can drop duplicates.
+the same id, so downstream consumers can drop duplicates. An id reads ``o-<bar end ms>-<digest>``, so the
+order's time is known from its id alone (``order_time``; `tickflow explain` seeks the orders topic by it).
 """
 
 from __future__ import annotations
@@ -41,7 +42,16 @@ def record_problem(raw: bytes) -> str | None:
 
 def order_id(policy_id: str, version: str, exchange: str, symbol: str, bar_end: int) -> str:
     digest = hashlib.sha256(f"{policy_id}|{version}|{exchange}|{symbol}|{bar_end}".encode()).hexdigest()
-    return f"o-{digest[:32]}"
+    return f"o-{bar_end}-{digest[:32]}"
+
+
+def order_time(oid: str) -> int | None:
+    """The bar end (event time, ms) that an ``order_id`` names; None for an id without one (written before
+    ids carried it, or not by ``order_id``)."""
+    parts = oid.split("-")
+    if len(parts) != 3 or parts[0] != "o" or not parts[1].isdigit() or len(parts[2]) != 32:
+        return None
+    return int(parts[1])
 
 
 @dataclass
