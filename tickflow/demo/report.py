@@ -68,9 +68,10 @@ def _percentiles(values: list[float]) -> dict[str, float | int]:
 def summarise(held: dict[str, list[Record]], since_ts: int = 0, every: int = 1) -> dict[str, Any]:
     """Figures of the run, every one computed from the records the topics hold.
 
-    Equity and buy-and-hold are compared from ``since_ts`` (event time; the candle replay's start) on;
-    ``every`` is the policy's decision cadence in bars (the exposure-matched buy-and-hold starts at its first
-    decision bar, as `tickflow evaluate`'s does).
+    Equity is compared from ``since_ts`` (event time; the candle replay's start) on; ``every`` is the policy's
+    decision cadence in bars. There is one buy-and-hold, on the policy's symbol over the same 60 s bars: fully
+    invested from the policy's first decision bar (bought at the next bar's open, as the policy's orders are),
+    net of the paper broker's default costs, as `tickflow evaluate`'s; beside it the one matched for exposure.
     """
     counts = {name: len(recs) for name, recs in held.items()}
     features = [r for r in held.get(SIGNALS_FEATURES.name, []) if isinstance(r.value, FeatureVector)]
@@ -95,15 +96,10 @@ def summarise(held: dict[str, list[Record]], since_ts: int = 0, every: int = 1) 
     latest = {p: next(b for b in reversed(books) if b.policy_id == p) for p in policies}
     bars = sorted((r.value for r in held.get(SIGNALS_BARS.name, [])
                    if isinstance(r.value, Bar) and r.value.interval_s == 60), key=lambda b: b.window_end)
-    bar_closes = [(b.symbol, b.window_end, b.close) for b in bars]
-    hold = {}
-    for p in policies:
-        symbols = list(latest[p].positions) or sorted({b.symbol for b in bars})
-        if symbols:
-            hold[p] = buy_and_hold(bar_closes, symbols[0], equity[p][0][0], equity[p][0][1])
     first_book = {p: next(b for b in books if b.policy_id == p) for p in policies}  # before any fill: the capital
     trades = {p: paper_trades([b for b in bars if b.window_end > since_ts], fills, p, first_book[p].equity, every)
               for p in policies}
+    hold = {p: t["full"]["equity"] for p, t in trades.items() if "full" in t}
     return {
         "trades": trades,
         "backlog": feature_backlog(features, orders),
@@ -116,8 +112,8 @@ def summarise(held: dict[str, list[Record]], since_ts: int = 0, every: int = 1) 
                          "realised_pnl": latest[p].realised_pnl, "unrealised_pnl": latest[p].unrealised_pnl,
                          "fees": latest[p].fees, "drawdown": latest[p].drawdown, "positions": latest[p].positions,
                          "halted": latest[p].halted, "snapshots": len(equity[p]),
-                         "buy_and_hold_symbol": (list(latest[p].positions) or sorted({b.symbol for b in bars}) or
-                                                 [""])[0],
+                         "buy_and_hold_symbol": trades[p]["symbol"],
+                         "buy_and_hold_from_ts": trades[p]["full"]["from_ts"] if hold.get(p) else None,
                          "buy_and_hold_end": hold[p][-1][1] if hold.get(p) else None} for p in policies},
         "since_ts": since_ts,
         "equity": equity,
@@ -133,7 +129,8 @@ def paper_trades(bars: list[Bar], fills: list[Record], policy: str, capital: flo
     over the starting equity, position as a fraction of equity), so ``trader.round_trips`` cuts the same round
     trips and ``trade_summary`` gives count, win rate and average win and loss. A bar's "open" is the mean price
     of the fills in it (the prices paid), else its open. Beside it: buy-and-hold at the same mean exposure
-    (``trader.evaluation.matched_buy_and_hold``) and fully invested, with the paper broker's default costs.
+    (``trader.evaluation.matched_buy_and_hold``) and fully invested (``full``: from ``from_ts``, the first decision
+    bar), both with the paper broker's default costs.
     """
     from contracts.costs import CostModel, CostSettings
     from trader.backtest import Run, decision_mask, metrics, simulate
@@ -178,10 +175,13 @@ def paper_trades(bars: list[Bar], fills: list[Record], policy: str, capital: flo
     data = Dataset(symbol, 60, "v1", (), ts, opens, closes, np.empty((n, 0)), "signals.bars", "", False)
     position, matched = matched_buy_and_hold(data, exposure, costs, decide)
     full = simulate(lambda _t, _p: 1.0, opens, closes, costs, decide)
+    first_decision = int(ts[int(np.argmax(decide))]) if decide.any() else int(ts[0])
     return {"symbol": symbol, "bars": n, "capital": capital, "exposure": exposure,
             "round_trips": [t.as_dict() for t in trips], "summary": trade_summary(trips),
             "policy_return": float(equity[-1] - 1.0),
             "buy_and_hold_return": float(full.equity[-1] - 1.0),
+            "full": {"from_ts": first_decision,
+                     "equity": [(int(t), float(e) * capital) for t, e in zip(ts, full.equity, strict=True)]},
             "matched": {"position": position, "return": float(matched.equity[-1] - 1.0),
                         "equity": [(int(t), float(e) * capital) for t, e in zip(ts, matched.equity, strict=True)]}}
 
@@ -227,16 +227,6 @@ def book_series(held: dict[str, list[Record]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def buy_and_hold(bars: list[tuple[str, int, float]], symbol: str, start_ts: int,
-                 equity0: float) -> list[tuple[int, float]]:
-    """Equity of holding ``symbol`` from the first bar at or after ``start_ts``, from ``equity0``."""
-    closes = [(ts, c) for s, ts, c in bars if s == symbol and ts >= start_ts]
-    if not closes:
-        return []
-    first = closes[0][1]
-    return [(ts, equity0 * c / first) for ts, c in closes]
-
-
 def write_report(out: Path, figures: dict[str, Any], meta: dict[str, Any]) -> Path:
     """``report.md`` (+ ``report.json``, ``equity.png``) under ``out``; returns the report's path."""
     out.mkdir(parents=True, exist_ok=True)
@@ -255,8 +245,10 @@ def write_report(out: Path, figures: dict[str, Any], meta: dict[str, Any]) -> Pa
                      f"drawdown {s['drawdown']:.2%}, positions {s['positions']}, "
                      f"{'HALTED' if s['halted'] else 'trading'}; {s['snapshots']:,} snapshots compared.")
         if s["buy_and_hold_end"] is not None:
-            lines.append(f"  Buy-and-hold {s['buy_and_hold_symbol']} over the same bars: {s['buy_and_hold_end']:,.2f} "
-                         f"({s['buy_and_hold_end'] / s['equity_start'] - 1:+.2%}).")
+            t = figures["trades"][p]
+            lines.append(f"  Buy-and-hold {s['buy_and_hold_symbol']}, fully invested from the policy's first decision "
+                         f"bar ({iso(s['buy_and_hold_from_ts'])}) to the last bar, net of costs: "
+                         f"{t['capital']:,.2f} -> {s['buy_and_hold_end']:,.2f} ({t['buy_and_hold_return']:+.2%}).")
     if not figures["policies"]:
         lines.append("No portfolio snapshot reached the topic.")
     lines += [f"![equity]({png})" for png in pngs]
@@ -302,8 +294,8 @@ def _trades_section(out: Path, figures: dict[str, Any]) -> list[str]:
         lines += [f"**{p}** on {t['symbol']} over {t['bars']:,} bars of 60 s: {s['count']:.0f} round trips, win rate "
                   f"{s['win_rate']:.0%}, average win {s['avg_win'] * capital:+,.2f} and average loss "
                   f"{s['avg_loss'] * capital:+,.2f} (quote currency, net of costs); mean exposure {t['exposure']:.1%} "
-                  f"of equity. Return {t['policy_return']:+.2%}; buy-and-hold fully invested, net of costs, "
-                  f"{t['buy_and_hold_return']:+.2%}; buy-and-hold at the policy's exposure "
+                  f"of equity. Return {t['policy_return']:+.2%}; buy-and-hold fully invested from the first "
+                  f"decision bar, net of costs, {t['buy_and_hold_return']:+.2%}; buy-and-hold at the policy's exposure "
                   f"({t['matched']['position']:.1%} held from the first decision bar) {t['matched']['return']:+.2%}. "
                   f"Each trade is in `trades-{p}.csv`.", ""]
         if trips:
@@ -400,7 +392,8 @@ def _plot(out: Path, figures: dict[str, Any]) -> list[str]:
         bh = figures["buy_and_hold"].get(p) or []
         if bh:
             ax.plot(hours([t for t, _ in bh]), [e for _, e in bh],
-                    label=f"buy-and-hold {figures['policies'][p]['buy_and_hold_symbol']}", alpha=0.7)
+                    label=f"buy-and-hold {figures['policies'][p]['buy_and_hold_symbol']} from the first decision "
+                    "bar, net of costs", alpha=0.7)
         matched = (figures.get("trades", {}).get(p) or {}).get("matched")
         if matched:
             ax.plot(hours([t for t, _ in matched["equity"]]), [e for _, e in matched["equity"]], linestyle="--",

@@ -8,6 +8,7 @@ from typing import Literal
 import pytest
 
 from contracts import V1, Bar, FeatureVector, Fill, Order, PortfolioSnapshot
+from contracts.timeutil import iso
 from tickflow.demo.report import Record, summarise, write_report
 
 MIN = 60_000
@@ -71,4 +72,12 @@ def test_round_trips_matched_buy_and_hold_and_backlog(tmp_path: Path) -> None:
     assert "1 round trips, win rate 100%" in text and "| long | " in text
     assert f"buy-and-hold at the policy's exposure ({t['matched']['position']:.1%} held" in text
     assert "waits behind that backlog" in text
+    # one buy-and-hold, defined where it is shown: the equity section's is the round trips' fully invested one
+    policy = figures["policies"]["demo"]
+    assert policy["buy_and_hold_from_ts"] == T0 and policy["buy_and_hold_end"] == pytest.approx(
+        CAPITAL * (1 + t["buy_and_hold_return"]))
+    bh = f"{t['buy_and_hold_return']:+.2%}"
+    assert f"fully invested from the policy's first decision bar ({iso(T0)}) to the last bar, net of costs: " in text
+    assert text.count(bh) == 2 and f"fully invested from the first decision bar, net of costs, {bh}" in text
+    assert "over the same bars" not in text
     assert (tmp_path / "trades-demo.csv").read_text().count("\n") == 2
