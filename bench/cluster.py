@@ -35,7 +35,7 @@ from bench.ingest import CANDLES, replay
 from bench.kafka_perf import producer_perf
 from bench.results import Result
 from bench.streams import GRACE_MS, _trade_load
-from contracts.client_config import producer_config
+from contracts.client_config import client_config, producer_config
 from contracts.kafka_io import LEADER_CHANGE_SAFE
 from contracts.topics import MARKET_TRADES, PREFIX_ENV, SIGNALS_FEATURES
 from infra.kafka.admin import ensure_topics
@@ -81,7 +81,7 @@ def _leader_and_isr(admin: AdminClient, topic: str) -> tuple[int, list[int]]:
 
 def failover_ms(cluster: LocalCluster, bootstrap: str, kills: int = KILLS) -> list[float]:
     """SIGKILL the partition leader ``kills`` times; ms from each kill to the next acknowledged record."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient({**client_config(bootstrap), "log_level": 0})
     topic = "bench.failover"
     _replicated(admin, topic, 1)
     producer = Producer(producer_config(bootstrap, {**LEADER_CHANGE_SAFE, "linger.ms": 0, "log_level": 0}))
@@ -114,7 +114,7 @@ def failover_ms(cluster: LocalCluster, bootstrap: str, kills: int = KILLS) -> li
 
 def _arrivals(bootstrap: str, topic: str, stop: threading.Event, ready: threading.Event,
               times: list[float]) -> None:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-gap-{time.time_ns()}",
+    c = Consumer({**client_config(bootstrap), "group.id": f"bench-gap-{time.time_ns()}",
                   "enable.auto.commit": False, "fetch.wait.max.ms": 5})
     c.assign([TopicPartition(topic, p, OFFSET_END) for p in range(SIGNALS_FEATURES.partitions)])
     c.consume(1, 0.5)
@@ -194,7 +194,7 @@ def run(ctx: BenchContext) -> list[Result]:
         node_one = cluster.node(1).running()
         assert node_one is not None
         cctx = ClusterContext(layout, BenchContext(node_one, ctx.workdir))
-        admin = AdminClient({"bootstrap.servers": layout.bootstrap, "log_level": 0})
+        admin = AdminClient({**client_config(layout.bootstrap), "log_level": 0})
         _replicated(admin, "bench.producer-perf", MARKET_TRADES.partitions)  # as the replay's topic
         perf = producer_perf(cctx, records=1_000_000)
         trades, seconds, _rss = replay(cctx, CANDLES)

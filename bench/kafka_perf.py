@@ -12,7 +12,7 @@ import numpy as np
 
 from bench.context import BenchContext
 from bench.results import Result
-from contracts.client_config import producer_config
+from contracts.client_config import client_config, producer_config
 
 
 def producer_perf(ctx: BenchContext, records: int = 2_000_000, size: int = 200) -> float:
@@ -49,7 +49,7 @@ def client_end_to_end_ms(ctx: BenchContext, records: int = 3_000, warm_up: int =
     producer = Producer(producer_config(ctx.bootstrap, {"linger.ms": 0}))
     producer.produce(topic, b"create")
     producer.flush(30)
-    consumer = Consumer({"bootstrap.servers": ctx.bootstrap, "group.id": "bench-end-to-end",
+    consumer = Consumer({**client_config(ctx.bootstrap), "group.id": "bench-end-to-end",
                          "fetch.wait.max.ms": 1})
     end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
     consumer.assign([TopicPartition(topic, 0, end)])

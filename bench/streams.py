@@ -37,7 +37,7 @@ from bench.context import BenchContext
 from bench.results import Result
 from contracts import V1, Trade, decode, encode, market_key
 from contracts.books import BookUpdate
-from contracts.client_config import producer_config
+from contracts.client_config import client_config, producer_config
 from contracts.messages import FeatureVector
 from contracts.topics import SIGNALS_BARS, SIGNALS_FEATURES
 from streams.processor import Output, Processor
@@ -99,7 +99,7 @@ def _produce(bootstrap: str, trades: list[Trade], books: list[BookUpdate]) -> No
 
 
 def _output_times(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[int]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{time.time_ns()}", "enable.auto.commit": False})
+    c = Consumer({**client_config(bootstrap), "group.id": f"bench-{time.time_ns()}", "enable.auto.commit": False})
     parts = c.list_topics(topic, timeout=10).topics[topic].partitions
     c.assign([TopicPartition(topic, p, 0) for p in parts])
     times: list[int] = []
@@ -114,7 +114,7 @@ def _output_times(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[int]:
 
 
 def _wait_outputs(bootstrap: str, topic: str, want: int, timeout: float) -> int:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-count"})
+    c = Consumer({**client_config(bootstrap), "group.id": "bench-count"})
     deadline = time.monotonic() + timeout
     n = 0
     while time.monotonic() < deadline:
@@ -138,7 +138,7 @@ def _live_latency(bootstrap: str, seconds: float, warm_up_bars: int = 2) -> tupl
     end plus grace to (a) its append to signals.features (the broker's LogAppendTime, set on this bench broker's
     topic; whole ms) and (b) its arrival at a consumer with the trader's fetch settings; the first
     ``warm_up_bars`` seconds (new keys, a new consumer's first fetches) are left out."""
-    _log_append_time(AdminClient({"bootstrap.servers": bootstrap}), SIGNALS_FEATURES.name)
+    _log_append_time(AdminClient(client_config(bootstrap)), SIGNALS_FEATURES.name)
     on_topic: list[int] = []
     at_consumer: list[float] = []
     first_end: list[int] = []
@@ -146,7 +146,7 @@ def _live_latency(bootstrap: str, seconds: float, warm_up_bars: int = 2) -> tupl
     ready = threading.Event()
 
     def consume() -> None:
-        c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-live-{time.time_ns()}",
+        c = Consumer({**client_config(bootstrap), "group.id": f"bench-live-{time.time_ns()}",
                       "enable.auto.commit": False, "fetch.wait.max.ms": 5})
         c.assign([TopicPartition("signals.features", p, OFFSET_END) for p in range(4)])
         c.consume(1, 0.5)
@@ -206,7 +206,7 @@ def _burst_floor(bootstrap: str, seconds: float, burst: list[Output]) -> list[in
     """The floor of bar_to_feature without the worker: under the same trade load (to a topic nobody reads), at
     every whole second a bare producer with the worker's settings sends a burst like a live close (20 feature
     vectors, then 20 bars, on the same partitions); each vector's append (LogAppendTime) minus the second."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     topics = {SIGNALS_FEATURES.name: "bench.burst.features", SIGNALS_BARS.name: "bench.burst.bars"}
     for f in admin.create_topics([NewTopic(t, 4, 1) for t in [*topics.values(), "bench.load"]]).values():
         f.result(30)

@@ -17,7 +17,7 @@ import numpy as np
 
 from bench.context import BenchContext
 from bench.results import Result
-from contracts.client_config import producer_config
+from contracts.client_config import client_config, producer_config
 
 if TYPE_CHECKING:  # the benchmark imports training code only when it runs
     from trader.policy.bundle import Bundle
@@ -152,14 +152,14 @@ def _transaction_floor(ctx: BenchContext, n: int = 600) -> list[float]:
     from contracts import kafka_io
 
     topics = ("bench.txn.in", "bench.txn.out")
-    admin = AdminClient({"bootstrap.servers": ctx.bootstrap})
+    admin = AdminClient(client_config(ctx.bootstrap))
     for f in admin.create_topics([NewTopic(t, 4, 1) for t in topics]).values():
         f.result(30)
     source = Producer(producer_config(ctx.bootstrap, {"linger.ms": 0, "enable.idempotence": False}))
     loop_in = kafka_io.consumer(ctx.bootstrap, "bench-txn-floor")
     loop_in.assign([TopicPartition(topics[0], p, 0) for p in range(4)])
     loop_out = kafka_io.transactional_producer(ctx.bootstrap, "bench-txn-floor")
-    reader = Consumer({"bootstrap.servers": ctx.bootstrap, "group.id": "bench-txn-read",
+    reader = Consumer({**client_config(ctx.bootstrap), "group.id": "bench-txn-read",
                        "auto.offset.reset": "earliest", "isolation.level": "read_committed", "fetch.wait.max.ms": 1})
     reader.assign([TopicPartition(topics[1], p, 0) for p in range(4)])
     sent: dict[bytes, float] = {}
@@ -200,7 +200,7 @@ def _over_kafka(ctx: BenchContext, bundle: Path, fvs: list[Any]) -> list[Result]
     log = (ctx.workdir / "trader.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "tickflow", "trade", "--bundle", str(bundle), "--policy-id",
                              "bench"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    consumer = Consumer({"bootstrap.servers": ctx.bootstrap, "group.id": "bench-orders",
+    consumer = Consumer({**client_config(ctx.bootstrap), "group.id": "bench-orders",
                          "auto.offset.reset": "latest", "isolation.level": "read_committed",
                          "fetch.wait.max.ms": 1})
     consumer.subscribe([ORDERS.name])

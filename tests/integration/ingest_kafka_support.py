@@ -13,6 +13,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from websockets.asyncio.server import ServerConnection
 
 from contracts import DeadLetter, MarketEvent, Trade, decode
+from contracts.client_config import client_config
 from contracts.topics import MARKET_EVENTS, MARKET_TRADES
 from tests.helpers import DATA
 from tests.ws_loopback import LoopbackWebsocketServer
@@ -90,7 +91,7 @@ class Marks:
                                                           MARKET_TRADES.dlq.name)}
 
     def _consumer(self) -> Consumer:
-        return Consumer({"bootstrap.servers": self.bootstrap, "group.id": "ingest-tests",
+        return Consumer({**client_config(self.bootstrap), "group.id": "ingest-tests",
                          "enable.auto.commit": False, "log_level": 3})
 
     def _ends(self, topic: str) -> dict[int, int]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from contracts import Trade, encode, market_key
-from contracts.client_config import producer_config
+from contracts.client_config import client_config, producer_config
 from contracts.topic_reader import read_to_end
 from contracts.topics import MARKET_TRADES
 from tests.helpers import REPO, cli_env
@@ -53,7 +53,7 @@ def read_all(bootstrap: str, topic: str) -> list[tuple[bytes, dict]]:
 
 
 def count_records(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"c-{time.time_ns()}"})
+    consumer = Consumer({**client_config(bootstrap), "group.id": f"c-{time.time_ns()}"})
     md = consumer.list_topics(topic, timeout=10)
     total = 0
     for p in md.topics[topic].partitions:
@@ -95,7 +95,7 @@ class Worker:
 def wait_committed(bootstrap: str, group: str, topic: str | None = None, timeout_s: float = 120.0) -> bool:
     """Wait until ``group`` has committed the end offset of every partition of ``topic`` (market.trades)."""
     topic = topic or MARKET_TRADES.name
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer({**client_config(bootstrap), "group.id": group, "enable.auto.commit": False})
     md = consumer.list_topics(topic, timeout=10)
     tps = [TopicPartition(topic, p) for p in md.topics[topic].partitions]
     ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}

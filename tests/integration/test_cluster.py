@@ -15,6 +15,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from contracts import Trade, decode
+from contracts.client_config import client_config
 from contracts.topic_reader import end_offsets, read_to_end
 from contracts.topics import MARKET_TRADES
 from infra.kafka.broker import BrokerError
@@ -74,7 +75,7 @@ def _ends(bootstrap: str) -> dict[int, int]:
 
 def _partition_state(bootstrap: str, partition: int) -> tuple[int, list[int]]:
     """(leader, in-sync replicas) of a market.trades partition."""
-    md = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(MARKET_TRADES.name, timeout=10)
+    md = AdminClient({**client_config(bootstrap), "log_level": 0}).list_topics(MARKET_TRADES.name, timeout=10)
     p = md.topics[MARKET_TRADES.name].partitions[partition]
     return p.leader, sorted(p.isrs)
 

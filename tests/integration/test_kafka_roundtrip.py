@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from contracts import V1, Topic, Trade, decode, encode, market_key
-from contracts.client_config import producer_config
+from contracts.client_config import client_config, producer_config
 from infra.kafka.admin import ensure_topics
 from infra.kafka.broker import BrokerInfo
 
@@ -50,7 +50,7 @@ def test_200k_trades_idempotent_producer_to_consumer_group(broker: BrokerInfo) -
     assert delivered == N
 
     consumer = Consumer({
-        "bootstrap.servers": broker.bootstrap, "group.id": f"g-{name}", "auto.offset.reset": "earliest",
+        **client_config(broker.bootstrap), "group.id": f"g-{name}", "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
     })
     consumer.subscribe([name])

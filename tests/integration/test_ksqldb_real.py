@@ -40,7 +40,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from contracts import V1, Trade, encode, market_key
-from contracts.client_config import producer_config
+from contracts.client_config import client_config, producer_config
 from contracts.topics import MARKET_BOOKS, MARKET_TRADES, SIGNALS_BARS
 from infra.kafka.admin import admin
 from infra.kafka.broker import LocalBroker, free_port
@@ -118,7 +118,7 @@ def _groups_done(bootstrap: str, marker: str, topic: str) -> bool:
     groups = [g.group_id for g in client.list_consumer_groups().result(timeout=10).valid if marker in g.group_id]
     if not groups:
         return False
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": groups[0], "enable.auto.commit": False})
+    c = Consumer({**client_config(bootstrap), "group.id": groups[0], "enable.auto.commit": False})
     try:
         tps = [TopicPartition(topic, p) for p in range(MARKET_TRADES.partitions)]
         ends = {tp.partition: c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
@@ -151,7 +151,7 @@ def _flush_trades(bootstrap: str, start_ts: int) -> int:
 
 
 def _wait_stable(bootstrap: str, topics: list[str], timeout_s: float = 90.0) -> None:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"stable-{uuid.uuid4().hex[:6]}"})
+    c = Consumer({**client_config(bootstrap), "group.id": f"stable-{uuid.uuid4().hex[:6]}"})
 
     def total() -> int:
         return sum(c.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]

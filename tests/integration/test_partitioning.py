@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from contracts import Topic, Trade
-from contracts.client_config import PARTITIONER, check_copartitioned, producer_config
+from contracts.client_config import PARTITIONER, check_copartitioned, client_config, producer_config
 from contracts.errors import SettingsError
 from contracts.topics import MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES, market_key
 from infra.kafka.admin import ensure_topics
@@ -80,7 +80,7 @@ def test_faust_s_producer_hashes_with_murmur2() -> None:
 
 def _read_partitions(bootstrap: str, topic: str, partitions: int, records: int) -> dict[bytes, set[int]]:
     """key -> the partitions its records were read from (read_committed, ``records`` of them)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"partitioning-{uuid.uuid4().hex[:6]}",
+    c = Consumer({**client_config(bootstrap), "group.id": f"partitioning-{uuid.uuid4().hex[:6]}",
                   "enable.auto.commit": False, "isolation.level": "read_committed"})
     seen: dict[bytes, set[int]] = {}
     try:
@@ -151,7 +151,7 @@ def test_librdkafka_s_default_partitioner_would_put_keys_elsewhere(broker: Broke
     """What the shared config prevents (and why the test above can fail): CRC32 places keys differently."""
     topic = f"test.partitioning.crc.{uuid.uuid4().hex[:8]}"
     ensure_topics(broker.bootstrap, [Topic(topic, "exchange:symbol", Trade, 4)])
-    p = Producer({"bootstrap.servers": broker.bootstrap})  # librdkafka's default: consistent_random
+    p = Producer(client_config(broker.bootstrap))  # librdkafka's default: consistent_random
     for k in KEYS:
         p.produce(topic, key=k, value=b"{}")
     assert p.flush(30) == 0
@@ -165,7 +165,7 @@ def test_librdkafka_s_default_partitioner_would_put_keys_elsewhere(broker: Broke
 
 @pytest.mark.integration
 def test_copartitioned_topics_are_checked_at_start(broker: BrokerInfo) -> None:
-    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "partitioning-check"})
+    c = Consumer({**client_config(broker.bootstrap), "group.id": "partitioning-check"})
     try:
         assert check_copartitioned(c, (MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES)) == {
             MARKET_TRADES.name: 4, SIGNALS_BARS.name: 4, SIGNALS_FEATURES.name: 4}
@@ -177,41 +177,53 @@ def test_copartitioned_topics_are_checked_at_start(broker: BrokerInfo) -> None:
         c.close()
 
 
-# The static half: no producer in the tree is built without the shared settings.
+# The static half: no producer in the tree is built without the shared settings, and no consumer or admin
+# client of the shipped code without the shared client settings (the SASL identity of a secure cluster).
 _SOURCE_DIRS = ("bench", "contracts", "infra", "ingestor", "streams", "tests", "tickflow", "trader")
+_SHIPPED_DIRS = ("bench", "contracts", "infra", "ingestor", "paper", "streams", "tickflow", "trader")
 
 
-def _calls_shared_config(node: ast.AST, module: ast.Module, func: ast.AST | None) -> bool:
-    """Is ``node`` (the first argument of a ``Producer(...)``) the shared ``producer_config``'s result?"""
+def _calls_shared_config(node: ast.AST, module: ast.Module, func: ast.AST | None,
+                         shared: str = "producer_config") -> bool:
+    """Is ``node`` (the first argument of a ``Producer(...)``, ``Consumer(...)``, ...) the result of the shared
+    ``shared`` (``contracts.client_config.producer_config`` or ``client_config``), or a dict that unpacks it?"""
     if isinstance(node, ast.Call):
         name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-        if name != "producer_config":
-            return False
+        if name != shared:  # a helper of the module's own (``self.consumer_config()``) must return the shared result
+            helper = [n for n in ast.walk(module) if isinstance(n, ast.FunctionDef) and n.name == name]
+            returns = [r.value for f in helper for r in ast.walk(f)
+                       if isinstance(r, ast.Return) and r.value is not None]
+            return bool(returns) and all(_calls_shared_config(r, module, helper[0], shared) for r in returns)
         if isinstance(node.func, ast.Attribute):  # client_config.producer_config(...)
             return getattr(node.func.value, "id", "") == "client_config"
         imported = any(isinstance(n, ast.ImportFrom) and n.module == "contracts.client_config"
-                       and any(a.name == "producer_config" and a.asname is None for a in n.names)
+                       and any(a.name == shared and a.asname is None for a in n.names)
                        for n in ast.walk(module))
-        local = [n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == "producer_config"]
+        local = [n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == shared]
         if local:  # a module's own producer_config must return the shared one's result
             returns = [n.value for n in ast.walk(local[0]) if isinstance(n, ast.Return) and n.value is not None]
-            return bool(returns) and all(_calls_shared_config(r, module, local[0]) for r in returns)
+            return bool(returns) and all(_calls_shared_config(r, module, local[0], shared) for r in returns)
         return imported
+    if isinstance(node, ast.Dict) and shared == "client_config":  # {**client_config(...), "group.id": ...}
+        return any(k is None and _calls_shared_config(v, module, func, shared)
+                   for k, v in zip(node.keys, node.values, strict=True))
     if isinstance(node, ast.Name) and func is not None:  # config = producer_config(...); Producer(config, ...)
-        values = [n.value for n in ast.walk(func) if isinstance(n, ast.Assign)
-                  and any(isinstance(t, ast.Name) and t.id == node.id for t in n.targets)]
-        return bool(values) and all(_calls_shared_config(v, module, func) for v in values)
+        values = [n.value for n in ast.walk(func) if isinstance(n, ast.Assign | ast.AnnAssign) and n.value is not None
+                  and any(isinstance(t, ast.Name) and t.id == node.id
+                          for t in (n.targets if isinstance(n, ast.Assign) else [n.target]))]
+        return bool(values) and all(_calls_shared_config(v, module, func, shared) for v in values)
     return False
 
 
-def test_no_producer_in_the_tree_bypasses_producer_config() -> None:
+def _clients_bypassing(dirs: tuple[str, ...], classes: tuple[str, ...], shared: str) -> tuple[int, list[str]]:
+    """How many ``classes(...)`` calls the modules under ``dirs`` make, and where one is not built from ``shared``."""
     checked, bad = 0, []
-    for path in sorted(p for d in _SOURCE_DIRS for p in (REPO / d).rglob("*.py")):
+    for path in sorted(p for d in dirs for p in (REPO / d).rglob("*.py")):
         module = ast.parse(path.read_text(), str(path))
         funcs = [n for n in ast.walk(module) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
         for call in (n for n in ast.walk(module) if isinstance(n, ast.Call)):
             name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
-            if name not in ("Producer", "SerializingProducer", "AIOProducer"):
+            if name not in classes:
                 continue
             func = next((f for f in funcs if f.lineno <= call.lineno <= (f.end_lineno or f.lineno)
                          and not any(g is not f and f.lineno < g.lineno <= call.lineno <= (g.end_lineno or 0)
@@ -220,10 +232,23 @@ def test_no_producer_in_the_tree_bypasses_producer_config() -> None:
             if where == "tests/integration/test_partitioning.py:" + str(_CRC_LINE):
                 continue  # the one deliberate librdkafka default, to show what the shared config prevents
             checked += 1
-            if not call.args or not _calls_shared_config(call.args[0], module, func):
+            if not call.args or not _calls_shared_config(call.args[0], module, func, shared):
                 bad.append(where)
+    return checked, bad
+
+
+def test_no_producer_in_the_tree_bypasses_producer_config() -> None:
+    checked, bad = _clients_bypassing(_SOURCE_DIRS, ("Producer", "SerializingProducer", "AIOProducer"),
+                                      "producer_config")
     assert checked >= 14, checked
     assert not bad, f"producers built without contracts.client_config.producer_config: {bad}"
+
+
+def test_no_consumer_or_admin_client_of_the_shipped_code_bypasses_client_config() -> None:
+    checked, bad = _clients_bypassing(_SHIPPED_DIRS, ("Consumer", "AdminClient", "DeserializingConsumer"),
+                                      "client_config")
+    assert checked >= 16, checked
+    assert not bad, f"clients built without contracts.client_config.client_config (no SASL login): {bad}"
 
 
 _CRC_LINE = next(i for i, line in enumerate(Path(__file__).read_text().splitlines(), start=1)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from contracts.client_config import producer_config
+from contracts.client_config import client_config, producer_config
 from contracts.topics import ORDERS, PORTFOLIO, REGISTRY, prefixed, topic
 from infra.kafka.broker import BrokerInfo
 from tests.helpers import REPO, cli_env, tickflow_cmd
@@ -110,7 +110,7 @@ def test_a_bad_dump_option_is_one_line(shared_broker: BrokerInfo, tmp_path: Path
 
 def test_stats_lists_records_bytes_and_group_lag(env: dict[str, str], shared_broker: BrokerInfo) -> None:
     group = prefixed("inspect-reader")
-    c = Consumer({"bootstrap.servers": shared_broker.bootstrap, "group.id": group, "enable.auto.commit": False})
+    c = Consumer({**client_config(shared_broker.bootstrap), "group.id": group, "enable.auto.commit": False})
     c.commit(offsets=[TopicPartition(PORTFOLIO.name, 0, 4)], asynchronous=False)  # read 4 of the 9 snapshots
     c.close()
     done, _ = run(env, "topic", "stats")

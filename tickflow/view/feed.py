@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
+from contracts.client_config import client_config
 from contracts.errors import ContractError
 from contracts.serde import decode
 from contracts.topics import topic
@@ -39,16 +41,21 @@ class TopicFeed(threading.Thread):
         self._stop_event.set()
         self.join(timeout)
 
-    def run(self) -> None:
-        consumer = Consumer({
-            "bootstrap.servers": self.bootstrap,
+    def consumer_config(self) -> dict[str, Any]:
+        """The view's consumer settings: the shared client ones (with KAFKA_SASL_*, the login to a secure
+        cluster), a throw-away group, no commits."""
+        return {
+            **client_config(self.bootstrap),
             "group.id": f"tickflow-view-{uuid.uuid4().hex[:12]}",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": self.start_from,
             "topic.metadata.refresh.interval.ms": 5000,
             "client.id": "tickflow-view",
-        })
+        }
+
+    def run(self) -> None:
+        consumer = Consumer(self.consumer_config())
         try:
             consumer.subscribe(list(self.topics))
             log.info("The view follows %s at %s from the %s offsets.", ", ".join(self.topics), self.bootstrap,

@@ -60,3 +60,15 @@ def test_credentials_are_private_files_and_go_into_the_storage_and_the_nodes(tmp
     assert props["listeners"] == "SASL_PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"
     assert props["super.users"] == "User:admin;User:controller"
     assert props["allow.everyone.if.no.acl.found"] == "false"
+
+
+def test_the_views_feed_logs_in_to_a_secure_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tickflow.view.feed import TopicFeed
+    from tickflow.view.state import ViewState
+
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "admin")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "pw")
+    config = TopicFeed("h:1", ViewState()).consumer_config()
+    assert (config["bootstrap.servers"], config["security.protocol"], config["sasl.username"]) == (
+        "h:1", "SASL_PLAINTEXT", "admin")
+    assert config["group.id"].startswith("tickflow-view-") and config["enable.auto.commit"] is False
