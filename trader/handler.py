@@ -218,7 +218,7 @@ class PolicyTrader:
         rest = self.unfilled[fill.order_id] - fill.qty
         self.unfilled[fill.order_id] = rest
         self.book.apply(fill)
-        if fill.last and rest > 1e-12:
+        if fill.last and fill.cancelled > 0 and rest > 0:  # the broker ended it short (float residue is not a rest)
             self._release(fill, rest)
         return True
 
