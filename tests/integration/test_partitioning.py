@@ -8,6 +8,7 @@ compared with the partition each producer path of the project picked, read back 
 from __future__ import annotations
 
 import ast
+import functools
 import uuid
 from pathlib import Path
 from typing import Any
@@ -215,13 +216,21 @@ def _calls_shared_config(node: ast.AST, module: ast.Module, func: ast.AST | None
     return False
 
 
+@functools.cache
+def _parsed(path: Path) -> tuple[ast.Module, list[ast.FunctionDef | ast.AsyncFunctionDef], list[ast.Call]]:
+    """A module's tree, its functions and its calls (parsed once for both checks)."""
+    module = ast.parse(path.read_text(), str(path))
+    nodes = list(ast.walk(module))
+    return (module, [n for n in nodes if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))],
+            [n for n in nodes if isinstance(n, ast.Call)])
+
+
 def _clients_bypassing(dirs: tuple[str, ...], classes: tuple[str, ...], shared: str) -> tuple[int, list[str]]:
     """How many ``classes(...)`` calls the modules under ``dirs`` make, and where one is not built from ``shared``."""
     checked, bad = 0, []
     for path in sorted(p for d in dirs for p in (REPO / d).rglob("*.py")):
-        module = ast.parse(path.read_text(), str(path))
-        funcs = [n for n in ast.walk(module) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-        for call in (n for n in ast.walk(module) if isinstance(n, ast.Call)):
+        module, funcs, calls = _parsed(path)
+        for call in calls:
             name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
             if name not in classes:
                 continue
