@@ -6,6 +6,7 @@ leaves the orders of an uninterrupted run (each bar one version, exactly once)."
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,8 +176,9 @@ def test_the_drawdown_since_a_swap_rolls_the_promoted_version_back(shared_broker
 
 def test_a_sigkill_during_a_swap_leaves_the_orders_of_an_uninterrupted_run(
         shared_broker: BrokerInfo, tmp_path: Path, procs: list[Proc]) -> None:
-    """Trader u runs throughout; trader k is killed right after the promotion is written, and again while
-    the new version decides its first bars. Both serve their own policy id from the same registry."""
+    """Trader u runs throughout; trader k is killed right after a promotion is written, while the new version
+    decides its first bars, and right after it verified a rollback's version. Both serve their own policy
+    id, promoted and rolled back alike; each promotion waits for u's swap, so u's orders are the reference."""
     boot = shared_broker.bootstrap
     a, b = _bundle(tmp_path / "a", 1.0), _bundle(tmp_path / "b", -1.0)
     env = {**cli_env(boot, tmp_path), "TRADER__HTTP_PORT": "-1", "TRADER__NOTIONAL": str(NOTIONAL)}
@@ -194,17 +196,32 @@ def test_a_sigkill_during_a_swap_leaves_the_orders_of_an_uninterrupted_run(
     assert main(["policy", "promote", "u", "--bundle", str(b.path)]) == 0
     _wait_log(u.log, f"to {b.version} (registry revision 2", 1)
     assert main(["policy", "promote", "k", "--bundle", str(b.path)]) == 0
-    k.kill(signal.SIGKILL)  # mid-swap: the record is on the registry, the trader is reading or verifying it
+    k.kill(signal.SIGKILL)  # 1: the record is on the registry, the trader has not swapped to it
     k.start()
     _wait_log(k.log, f"serves version {b.version} from registry revision 2", 1, timeout=120)
     _wait_log(k.log, f"consumes {SIGNALS_FEATURES.name}", 2, timeout=120)
     plan.append((range(9, 41), b.version, -1.0))
-    _feed(boot, plan[1][0])
+    feeder = threading.Thread(target=lambda: [(_feed(boot, range(i, i + 1)), time.sleep(0.05)) for i in plan[1][0]])
+    feeder.start()
     _wait_log(k.log, "Order o-", len(_expected(plan[:1])) + 1, timeout=60)  # the new version's first order
-    k.kill(signal.SIGKILL)  # while it decides its first bars: a transaction may be open
+    k.kill(signal.SIGKILL)  # 2: while the new version decides its first bars
+    committed = len(_orders(boot, "k", 0))
     k.start()
+    feeder.join(60)
+    assert len(_orders(boot, "u", len(_expected(plan)))) == len(_expected(plan))
+
+    assert main(["policy", "rollback", "u"]) == 0
+    _wait_log(u.log, f"to {a.version} (registry revision 3", 1)
+    _wait_log(k.log, f"consumes {SIGNALS_FEATURES.name}", 3, timeout=120)
+    assert main(["policy", "rollback", "k"]) == 0
+    _wait_log(k.log, f"Version {a.version} of policy k verified (registry revision 3", 1)
+    k.kill(signal.SIGKILL)  # 3: the rolled-back-to version verified, the swap at hand
+    k.start()
+    plan.append((range(41, 49), a.version, 1.0))
+    _feed(boot, plan[2][0])
     want = _expected(plan)
     got_u, got_k = _orders(boot, "u", len(want)), _orders(boot, "k", len(want))
     assert _seen(got_u) == want
     assert _seen(got_k) == want  # each bar decided by one version, none twice, none missing
     assert [o.order_id for o in got_k] == [order_id("k", v, "binance", "ETH-USDT", ts) for ts, v, _ in want]
+    assert committed < len(_expected(plan[:2])), "kill 2 should land before the new version's bars were committed"
