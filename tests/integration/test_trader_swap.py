@@ -201,7 +201,13 @@ def test_a_sigkill_during_a_swap_leaves_the_orders_of_an_uninterrupted_run(
     _wait_log(k.log, f"serves version {b.version} from registry revision 2", 1, timeout=120)
     _wait_log(k.log, f"consumes {SIGNALS_FEATURES.name}", 2, timeout=120)
     plan.append((range(9, 41), b.version, -1.0))
-    feeder = threading.Thread(target=lambda: [(_feed(boot, range(i, i + 1)), time.sleep(0.05)) for i in plan[1][0]])
+
+    def slowly() -> None:  # a bar every 50 ms: the kill below lands while they arrive
+        for i in plan[1][0]:
+            _feed(boot, range(i, i + 1))
+            time.sleep(0.05)
+
+    feeder = threading.Thread(target=slowly)
     feeder.start()
     _wait_log(k.log, "Order o-", len(_expected(plan[:1])) + 1, timeout=60)  # the new version's first order
     k.kill(signal.SIGKILL)  # 2: while the new version decides its first bars
