@@ -158,11 +158,11 @@ class RegistryServing:
                       "trading.", rec.serving.version, self.policy_id, rec.revision, rec.decision.kind,
                       rec.decision.by, err, deciding)
             return
-        with self._lock:
-            self.pending = Staged(rec, bundle)
         log.info("Version %s of policy %s verified (registry revision %d, %s by %s); it decides from the next "
                  "batch of features.", bundle.version, self.policy_id, rec.revision, rec.decision.kind,
                  rec.decision.by)
+        with self._lock:
+            self.pending = Staged(rec, bundle)
 
     # -- at each step -----------------------------------------------------------------------------
     def at_boundary(self, trader: PolicyTrader) -> bundle_mod.Bundle:
