@@ -9,7 +9,9 @@ offsets go with the next one); marks alone publish a snapshot at most every
 ``TRADER__SNAPSHOT_INTERVAL_S``, so the transactions, a few broker round trips each, are spent on
 orders. On start the intended positions are rebuilt from this policy's committed orders, the book
 from its fills (read from the beginning), and gaps from ``market.events``. Records that fail their
-contract go to the topic's dead-letter topic and are never traded on.
+contract go to the topic's dead-letter topic and are never traded on. Without a bundle directory the
+policy's version comes from the registry and a newly promoted one is swapped in between two batches
+(``trader/swap.py``).
 """
 
 from __future__ import annotations
