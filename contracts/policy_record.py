@@ -58,7 +58,7 @@ class Decision(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     version: Name  # the version decided on: the challenger, the version promoted, or the one rolled back
     serving: Name | None  # the version serving after the decision
     ts: EpochMs
-    by: Literal["gate", "hand"]
+    by: Literal["gate", "hand", "trader"]  # trader: its automatic rollback (trader.swap)
     reason: str
     figures: dict[str, Any] = {}  # the gate's figures (trader.policy.gate.GateResult.figures)
     training_window: Window | None = None  # of the version decided on

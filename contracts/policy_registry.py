@@ -8,15 +8,16 @@ counts the writes, so a reader can tell a lost update.
 
 For the trader that follows the registry: ``latest(bootstrap, policy_id)`` gives the newest record
 (or None), ``follow(bootstrap, policy_id)`` yields it and then every later record of that policy as
-it arrives; ``unpack`` (contracts.policy_record) writes a record's bundle to a directory, which
-``trader.policy.bundle.load`` then verifies before anything serves it.
+it arrives (``trader.swap`` follows it in a thread of its own, until ``stopped()``); ``unpack``
+(contracts.policy_record) writes a record's bundle to a directory, which ``trader.policy.bundle.load``
+then verifies before anything serves it.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -67,9 +68,10 @@ def latest(bootstrap: str, policy_id: str) -> PolicyRecord | None:
     return records(bootstrap).get(policy_id)
 
 
-def follow(bootstrap: str, policy_id: str, idle_s: float = math.inf) -> Iterator[PolicyRecord]:
+def follow(bootstrap: str, policy_id: str, idle_s: float = math.inf,
+           stopped: Callable[[], bool] | None = None) -> Iterator[PolicyRecord]:
     """The newest record of ``policy_id`` now (when there is one), then each later one as it arrives,
-    until none has arrived for ``idle_s`` seconds (default: for ever)."""
+    until none has arrived for ``idle_s`` seconds (default: for ever) or ``stopped()`` is true."""
     ends = end_offsets(bootstrap, POLICIES)
     current = None
     for m in read_to_end(bootstrap, POLICIES, stop=ends):
@@ -77,7 +79,7 @@ def follow(bootstrap: str, policy_id: str, idle_s: float = math.inf) -> Iterator
             current = _decoded(m)
     if current is not None:
         yield current
-    for m in follow_topic(bootstrap, POLICIES, ends, idle_s):
+    for m in follow_topic(bootstrap, POLICIES, ends, idle_s, stopped):
         if (m.key() or b"").decode() == policy_id:
             rec = _decoded(m)
             if rec is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -111,15 +111,17 @@ def read_at(bootstrap: str, topic: Topic | str, partition: int, offset: int, idl
         c.close()
 
 
-def follow(bootstrap: str, topic: Topic | str, start: dict[int, int], idle_s: float) -> Iterator[Message]:
+def follow(bootstrap: str, topic: Topic | str, start: dict[int, int], idle_s: float,
+           stopped: Callable[[], bool] | None = None) -> Iterator[Message]:
     """The records of ``topic`` from ``start`` (partition -> offset) on, as they arrive, until none has
-    arrived for ``idle_s`` seconds (after a ``read_to_end`` with ``stop=start``: what came since)."""
+    arrived for ``idle_s`` seconds or ``stopped()`` is true (after a ``read_to_end`` with ``stop=start``:
+    what came since)."""
     name = topic if isinstance(topic, str) else topic.name
     c = kafka_io.consumer(bootstrap, f"tickflow-follow-{name}")
     try:
         c.assign([TopicPartition(name, p, off) for p, off in sorted(start.items())])
         last = time.monotonic()
-        while time.monotonic() - last < idle_s:
+        while time.monotonic() - last < idle_s and not (stopped and stopped()):
             for m in c.consume(1000, timeout=0.2):
                 last = time.monotonic()
                 if kafka_io.usable(m):

@@ -77,14 +77,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     td = sub.add_parser("trade", help="run a policy bundle on signals.features (or --check the bundle)",
                         description="Consumes signals.features, runs the policy behind the risk gate and produces "
                         "orders exactly once (Kafka transactions); books fills and publishes portfolio snapshots. "
+                        "With --policy-id and no --bundle it serves the registry's serving version of the policy, "
+                        "follows the registry and swaps to a newly promoted (or rolled-back-to) version between two "
+                        "batches of features, after verifying it; TRADER__ROLLBACK__MAX_DRAWDOWN rolls a promoted "
+                        "version back when its drawdown since the swap reaches it. "
                         "Settings: TRADER__NOTIONAL, TRADER__CAPITAL, TRADER__HTTP_PORT, TRADER__RISK__MAX_DRAWDOWN, "
                         "TRADER__RISK__MAX_NOTIONAL, TRADER__RISK__MAX_POSITION, TRADER__RISK__MAX_ORDERS_PER_MINUTE, "
                         "TRADER__RISK__STALE_AFTER_S, TRADER__RISK__CLOCK (event|wall), TRADER__RISK__GAP_HOLD_S; "
                         "'off' switches a limit off (README: Configuration has every setting and its range).")
-    td.add_argument("--bundle", type=Path, required=True)
+    td.add_argument("--bundle", type=Path, default=None, help="the bundle to serve (default: the registry's serving "
+                    "version of --policy-id, followed)")
     td.add_argument("--policy-id", default=None, help="default: <algo>-<version>; one consumer group per policy")
     td.add_argument("--check", action="store_true", help="verify the signature, files, schema, action map and golden "
-                    "outputs, then exit")
+                    "outputs of --bundle, then exit")
     td.add_argument("--max-seconds", type=float, default=None, help="stop after this long (tests, demos)")
     td.set_defaults(func=_trade)
 
@@ -172,6 +177,10 @@ def _compare(args: argparse.Namespace) -> int:
 def _trade(args: argparse.Namespace) -> int:
     from trader.policy.bundle import BundleError, load
 
+    if args.bundle is None and (args.check or args.policy_id is None):
+        print("tickflow trade: give --bundle DIR" + (" to --check" if args.check else ", or --policy-id ID to serve "
+              "the registry's version of ID"), file=sys.stderr)
+        return 2
     if args.check:
         try:
             b = load(args.bundle)
@@ -184,11 +193,17 @@ def _trade(args: argparse.Namespace) -> int:
         return 0
     from contracts.broker_check import require_broker
     from trader.service import TraderService
+    from trader.swap import ServingError
 
+    if args.bundle is None:
+        require_broker()  # the registry is read before anything else
     try:
         service = TraderService(args.bundle, args.policy_id)
     except BundleError as err:
         print(f"tickflow trade: {args.bundle} is refused: {err}", file=sys.stderr)
+        return 1
+    except ServingError as err:
+        print(f"tickflow trade: {err}", file=sys.stderr)
         return 1
     require_broker(service.bootstrap)
     return service.run(args.max_seconds)

@@ -82,22 +82,25 @@ class PolicyTrader:
     def __post_init__(self) -> None:
         if self.notional <= 0:
             raise ValueError(f"notional per unit of position must be positive, got {self.notional}")
-        self.version = self.bundle.version
-        self.names = self.bundle.feature_names
-        self._values = operator.itemgetter(*self.names) if len(self.names) > 1 else (
-            lambda d: (d[self.names[0]],))
-        self.runtime = self.bundle.runtime
+        self.swap(self.bundle)
         self.book = Book(self.capital)
         self.risk = RiskGate(self.risk_settings)
         self.symbols: dict[tuple[str, str], SymbolState] = {}
-        self.every = int(self.bundle.manifest.get("decision_every", 1))
-        self.interval_s = int(self.bundle.manifest.get("interval_s", 60))
         self.other_intervals = 0
         self.recent: deque[Order] = deque(maxlen=50)
         self.unfilled: OrderedDict[str, float] = OrderedDict()  # sent order id -> qty not yet filled (capped)
         self.decisions = 0
         self.held = 0
         self.last_feature_ts = 0
+
+    def swap(self, bundle: Bundle) -> None:
+        """Decide with ``bundle`` from the next feature vector on (trader.swap calls it between feature
+        records); the intended positions, the book, the risk gate and its halt carry over."""
+        self.bundle, self.version, self.runtime = bundle, bundle.version, bundle.runtime
+        self.names = names = bundle.feature_names
+        self._values = operator.itemgetter(*names) if len(names) > 1 else (lambda d: (d[names[0]],))
+        self.every = int(bundle.manifest.get("decision_every", 1))
+        self.interval_s = int(bundle.manifest.get("interval_s", 60))
 
     # -- inputs ---------------------------------------------------------------------------------
     def refuse_reason(self, fv: FeatureVector) -> str | None:

@@ -9,7 +9,9 @@ offsets go with the next one); marks alone publish a snapshot at most every
 ``TRADER__SNAPSHOT_INTERVAL_S``, so the transactions, a few broker round trips each, are spent on
 orders. On start the intended positions are rebuilt from this policy's committed orders, the book
 from its fills (read from the beginning), and gaps from ``market.events``. Records that fail their
-contract go to the topic's dead-letter topic and are never traded on.
+contract go to the topic's dead-letter topic and are never traded on. Without a bundle directory the
+policy's version comes from the registry and a newly promoted one is swapped in between two batches
+(``trader/swap.py``).
 """
 
 from __future__ import annotations
@@ -38,13 +40,14 @@ from contracts import (
     topic_reader,
 )
 from contracts.errors import ContractError
-from contracts.settings import kafka_bootstrap, load
+from contracts.settings import kafka_bootstrap, load, tickflow_home
 from contracts.timeutil import now_ms
 from contracts.topics import FILLS, MARKET_EVENTS, ORDERS, PORTFOLIO, SIGNALS_FEATURES, prefixed
 from trader.handler import PolicyTrader, record_problem
 from trader.policy import bundle as bundle_mod
 from trader.risk import RiskSettings
 from trader.status import StatusServer
+from trader.swap import RegistryServing, RollbackSettings
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +60,24 @@ class TraderSettings(msgspec.Struct, frozen=True, kw_only=True):
     batch: Annotated[int, Meta(ge=1, le=100_000)] = 500
     snapshot_interval_s: Annotated[float, Meta(ge=0)] = 1.0  # marks alone publish a snapshot at most this often
     risk: RiskSettings = msgspec.field(default_factory=RiskSettings)
+    rollback: RollbackSettings = msgspec.field(default_factory=RollbackSettings)  # trader.swap
 
 
 class TraderService:
-    def __init__(self, bundle_dir: Path, policy_id: str | None = None, settings: TraderSettings | None = None,
+    def __init__(self, bundle_dir: Path | None, policy_id: str | None = None, settings: TraderSettings | None = None,
                  bootstrap: str | None = None) -> None:
+        """``bundle_dir`` None: serve ``policy_id``'s version from the registry and follow it (trader.swap)."""
         self.settings = settings or load(TraderSettings, "TRADER")
-        self.bundle = bundle_mod.load(bundle_dir)
-        self.policy_id = policy_id or f"{self.bundle.algo}-{self.bundle.version[:8]}"
         self.bootstrap = bootstrap or kafka_bootstrap()
+        self.serving: RegistryServing | None = None
+        if bundle_dir is None:
+            if policy_id is None:
+                raise ValueError("a trader without a bundle directory serves a policy id from the registry")
+            self.serving = RegistryServing(self.bootstrap, policy_id, tickflow_home(), self.settings.rollback)
+            self.bundle = self.serving.initial()
+        else:
+            self.bundle = bundle_mod.load(bundle_dir)
+        self.policy_id = policy_id or f"{self.bundle.algo}-{self.bundle.version[:8]}"
         self.trader = PolicyTrader(self.bundle, self.policy_id, self.settings.notional, self.settings.capital,
                                    self.settings.risk)
         self.stopper = kafka_io.Stopper()
@@ -109,9 +121,13 @@ class TraderService:
                                        self.settings.http_port)
             log.info("Trader %s serves its status at http://%s:%d/health.", self.policy_id, self.settings.http_host,
                      self.status.port)
+        if self.serving:
+            self.serving.start()
         try:
             recoveries = kafka_io.run_recovering(self._session, self.stopper, f"Trader {self.policy_id}", max_seconds)
         finally:
+            if self.serving:
+                self.serving.stop()
             if self.status:
                 self.status.close()
         log.info("Trader %s stopped after %d decisions (%d held, %d in-process recoveries).", self.policy_id,
@@ -154,6 +170,8 @@ class TraderService:
         a crash they are decided again, and give nothing again). Marks alone publish a snapshot, and so
         commit, at most every ``snapshot_interval_s``; an order or a fill publishes one at once.
         """
+        if self.serving:  # a swap to a newly promoted version happens here, between two batches
+            self.bundle = self.serving.at_boundary(self.trader)
         first = features.poll(0.05)
         msgs: list[Message] = [first] if first is not None else []
         if msgs:

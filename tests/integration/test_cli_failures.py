@@ -52,6 +52,7 @@ def assert_one_line(done: subprocess.CompletedProcess[str], *expected: str) -> s
 @pytest.mark.parametrize("command", [
     ["ingest", "replay", str(TICKS), "--speed", "max"],
     ["trade", "--bundle", "BUNDLE"],  # a bundle the trader accepts: the broker is what is missing
+    ["trade", "--policy-id", "champ"],  # served from the registry: the broker is read first
     ["paper"],
     ["kafka", "topics"],
     ["topic", "dump", "orders"],
@@ -59,7 +60,7 @@ def assert_one_line(done: subprocess.CompletedProcess[str], *expected: str) -> s
     ["explain", "o-1"],
     ["view"],
     ["book", "dump"],
-], ids=lambda c: " ".join(c[:2]) if c[0] in ("ingest", "kafka", "topic", "book") else c[0])
+], ids=lambda c: " ".join(c[:2]) if c[0] in ("ingest", "kafka", "topic", "book") or c[1:2] == ["--policy-id"] else c[0])
 def test_a_command_that_needs_kafka_says_at_once_that_there_is_none(command: list[str], tmp_path: Path) -> None:
     address = f"127.0.0.1:{closed_port()}"
     if "BUNDLE" in command:
