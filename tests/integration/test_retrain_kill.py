@@ -7,7 +7,8 @@ features arrive half before the kill, half after) and "ref" beside it. Afterward
 
 - the registry holds exactly one gate decision for edge's challenger, equal to ref's in everything but
   its wall-clock time (same challenger version, figures, windows, reason): retraining is deterministic;
-- a third run on the same window and evidence writes nothing (the registry keeps the one decision);
+- a third run on the same window writes nothing (the registry keeps the one decision: a promoted
+  challenger is the version serving, a rejected one was decided on this evidence);
 - the champion's orders are exactly once: no order id twice, and the same decisions as ref's.
 """
 
@@ -96,7 +97,7 @@ def test_a_retrain_killed_mid_training_and_run_again_leaves_the_uninterrupted_ru
         assert len(gate) == 1
         same = lambda d: {k: v for k, v in msgspec.to_builtins(d).items() if k != "ts"}  # noqa: E731
         assert same(gate[0]) == same(ref.decision)
-        assert main([*retrain, "--policy-id", "edge"]) == 0  # once more, on the same evidence
+        assert main([*retrain, "--policy-id", "edge"]) == 0  # once more, as after a kill between write and exit
         assert latest(bootstrap, "edge") == edge
 
         deadline = time.monotonic() + 60

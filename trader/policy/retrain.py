@@ -15,9 +15,10 @@ One run (``retrain_once``):
    ``orders.shadow``/``fills.shadow`` against the policy's ``fills``, read from the topics);
 6. the gate (trader.policy.gate) on the bars after the challenger's training window (and on the shadow
    record), and its decision written to the registry: the challenger serves when promoted, the champion
-   stays when rejected. A decision the registry already holds (the same challenger, kind, serving version
-   and figures: a rerun on the same window and evidence, e.g. after a crash between the write and the
-   exit) is not written again, so a retrain killed at any point and run again leaves one decision.
+   stays when rejected. Nothing is written when the challenger is the version serving (a rerun on the
+   window that promoted it) or when the registry already holds its decision (the same challenger, kind,
+   serving version and figures: a rerun on the same window and evidence), so a retrain killed at any
+   point, even between its write and its exit, and run again leaves one decision.
 
 The same records in the window and the same recipe give the same challenger (training is seeded and
 single-threaded) and the same gate figures (the bootstrap is seeded). ``run`` repeats it every
@@ -216,10 +217,12 @@ def retrain_once(bootstrap: str, policy_id: str, window_s: float, home: Path, se
                         training_window=train_window,
                         test_window=Window(start_ts=result.test_start_ts, end_ts=result.test_end_ts,
                                            bars=result.test_bars) if result.test_bars else None)
-    if decided_before(current, decision):
-        assert current is not None  # decided_before holds only on a record
-        log.info("Policy %s: challenger %s was %s against %s on this evidence before; the registry keeps that "
-                 "decision (revision %d).", policy_id, version, decision.kind, champion.version, current.revision)
+    if version == champion.version or decided_before(current, decision):
+        assert current is not None  # a champion, or a decision before, is on a record
+        log.info("Policy %s: challenger %s %s; the registry keeps its decision (revision %d: %s %s).", policy_id,
+                 version, "is the version serving, nothing to decide" if version == champion.version else
+                 f"was {decision.kind} against {champion.version} on this evidence before", current.revision,
+                 current.decision.kind, current.decision.version)
         return current
     if result.promote and challenger is not None:
         record = promoted(current, policy_id, pack(challenger_dir, challenger.version, challenger.algo, train_window),
