@@ -21,7 +21,7 @@ from bench.results import Result, write
 from contracts.logs import setup_logging
 from infra.kafka.broker import LocalBroker, free_port
 
-MODULES = ["serde", "kafka_perf", "ingest", "books", "streams", "trader", "swap", "cluster"]
+MODULES = ["serde", "kafka_perf", "ingest", "books", "streams", "trader", "swap", "policy", "cluster"]
 OUT = Path(__file__).resolve().parent / "results.json"
 
 

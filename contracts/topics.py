@@ -106,6 +106,16 @@ POLICIES = Topic("policies", "policy_id", PolicyRecord, 1, "compact",
                  description="policy registry: serving and previous version, decisions",
                  configs=(("max.message.bytes", str(MAX_RECORD_BYTES)),))
 
+# The shadow lane: a challenger trading beside the champion on the same features (`tickflow trade --shadow`)
+# writes its orders and book here and a second paper broker (`tickflow paper --shadow`) fills them here, so
+# its live paper record accumulates apart from the champion's. Keyed and partitioned as their live twins.
+ORDERS_SHADOW = Topic("orders.shadow", "exchange:symbol", Order, ORDERS.partitions,
+                      description="orders of challengers in shadow")
+FILLS_SHADOW = Topic("fills.shadow", "exchange:symbol", Fill, FILLS.partitions,
+                     description="fills of the shadow orders, from the shadow paper book")
+PORTFOLIO_SHADOW = Topic("portfolio.shadow", "policy_id", PortfolioSnapshot, 1, "compact",
+                         description="latest shadow book per policy")
+
 # Order books: same key and partition count as market.trades, so a symbol's trades and book sit in
 # partitions of the same number (co-partitioned) and a consumer of both joins them without a shuffle.
 MARKET_BOOKS = Topic("market.books", "exchange:symbol", BookUpdate, MARKET_TRADES.partitions,
@@ -113,6 +123,7 @@ MARKET_BOOKS = Topic("market.books", "exchange:symbol", BookUpdate, MARKET_TRADE
 
 MAIN_TOPICS: tuple[Topic, ...] = (
     MARKET_TRADES, MARKET_EVENTS, SIGNALS_BARS, SIGNALS_FEATURES, ORDERS, FILLS, PORTFOLIO, MARKET_BOOKS, POLICIES,
+    ORDERS_SHADOW, FILLS_SHADOW, PORTFOLIO_SHADOW,
 )
 
 # Dead-letter topics: the ingestor's (raw venue frames) and one per consumed topic, by source base name.
@@ -121,9 +132,32 @@ MARKET_TRADES_DLQ = Topic("market.trades.dlq", "none", DeadLetter, 1,
 DLQ_BY_SOURCE: dict[str, Topic] = {"market.trades": MARKET_TRADES_DLQ}
 DLQ_BY_SOURCE["market.books"] = Topic("market.books.dlq", "none", DeadLetter, 1,
                                       description="book frames that failed to parse, and bad book records")
-for _t in (SIGNALS_BARS, SIGNALS_FEATURES, ORDERS, FILLS, MARKET_EVENTS):
+for _t in (SIGNALS_BARS, SIGNALS_FEATURES, ORDERS, FILLS, MARKET_EVENTS, ORDERS_SHADOW, FILLS_SHADOW):
     DLQ_BY_SOURCE[_t.base] = Topic(f"{_t.base}.dlq", "none", DeadLetter, 1,
                                    description=f"records of {_t.base} that failed their contract")
+
+
+
+@dataclass(frozen=True)
+class Lane:
+    """Where a trader's orders and book go and where its paper broker fills them: live or shadow.
+
+    A service in the shadow lane takes the same loop as in the live lane with these topics and its own
+    consumer group and transactional id (``group``), so nothing it writes touches the champion's record.
+    """
+
+    name: Literal["live", "shadow"]
+    orders: Topic
+    fills: Topic
+    portfolio: Topic
+
+    def group(self, base: str) -> str:
+        """The consumer group and transactional id of a service in this lane, under the topic prefix."""
+        return prefixed(base if self.name == "live" else f"{base}-shadow")
+
+
+LIVE = Lane("live", ORDERS, FILLS, PORTFOLIO)
+SHADOW = Lane("shadow", ORDERS_SHADOW, FILLS_SHADOW, PORTFOLIO_SHADOW)
 
 _BY_BASE: dict[str, Topic] = {t.base: t for t in (*MAIN_TOPICS, *DLQ_BY_SOURCE.values())}
 

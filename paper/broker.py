@@ -8,6 +8,10 @@ the fills topic says how much of each order is filled (and what liquidity book f
 orders topic up to the committed offset gives the open ones, and the last trades before the committed
 offsets refill the trade ring (without filling anything again); book fills that the rebuilt books make
 due go out in the transaction of the first records read. A SIGKILL therefore loses nothing and repeats nothing.
+
+``tickflow paper --shadow`` (``lane=SHADOW``) is the same broker on a separate book: it fills
+``orders.shadow`` into ``fills.shadow`` as group ``tickflow-paper-shadow``, so the challengers' orders
+never take the liquidity the champion's fills see, nor appear in its fills.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from contracts import DeadLetter, Fill, Order, Trade, decode, encode, kafka_io, 
 from contracts.books import BookUpdate
 from contracts.errors import ContractError
 from contracts.settings import kafka_bootstrap, load
-from contracts.topics import FILLS, MARKET_BOOKS, MARKET_TRADES, ORDERS, prefixed
+from contracts.topics import LIVE, MARKET_BOOKS, MARKET_TRADES, Lane
 from paper.matching import Matcher, PaperSettings
 from paper.order_checks import order_problem, served_policies
 
@@ -31,27 +35,28 @@ GROUP = "tickflow-paper"
 
 class PaperBroker:
     def __init__(self, settings: PaperSettings | None = None, bootstrap: str | None = None,
-                 group: str | None = None) -> None:
+                 group: str | None = None, lane: Lane = LIVE) -> None:
+        self.lane = lane  # the orders it fills and the fills it writes: live, or a separate book for shadow orders
         self.settings = settings or load(PaperSettings, "PAPER")
         self.bootstrap = bootstrap or kafka_bootstrap()
-        self.group = group or prefixed(GROUP)  # one group and transactional id per environment
+        self.group = group or lane.group(GROUP)  # one group and transactional id per environment and lane
         self.matcher = Matcher(self.settings)
         self.served = served_policies(self.settings.policies)
         self.stopper = kafka_io.Stopper()
         self.fills_out = 0
-        self._orders, self._fills = ORDERS.name, FILLS.name  # under the topic prefix at start, read once
+        self._orders, self._fills = lane.orders.name, lane.fills.name  # under the topic prefix at start, read once
         self._books = MARKET_BOOKS.name
-        self.inputs = [ORDERS, MARKET_TRADES, *([MARKET_BOOKS] if self.matcher.book is not None else [])]
+        self.inputs = [lane.orders, MARKET_TRADES, *([MARKET_BOOKS] if self.matcher.book is not None else [])]
         self._due = False  # book fills may be due after the rebuild
 
     def _rebuild(self, c: Consumer, producer: Producer) -> None:
-        orders_at = kafka_io.committed(c, ORDERS)
+        orders_at = kafka_io.committed(c, self.lane.orders)
         trades_at = kafka_io.committed(c, MARKET_TRADES)
         rebuild = topic_reader.RebuildRead(self.bootstrap)
         filled: dict[str, float] = defaultdict(float)
         counts: dict[str, int] = defaultdict(int)
         finished: set[str] = set()
-        for _, f in rebuild.records(FILLS, Fill):
+        for _, f in rebuild.records(self.lane.fills, Fill):
             if f is None:
                 continue
             filled[f.order_id] += f.qty
@@ -64,7 +69,7 @@ class PaperBroker:
         restored = 0
         if orders_at:
             refused = self._refused_orders()
-            for _, o in rebuild.records(ORDERS, Order, stop=orders_at):
+            for _, o in rebuild.records(self.lane.orders, Order, stop=orders_at):
                 if o is not None and o.order_id not in refused and not self.matcher.known(o.order_id):
                     self.matcher.restore(o, filled.get(o.order_id, 0.0), counts.get(o.order_id, 0),
                                          o.order_id in finished)
@@ -96,9 +101,9 @@ class PaperBroker:
         return n
 
     def _refused_orders(self) -> set[str]:
-        """Ids of the orders refused before (orders.dlq, written in the transaction of their offsets)."""
+        """Ids of the orders refused before (the orders' DLQ, written in the transaction of their offsets)."""
         refused: set[str] = set()
-        for m in topic_reader.read_to_end(self.bootstrap, ORDERS.dlq):
+        for m in topic_reader.read_to_end(self.bootstrap, self.lane.orders.dlq):
             try:
                 refused.add(decode(decode(m.value() or b"", DeadLetter).raw.encode(), Order).order_id)
             except ContractError:
@@ -148,12 +153,12 @@ class PaperBroker:
             try:
                 order = decode(m.value() or b"", Order)
             except ContractError as err:
-                out.append((*kafka_io.dead_letter(m, ORDERS, str(err)), None))
+                out.append((*kafka_io.dead_letter(m, self.lane.orders, str(err)), None))
                 return []
             problem = order_problem(order, self.settings, self.served,
                                     self.matcher.last_price(order.exchange, order.symbol))
             if problem is not None:
-                out.append((*kafka_io.dead_letter(m, ORDERS, problem), None))
+                out.append((*kafka_io.dead_letter(m, self.lane.orders, problem), None))
                 return []
             fills = self.matcher.on_order(order)
             log.info("Order %s (%s %.8g %s) from %s[%d]@%d: %d fills at once.", order.order_id, order.side,

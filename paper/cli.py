@@ -14,14 +14,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "PAPER__BOOKS (symbols filled against their book, * = every one), PAPER__BOOK_HISTORY, "
                         "PAPER__BOOK_BUFFER, PAPER__REMEMBER_TAKEN; refused to orders.dlq: orders beyond "
                         "PAPER__MAX_QTY or PAPER__MAX_NOTIONAL, or of a policy not in PAPER__POLICIES (* = every one).")
+    pp.add_argument("--shadow", action="store_true", help="the shadow book: fill orders.shadow into fills.shadow "
+                    "(group tickflow-paper-shadow), apart from the champion's orders and fills")
     pp.add_argument("--max-seconds", type=float, default=None, help="stop after this long (tests, demos)")
     pp.set_defaults(func=_paper)
 
 
 def _paper(args: argparse.Namespace) -> int:
     from contracts.broker_check import require_broker
+    from contracts.topics import LIVE, SHADOW
     from paper.broker import PaperBroker
 
-    broker = PaperBroker()  # its settings are checked first, then the Kafka broker
+    broker = PaperBroker(lane=SHADOW if args.shadow else LIVE)  # its settings are checked first, then the Kafka broker
     require_broker(broker.bootstrap)
     return broker.run(args.max_seconds)

@@ -90,6 +90,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     td.add_argument("--policy-id", default=None, help="default: <algo>-<version>; one consumer group per policy")
     td.add_argument("--check", action="store_true", help="verify the signature, files, schema, action map and golden "
                     "outputs of --bundle, then exit")
+    td.add_argument("--shadow", action="store_true", help="trade in the shadow lane: a challenger beside the "
+                    "champion on the same features, its orders to orders.shadow (filled by `tickflow paper --shadow` "
+                    "into fills.shadow), its book on portfolio.shadow, its own consumer group; the gate of "
+                    "`tickflow retrain` reads this record for the challenger's version")
     td.add_argument("--max-seconds", type=float, default=None, help="stop after this long (tests, demos)")
     td.set_defaults(func=_trade)
 
@@ -192,13 +196,14 @@ def _trade(args: argparse.Namespace) -> int:
                           "golden_cases": len(b.manifest["golden"]), "files": b.manifest["files"]}, indent=1))
         return 0
     from contracts.broker_check import require_broker
+    from contracts.topics import LIVE, SHADOW
     from trader.service import TraderService
     from trader.swap import ServingError
 
     if args.bundle is None:
         require_broker()  # the registry is read before anything else
     try:
-        service = TraderService(args.bundle, args.policy_id)
+        service = TraderService(args.bundle, args.policy_id, lane=SHADOW if args.shadow else LIVE)
     except BundleError as err:
         print(f"tickflow trade: {args.bundle} is refused: {err}", file=sys.stderr)
         return 1

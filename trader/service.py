@@ -11,7 +11,9 @@ orders. On start the intended positions are rebuilt from this policy's committed
 from its fills (read from the beginning), and gaps from ``market.events``. Records that fail their
 contract go to the topic's dead-letter topic and are never traded on. Without a bundle directory the
 policy's version comes from the registry and a newly promoted one is swapped in between two batches
-(``trader/swap.py``).
+(``trader/swap.py``). In the shadow lane (``lane=SHADOW``, `tickflow trade --shadow`) the same loop writes
+``orders.shadow`` and ``portfolio.shadow`` and books ``fills.shadow`` under its own group, so a
+challenger's record never touches the champion's.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from contracts import (
 from contracts.errors import ContractError
 from contracts.settings import kafka_bootstrap, load, tickflow_home
 from contracts.timeutil import now_ms
-from contracts.topics import FILLS, MARKET_EVENTS, ORDERS, PORTFOLIO, SIGNALS_FEATURES, prefixed
+from contracts.topics import LIVE, MARKET_EVENTS, SIGNALS_FEATURES, Lane
 from trader.handler import PolicyTrader, record_problem
 from trader.policy import bundle as bundle_mod
 from trader.risk import RiskSettings
@@ -65,8 +67,9 @@ class TraderSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 class TraderService:
     def __init__(self, bundle_dir: Path | None, policy_id: str | None = None, settings: TraderSettings | None = None,
-                 bootstrap: str | None = None) -> None:
+                 bootstrap: str | None = None, lane: Lane = LIVE) -> None:
         """``bundle_dir`` None: serve ``policy_id``'s version from the registry and follow it (trader.swap)."""
+        self.lane = lane  # the topics of its orders, fills and book, and its group: live, or shadow (contracts.topics)
         self.settings = settings or load(TraderSettings, "TRADER")
         self.bootstrap = bootstrap or kafka_bootstrap()
         self.serving: RegistryServing | None = None
@@ -88,25 +91,25 @@ class TraderService:
         self._marked = False  # the book was marked since the last snapshot
         self._last_snapshot = 0.0
         # the names under the topic prefix at start, read once: an environment lookup a message costs microseconds
-        self._orders, self._fills, self._portfolio = ORDERS.name, FILLS.name, PORTFOLIO.name
+        self._orders, self._fills, self._portfolio = lane.orders.name, lane.fills.name, lane.portfolio.name
 
     def _rebuild(self, producer: Producer) -> None:
         """The intended positions from this policy's orders, the halt from its last portfolio snapshot, the
         book from every fill; records that fail their contract go to their topic's DLQ."""
         rebuild = topic_reader.RebuildRead(self.bootstrap)
         orders = fills = 0
-        for _, order in rebuild.records(ORDERS, Order):
+        for _, order in rebuild.records(self.lane.orders, Order):
             if order is not None and order.policy_id == self.policy_id:
                 self.trader.restore_order(order)
                 orders += 1
         last: PortfolioSnapshot | None = None
-        for _, snap in rebuild.records(PORTFOLIO, PortfolioSnapshot):
+        for _, snap in rebuild.records(self.lane.portfolio, PortfolioSnapshot):
             if snap is not None and snap.policy_id == self.policy_id:
                 last = snap
         if last is not None:
             self.trader.restore_halt(last)
         self._fill_offsets.clear()
-        for m, fill in rebuild.records(FILLS, Fill):
+        for m, fill in rebuild.records(self.lane.fills, Fill):
             self._fill_offsets[m.partition() or 0] = (m.offset() or 0) + 1
             if fill is not None:
                 fills += self.trader.on_fill(fill)
@@ -137,7 +140,7 @@ class TraderService:
     def _session(self) -> kafka_io.Session:
         """A new producer (it fences a previous instance, or this process's producer in doubt), the state rebuilt
         afresh from the committed orders, fills and snapshots, and the consumers at the committed offsets."""
-        group = prefixed(f"tickflow-trader-{self.policy_id}")  # one group and transactional id per environment
+        group = self.lane.group(f"tickflow-trader-{self.policy_id}")  # one group and transactional id per environment
         producer = kafka_io.transactional_producer(self.bootstrap, group)
         self.trader = PolicyTrader(self.bundle, self.policy_id, self.settings.notional, self.settings.capital,
                                    self.settings.risk)
@@ -148,12 +151,13 @@ class TraderService:
         features = kafka_io.consumer(self.bootstrap, group)
         kafka_io.assign_at_committed(features, [SIGNALS_FEATURES])
         side = kafka_io.consumer(self.bootstrap, f"{group}-side")
-        side.assign([TopicPartition(FILLS.name, tp.partition, self._fill_offsets.get(tp.partition, -2))
-                     for tp in kafka_io.partitions(side, FILLS)]
+        side.assign([TopicPartition(self._fills, tp.partition, self._fill_offsets.get(tp.partition, -2))
+                     for tp in kafka_io.partitions(side, self.lane.fills)]
                     + [TopicPartition(MARKET_EVENTS.name, tp.partition, -2)
                        for tp in kafka_io.partitions(side, MARKET_EVENTS)])
-        log.info("Trader %s consumes %s as group %s with bundle %s (%s, %d features).", self.policy_id,
-                 SIGNALS_FEATURES.name, group, self.bundle.path, self.bundle.algo, len(self.bundle.feature_names))
+        log.info("Trader %s (%s lane: %s, %s) consumes %s as group %s with bundle %s (%s, %d features).",
+                 self.policy_id, self.lane.name, self._orders, self._fills, SIGNALS_FEATURES.name, group,
+                 self.bundle.path, self.bundle.algo, len(self.bundle.feature_names))
         # what start-up built lives as long as the session: collections skip it from now on, which keeps
         # the collector's pauses off the decision path (unfrozen first, so a recovered session's garbage goes)
         gc.unfreeze()
@@ -246,12 +250,12 @@ class TraderService:
             try:
                 fill = decode(m.value() or b"", Fill)
             except ContractError as err:
-                # fills.dlq is shared by consumers of fills; the trader reports what it refused
-                out.append((*kafka_io.dead_letter(m, FILLS, str(err)), None))
+                # the fills topic's DLQ is shared by its consumers; the trader reports what it refused
+                out.append((*kafka_io.dead_letter(m, self.lane.fills, str(err)), None))
                 return False
             problem = self.trader.fill_problem(fill)
             if problem is not None:
-                out.append((*kafka_io.dead_letter(m, FILLS, problem), None))
+                out.append((*kafka_io.dead_letter(m, self.lane.fills, problem), None))
                 return False
             return self.trader.on_fill(fill)
         try:

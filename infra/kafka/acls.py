@@ -10,7 +10,9 @@ applied, as the services name their topics, groups and transactional ids (``cont
   reads them back at a rebuild), the dead letters of what it reads, and owns ``tickflow-trader-*`` groups
   and transactional ids;
 - ``paper`` reads ``orders``, ``market.trades``, ``market.books``, writes ``fills`` (and reads it back at a
-  rebuild) and the dead letters of ``orders``, and owns the ``tickflow-paper`` group and transactional id.
+  rebuild) and the dead letters of ``orders``, and owns the ``tickflow-paper`` group and transactional id;
+- the shadow lane (``contracts.topics.SHADOW``): ``trader`` does with ``orders.shadow``, ``fills.shadow`` and
+  ``portfolio.shadow`` what it does with their live twins, and ``paper`` likewise, as ``tickflow-paper-shadow``.
 
 Reading a topic to its end (``contracts.topic_reader``) and the replay's resume take group ids without
 the prefix that they never commit under; every service may use those. Anything not listed is refused
@@ -31,11 +33,13 @@ from confluent_kafka.admin import (
 
 from contracts.topics import (
     FILLS,
+    LIVE,
     MARKET_BOOKS,
     MARKET_EVENTS,
     MARKET_TRADES,
     ORDERS,
     PORTFOLIO,
+    SHADOW,
     SIGNALS_FEATURES,
     prefixed,
 )
@@ -65,16 +69,18 @@ def grants(streams_app_id: str = STREAMS_APP_ID) -> dict[str, tuple[Grant, ...]]
                     (GROUP, app, PREFIXED, (READ,)),
                     (TXN, app, PREFIXED, (WRITE,))),
         "trader": ((TOPIC, p("signals."), PREFIXED, (READ,)),
-                   *((TOPIC, t.name, LITERAL, (READ,)) for t in (FILLS, MARKET_EVENTS)),
-                   *((TOPIC, t.name, LITERAL, (WRITE, READ)) for t in (ORDERS, PORTFOLIO)),
-                   *((TOPIC, t.dlq.name, LITERAL, (WRITE,)) for t in (SIGNALS_FEATURES, FILLS, MARKET_EVENTS)),
+                   *((TOPIC, t.name, LITERAL, (READ,)) for t in (FILLS, SHADOW.fills, MARKET_EVENTS)),
+                   *((TOPIC, t.name, LITERAL, (WRITE, READ)) for t in (ORDERS, PORTFOLIO, SHADOW.orders,
+                                                                       SHADOW.portfolio)),
+                   *((TOPIC, t.dlq.name, LITERAL, (WRITE,)) for t in (SIGNALS_FEATURES, FILLS, SHADOW.fills,
+                                                                      MARKET_EVENTS)),
                    (GROUP, p("tickflow-trader-"), PREFIXED, (READ,)),
                    (TXN, p("tickflow-trader-"), PREFIXED, (WRITE,))),
-        "paper": (*((TOPIC, t.name, LITERAL, (READ,)) for t in (ORDERS, MARKET_TRADES, MARKET_BOOKS)),
-                  (TOPIC, FILLS.name, LITERAL, (WRITE, READ)),
-                  (TOPIC, ORDERS.dlq.name, LITERAL, (WRITE,)),
-                  (GROUP, p("tickflow-paper"), LITERAL, (READ,)),
-                  (TXN, p("tickflow-paper"), LITERAL, (WRITE,))),
+        "paper": (*((TOPIC, t.name, LITERAL, (READ,)) for t in (ORDERS, SHADOW.orders, MARKET_TRADES, MARKET_BOOKS)),
+                  *((TOPIC, t.name, LITERAL, (WRITE, READ)) for t in (FILLS, SHADOW.fills)),
+                  *((TOPIC, t.dlq.name, LITERAL, (WRITE,)) for t in (ORDERS, SHADOW.orders)),
+                  *((GROUP, lane.group("tickflow-paper"), LITERAL, (READ,)) for lane in (LIVE, SHADOW)),
+                  *((TXN, lane.group("tickflow-paper"), LITERAL, (WRITE,)) for lane in (LIVE, SHADOW))),
     }
 
 

@@ -9,6 +9,11 @@ top of book, spread and best levels (``top_of_book``). The price chart and the f
 ``interval_s``, the policy's bar interval (the worker emits several), or the shortest interval seen when it
 is not given; per market the view counts that interval's feature vectors, so it says what the trader waits
 for ("60 s bars: 14 of 61 needed before the first decision").
+
+Champion and challengers side by side: each book is keyed by its lane and policy id, the champions' from
+``portfolio``/``orders`` and the challengers' in shadow from ``portfolio.shadow``/``orders.shadow``
+(`tickflow trade --shadow`); per book the view keeps its equity, position, the version on its last order
+and its decisions that moved the position (its orders), champions first.
 """
 
 from __future__ import annotations
@@ -26,10 +31,13 @@ from contracts.serde import to_dict
 from contracts.timeutil import now_ms
 from contracts.topics import (
     FILLS,
+    FILLS_SHADOW,
     MARKET_BOOKS,
     MARKET_TRADES,
     ORDERS,
+    ORDERS_SHADOW,
     PORTFOLIO,
+    PORTFOLIO_SHADOW,
     SIGNALS_BARS,
     SIGNALS_FEATURES,
     Topic,
@@ -37,7 +45,8 @@ from contracts.topics import (
 from tickflow.view.top_of_book import top_of_book
 
 VIEW_TOPICS: tuple[Topic, ...] = (MARKET_TRADES, MARKET_BOOKS, SIGNALS_BARS, SIGNALS_FEATURES, ORDERS, FILLS,
-                                  PORTFOLIO)
+                                  PORTFOLIO, ORDERS_SHADOW, FILLS_SHADOW, PORTFOLIO_SHADOW)
+ROLES = ("champion", "shadow")  # the live lane's books, then the challengers' in shadow
 
 
 @dataclass
@@ -63,8 +72,10 @@ class _Market:
 
 @dataclass
 class _Book:
-    latest: PortfolioSnapshot
+    latest: PortfolioSnapshot | None = None
     equity: deque[tuple[int, float]] = field(default_factory=deque)
+    orders: int = 0  # its decisions that moved the position
+    version: str | None = None  # the policy version on its last order
 
 
 class ViewState:
@@ -77,9 +88,9 @@ class ViewState:
         self.counts: dict[str, int] = dict.fromkeys((t.name for t in VIEW_TOPICS), 0)
         self.refused: dict[str, int] = dict.fromkeys((t.name for t in VIEW_TOPICS), 0)
         self._markets: dict[str, _Market] = {}
-        self._orders: deque[Order] = deque(maxlen=max_rows)
-        self._fills: deque[Fill] = deque(maxlen=max_rows)
-        self._books: dict[str, _Book] = {}
+        self._orders: deque[tuple[str, Order]] = deque(maxlen=max_rows)  # (role, order)
+        self._fills: deque[tuple[str, Fill]] = deque(maxlen=max_rows)
+        self._books: dict[tuple[str, str], _Book] = {}  # (role, policy id) -> book
         self._order_books = BookReader()
         self._lock = threading.Lock()
 
@@ -112,21 +123,33 @@ class ViewState:
             elif isinstance(message, FeatureVector):
                 self._feature(message)
             elif isinstance(message, Order):
-                self._orders.append(message)
-                self._market(message.exchange, message.symbol).markers.append(
-                    (message.feature_ts, message.side, message.qty))
+                role = self._role(topic_name)
+                self._orders.append((role, message))
+                book = self._book(role, message.policy_id)
+                book.orders += 1
+                book.version = message.policy_version
+                market = self._market(message.exchange, message.symbol)
+                if role == "champion":  # the price chart marks the orders that trade
+                    market.markers.append((message.feature_ts, message.side, message.qty))
             elif isinstance(message, Fill):
-                self._fills.append(message)
+                self._fills.append((self._role(topic_name), message))
             elif isinstance(message, BookUpdate):
                 self._apply_book(message)
             elif isinstance(message, PortfolioSnapshot):
-                book = self._books.get(message.policy_id)
-                if book is None:
-                    book = _Book(message, deque(maxlen=self.max_points))
-                    self._books[message.policy_id] = book
-                elif message.ts >= book.latest.ts:
+                book = self._book(self._role(topic_name), message.policy_id)
+                if book.latest is None or message.ts >= book.latest.ts:
                     book.latest = message
                 book.equity.append((message.ts, message.equity))
+
+    @staticmethod
+    def _role(topic_name: str) -> str:
+        return "shadow" if topic_name in (ORDERS_SHADOW.name, FILLS_SHADOW.name, PORTFOLIO_SHADOW.name) else "champion"
+
+    def _book(self, role: str, policy_id: str) -> _Book:
+        book = self._books.get((role, policy_id))
+        if book is None:
+            book = self._books[(role, policy_id)] = _Book(equity=deque(maxlen=self.max_points))
+        return book
 
     def _bar(self, message: Bar) -> None:
         m = self._market(message.exchange, message.symbol)
@@ -165,16 +188,18 @@ class ViewState:
             markets = [{**self._market_view(key, m), "warmup": self._warmup(m)}
                        for key, m in sorted(self._markets.items())]
             portfolios = [
-                {**to_dict(book.latest), "equity_series": [list(p) for p in book.equity]}
-                for _, book in sorted(self._books.items())
+                {**to_dict(book.latest), "role": role, "version": book.version, "orders": book.orders,
+                 "equity_series": [list(p) for p in book.equity]}
+                for (role, _), book in sorted(self._books.items(), key=lambda kv: (ROLES.index(kv[0][0]), kv[0][1]))
+                if book.latest is not None
             ]
             return {
                 "generated_ms": now_ms(),
                 "counts": dict(self.counts),
                 "refused": dict(self.refused),
                 "markets": markets,
-                "orders": [to_dict(o) for o in reversed(self._orders)],
-                "fills": [to_dict(f) for f in reversed(self._fills)],
+                "orders": [{**to_dict(o), "role": role} for role, o in reversed(self._orders)],
+                "fills": [{**to_dict(f), "role": role} for role, f in reversed(self._fills)],
                 "portfolios": portfolios,
             }
 

@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rt.add_argument("--block", type=int, default=None,
                     help="mean bootstrap block length in bars (default: max(decision interval, n^(1/3)))")
     rt.add_argument("--gate-seed", type=int, default=0, help="seed of the bootstrap")
+    rt.add_argument("--min-shadow-decisions", type=int, default=50,
+                    help="when the challenger has traded in shadow (`tickflow trade --shadow`), the gate needs at "
+                    "least this many shadow decisions that agree with the offline evaluation")
     rt.set_defaults(func=_retrain)
 
 
@@ -87,7 +90,17 @@ def _figures_line(d: Decision) -> str:
             f"    challenger {ch['version']}: return {ch['total_return']:+.4f} sharpe {ch['sharpe']:+.2f} "
             f"psr {ch['psr']:.3f} dsr {ch['dsr']:.3f} max_dd {ch['max_drawdown']:.4f}\n"
             f"    champion   {cp['version']}: return {cp['total_return']:+.4f} sharpe {cp['sharpe']:+.2f} "
-            f"psr {cp['psr']:.3f} dsr {cp['dsr']:.3f} max_dd {cp['max_drawdown']:.4f}")
+            f"psr {cp['psr']:.3f} dsr {cp['dsr']:.3f} max_dd {cp['max_drawdown']:.4f}"
+            + _shadow_line(f.get("shadow")))
+
+
+def _shadow_line(s: dict[str, Any] | None) -> str:
+    if not s:
+        return "\n    shadow: no record (the challenger has not traded in shadow)"
+    return (f"\n    shadow (book {s['policy_id']}): {s['decisions']} decisions over {s['bars']} bars "
+            f"{_when(s['start_ts'])}..{_when(s['end_ts'])}, net log return {s['challenger_log_return']:+.5f} vs the "
+            f"champion's {s['champion_log_return']:+.5f} (difference {s['difference']:+.5f}; at least "
+            f"{s['min_decisions']} decisions needed)")
 
 
 def _decision_line(d: Decision) -> str:
@@ -209,15 +222,17 @@ _POLICY_ACTIONS = {"list": _list, "show": _show, "history": _history, "promote":
 
 def _retrain(args: argparse.Namespace) -> int:
     from contracts.kafka_io import Stopper
-    from contracts.settings import kafka_bootstrap, tickflow_home
+    from contracts.settings import kafka_bootstrap, load, tickflow_home
     from trader.policy.gate import GateSettings
     from trader.policy.retrain import parse_duration, retrain_once, run
+    from trader.service import TraderSettings
 
     window_s = parse_duration(args.window, "--window")
     settings = GateSettings(level=args.level, drawdown_tolerance=args.drawdown_tolerance, n_boot=args.resamples,
-                            seed=args.gate_seed, block=args.block)
+                            seed=args.gate_seed, block=args.block, min_shadow_decisions=args.min_shadow_decisions)
     once = {"until_ms": args.until, "symbol": args.symbol, "exchange": args.exchange,
-            "train_fraction": args.train_fraction, "timesteps": args.timesteps}
+            "train_fraction": args.train_fraction, "timesteps": args.timesteps,
+            "capital": load(TraderSettings, "TRADER").capital}  # the shadow books start as the traders' do
     bootstrap, home = kafka_bootstrap(), tickflow_home()
     if args.every is not None:
         every_s = parse_duration(args.every, "--every")

@@ -10,9 +10,12 @@ only if every check passes:
    difference in net log returns (challenger minus champion) is above zero; the mean block length is
    ``max(decision interval, ceil(n ** (1/3)))`` bars unless set (trader.confidence explains why);
 3. its maximum drawdown is at most the champion's plus ``drawdown_tolerance``;
-4. when a shadow record is given (the challenger's live paper record beside the champion's), it holds
-   at least ``min_shadow_decisions`` decisions and the challenger's net log return there is not below
-   the champion's.
+4. when a shadow record is given (the challenger's live paper record beside the champion's over the
+   same bars, trader.shadow), it holds at least ``min_shadow_decisions`` decisions and agrees with the
+   offline evaluation: the challenger's net log return minus the champion's over the shadow period has
+   the same sign as the offline mean per-bar difference, strictly (a tie, e.g. both flat, is no evidence
+   and rejects). Since check 2 needs the offline difference above zero, a promotion needs the challenger
+   ahead of the champion in shadow too.
 
 The plain (annualised) Sharpe ratio, the probabilistic and the deflated Sharpe ratio (trials: the
 hyperparameter search's, from the manifest) of both policies are reported beside the decision.
@@ -20,6 +23,7 @@ hyperparameter search's, from the manifest) of both policies are reported beside
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +56,8 @@ class GateSettings:
             raise ValueError(f"gate drawdown tolerance {self.drawdown_tolerance} must be non-negative")
         if self.n_boot < 100:
             raise ValueError(f"gate bootstrap resamples {self.n_boot}: use at least 100")
+        if self.min_shadow_decisions < 1:
+            raise ValueError(f"gate minimum shadow decisions {self.min_shadow_decisions} must be at least 1")
         if self.block is not None and self.block < 1:
             raise ValueError(f"gate block length {self.block} must be at least 1 bar")
 
@@ -60,9 +66,18 @@ class GateSettings:
 class ShadowRecord:
     """A challenger's live paper record beside the champion's over the same bars (shadow trading)."""
 
-    decisions: int
-    challenger_log_return: float
+    decisions: int  # decision bars in the shadow period
+    challenger_log_return: float  # net, over the shadow period
     champion_log_return: float
+    bars: int = 0  # bars in the shadow period
+    start_ts: int = 0  # first and last bar of the period (bar end, UTC ms)
+    end_ts: int = 0
+    policy_id: str = ""  # the shadow book's policy id
+
+    @property
+    def difference(self) -> float:
+        """Challenger minus champion, net log return over the shadow period."""
+        return self.challenger_log_return - self.champion_log_return
 
 
 @dataclass
@@ -138,17 +153,17 @@ def run_gate(champion: bundle_mod.Bundle, challenger_dir: Path, data: Dataset, s
         if shadow.decisions < settings.min_shadow_decisions:
             failed.append(f"its shadow record has {shadow.decisions} decisions, fewer than "
                           f"{settings.min_shadow_decisions}")
-        elif shadow.challenger_log_return < shadow.champion_log_return:
+        elif not shadow.difference * float(diff.mean()) > 0:
             failed.append(f"in shadow it made {shadow.challenger_log_return:+.4f} (log) against the champion's "
-                          f"{shadow.champion_log_return:+.4f}")
+                          f"{shadow.champion_log_return:+.4f} over {shadow.decisions} decisions, a difference of "
+                          f"{shadow.difference:+.4f} that does not have the sign of the offline {diff.mean():+.3g}")
     figures: dict[str, Any] = {
         "test_bars": len(test), "level": settings.level, "block": block, "n_boot": settings.n_boot,
         "seed": settings.seed, "mean_diff": float(diff.mean()), "diff_lower": lower,
         "drawdown_tolerance": settings.drawdown_tolerance, "trials": trials, "costs": costs.as_dict(),
         "challenger": {"version": challenger.version, **ch}, "champion": {"version": champion.version, **cp},
-        "shadow": None if shadow is None else {"decisions": shadow.decisions,
-                                               "challenger_log_return": shadow.challenger_log_return,
-                                               "champion_log_return": shadow.champion_log_return},
+        "shadow": None if shadow is None else {**dataclasses.asdict(shadow), "difference": shadow.difference,
+                                               "min_decisions": settings.min_shadow_decisions},
     }
     if failed:
         reason = "rejected: " + "; ".join(failed)
@@ -156,4 +171,7 @@ def run_gate(champion: bundle_mod.Bundle, challenger_dir: Path, data: Dataset, s
         reason = (f"promoted: mean per-bar net log return {diff.mean():+.3g} above the champion's, "
                   f"{settings.level:.0%} lower bound {lower:+.3g} > 0 over {len(test)} bars; max drawdown "
                   f"{ch['max_drawdown']:.4f} vs {cp['max_drawdown']:.4f}")
+        if shadow is not None:
+            reason += (f"; in shadow {shadow.difference:+.4f} (log) ahead over {shadow.decisions} decisions "
+                       f"(book {shadow.policy_id})")
     return GateResult(not failed, reason, figures, int(test.ts[0]), int(test.ts[-1]), len(test))

@@ -11,8 +11,14 @@ One run (``retrain_once``):
    worker's code) on those trades;
 4. the challenger: the champion's recipe (``TrainConfig.from_manifest``: algorithm, hyperparameters,
    seed, steps, costs) trained on the first ``train_fraction`` of the window's ready bars;
-5. the gate (trader.policy.gate) on the bars after the challenger's training window, and its decision
-   written to the registry: the challenger serves when promoted, the champion stays when rejected.
+5. its shadow record, when that version has traded in shadow beside the champion (trader.shadow:
+   ``orders.shadow``/``fills.shadow`` against the policy's ``fills``, read from the topics);
+6. the gate (trader.policy.gate) on the bars after the challenger's training window (and on the shadow
+   record), and its decision written to the registry: the challenger serves when promoted, the champion
+   stays when rejected. Nothing is written when the challenger is the version serving (a rerun on the
+   window that promoted it) or when the registry already holds its decision (the same challenger, kind,
+   serving version and figures: a rerun on the same window and evidence), so a retrain killed at any
+   point, even between its write and its exit, and run again leaves one decision.
 
 The same records in the window and the same recipe give the same challenger (training is seeded and
 single-threaded) and the same gate figures (the bootstrap is seeded). ``run`` repeats it every
@@ -26,10 +32,12 @@ import logging
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from confluent_kafka import KafkaException, TopicPartition
 
 from contracts import kafka_io
@@ -44,8 +52,9 @@ from contracts.topics import MARKET_TRADES
 from streams.offline import closed_bars, features_frame
 from trader.policy import bundle as bundle_mod
 from trader.policy.dataset import Dataset, from_frame
-from trader.policy.gate import GateResult, GateSettings, run_gate
+from trader.policy.gate import GateResult, GateSettings, ShadowRecord, run_gate
 from trader.policy.train import TrainConfig, train
+from trader.shadow import read_shadow_record
 
 log = logging.getLogger(__name__)
 
@@ -136,17 +145,18 @@ def window_dataset(window: TradeWindow, champion: bundle_mod.Bundle, symbol: str
 
 
 def challenge(champion: bundle_mod.Bundle, data: Dataset, out: Path, settings: GateSettings,
-              train_fraction: float = 0.8, timesteps: int | None = None) -> tuple[Path, GateResult]:
+              train_fraction: float = 0.8, timesteps: int | None = None,
+              shadow_of: Callable[[bundle_mod.Bundle], ShadowRecord | None] | None = None) -> tuple[Path, GateResult]:
     """Train a challenger with the champion's recipe on ``data``'s first ``train_fraction`` into ``out``
-    (emptied first), and run the gate on the rest."""
+    (emptied first), and run the gate on the rest, with ``shadow_of(challenger)``'s record when given."""
     changes: dict[str, object] = {"train_fraction": train_fraction}
     if timesteps is not None:
         changes["timesteps"] = timesteps
     cfg = TrainConfig.from_manifest(champion.manifest, **changes)
     if out.exists():
         shutil.rmtree(out)
-    train(data, cfg, out)
-    return out, run_gate(champion, out, data, settings)
+    trained = train(data, cfg, out).bundle
+    return out, run_gate(champion, out, data, settings, shadow_of(trained) if shadow_of else None)
 
 
 def training_window(manifest: dict[str, Any]) -> Window | None:
@@ -165,10 +175,22 @@ def champion_of(current: PolicyRecord | None, policy_id: str, directory: Path) -
                             f"fails its check: {err}") from err
 
 
+def decided_before(current: PolicyRecord | None, decision: Decision) -> bool:
+    """True when the registry's history already holds this gate decision on the same evidence (the figures
+    compared as the registry stores them, JSON)."""
+    if current is None:
+        return False
+    figures = msgspec.json.decode(msgspec.json.encode(decision.figures))
+    return any(d.by == "gate" and (d.kind, d.version, d.serving) == (decision.kind, decision.version, decision.serving)
+               and msgspec.json.decode(msgspec.json.encode(d.figures)) == figures for d in current.history)
+
+
 def retrain_once(bootstrap: str, policy_id: str, window_s: float, home: Path, settings: GateSettings,
                  until_ms: int | None = None, symbol: str | None = None, exchange: str | None = None,
-                 train_fraction: float = 0.8, timesteps: int | None = None) -> PolicyRecord:
-    """One retrain: challenger from the window ending at ``until_ms`` (default now), gate, registry write."""
+                 train_fraction: float = 0.8, timesteps: int | None = None,
+                 capital: float = 10_000.0) -> PolicyRecord:
+    """One retrain: challenger from the window ending at ``until_ms`` (default now), its shadow record
+    (books replayed from ``capital``, the trader's starting cash) when it has one, gate, registry write."""
     current = latest(bootstrap, policy_id)
     with tempfile.TemporaryDirectory(prefix="tickflow-champion-") as tmp:
         champion = champion_of(current, policy_id, Path(tmp) / "bundle")
@@ -179,7 +201,13 @@ def retrain_once(bootstrap: str, policy_id: str, window_s: float, home: Path, se
     window = read_window(bootstrap, end - int(window_s * 1000), end, symbol, exchange)
     data = window_dataset(window, champion, symbol)
     out = home / "retrain" / policy_id / f"challenger-{end}"
-    challenger_dir, result = challenge(champion, data, out, settings, train_fraction, timesteps)
+
+    def shadow_of(challenger: bundle_mod.Bundle) -> ShadowRecord | None:
+        window_end = int(challenger.manifest["training"]["window"]["end_ts"])
+        return read_shadow_record(bootstrap, policy_id, challenger.version, symbol, data.interval_s,
+                                  int(challenger.manifest.get("decision_every", 1)), window_end, capital)
+
+    challenger_dir, result = challenge(champion, data, out, settings, train_fraction, timesteps, shadow_of)
     challenger = bundle_mod.load(challenger_dir) if result.figures.get("bundle_check") is None else None
     version = challenger.version if challenger else "unverified"
     train_window = training_window(challenger.manifest) if challenger else None
@@ -189,6 +217,13 @@ def retrain_once(bootstrap: str, policy_id: str, window_s: float, home: Path, se
                         training_window=train_window,
                         test_window=Window(start_ts=result.test_start_ts, end_ts=result.test_end_ts,
                                            bars=result.test_bars) if result.test_bars else None)
+    if version == champion.version or decided_before(current, decision):
+        assert current is not None  # a champion, or a decision before, is on a record
+        log.info("Policy %s: challenger %s %s; the registry keeps its decision (revision %d: %s %s).", policy_id,
+                 version, "is the version serving, nothing to decide" if version == champion.version else
+                 f"was {decision.kind} against {champion.version} on this evidence before", current.revision,
+                 current.decision.kind, current.decision.version)
+        return current
     if result.promote and challenger is not None:
         record = promoted(current, policy_id, pack(challenger_dir, challenger.version, challenger.algo, train_window),
                           decision)

@@ -58,7 +58,7 @@ def test_a_topic_prefix_is_read_when_a_name_is_asked_for(monkeypatch: pytest.Mon
     monkeypatch.setenv(PREFIX_ENV, "dev.")
     assert MARKET_TRADES.name == "dev.market.trades" and MARKET_TRADES.dlq.name == "dev.market.trades.dlq"
     assert prefixed("ksql-bars") == "dev.ksql-bars"
-    assert sorted(REGISTRY) == sorted(f"dev.{t.base}" for t in REGISTRY.values()) and len(REGISTRY) == 16
+    assert sorted(REGISTRY) == sorted(f"dev.{t.base}" for t in REGISTRY.values()) and len(REGISTRY) == 21
     assert topic("orders") is topic("dev.orders") is REGISTRY["dev.orders"]
     assert "orders" not in REGISTRY  # the registry holds names as they are on the broker
     with pytest.raises(KeyError, match=r"prefix 'dev\.'"):

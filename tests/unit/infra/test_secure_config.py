@@ -43,6 +43,8 @@ def test_acls_follow_the_topic_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ("User:ingestor", "dev.market.", ResourcePatternType.PREFIXED) in writes
     assert ("User:trader", "dev.orders", ResourcePatternType.LITERAL) in writes
     assert ("User:paper", "dev.fills", ResourcePatternType.LITERAL) in writes
+    assert ("User:trader", "dev.orders.shadow", ResourcePatternType.LITERAL) in writes  # the shadow lane
+    assert ("User:paper", "dev.fills.shadow", ResourcePatternType.LITERAL) in writes
     assert not any(p == "User:ingestor" and "orders" in n for p, n, _ in writes)
     assert not any(n.startswith(("market.", "orders", "signals.")) for _, n, _ in writes)  # all under dev.
 

@@ -120,3 +120,25 @@ def test_the_top_of_book_follows_market_books_from_a_snapshot_on() -> None:
     assert book["bids"] == [[99.0, 2.0], [98.0, 0.5]] and book["asks"] == [[100.5, 2.0], [101.0, 1.0], [102.0, 4.0]]
     assert (book["seq"], book["updates"]) == (12, 2)
     assert state.snapshot()["counts"]["market.books"] == 3
+
+
+def test_champion_and_challenger_in_shadow_sit_side_by_side_under_one_policy_id() -> None:
+    """The live book and a shadow book of the same policy id stay apart: equity, position, decisions, version."""
+    state = ViewState()
+    for ts, (live, shadow) in enumerate(((10_000.0, 10_000.0), (10_050.0, 9_990.0))):
+        state.apply("portfolio.shadow", _book(ts, shadow))
+        state.apply("portfolio", _book(ts, live))
+    for n, (topic, version) in enumerate((("orders", "champ"), ("orders.shadow", "chal"), ("orders.shadow", "chal"))):
+        state.apply(topic, Order(schema_version=V1, order_id=f"o{n}", policy_id="p", policy_version=version,
+                                 exchange="x", symbol="BTC-USDT", side="buy", qty=1.0, target_position=1.0, ts=n,
+                                 feature_ts=n))
+    snap = state.snapshot()
+    books = {(p["role"], p["policy_id"]): p for p in snap["portfolios"]}
+    assert [p["role"] for p in snap["portfolios"]] == ["champion", "shadow"]
+    assert books[("champion", "p")]["equity"] == 10_050.0 and books[("shadow", "p")]["equity"] == 9_990.0
+    assert books[("champion", "p")]["orders"] == 1 and books[("shadow", "p")]["orders"] == 2
+    assert books[("champion", "p")]["version"] == "champ" and books[("shadow", "p")]["version"] == "chal"
+    assert [o["role"] for o in snap["orders"]] == ["shadow", "shadow", "champion"]
+    assert len(snap["markets"][0]["markers"]) == 1  # the price chart marks the champion's order only
+    page = render_page(snap, poll_ms=0)
+    assert '"role": "shadow"' in page and "challengers in shadow" in page

@@ -110,7 +110,9 @@ def test_the_gate_refuses_a_tampered_bundle_a_short_test_and_a_disagreeing_shado
     assert not run_gate(bad, good.path, data, s, ShadowRecord(10, 0.1, 0.0)).promote  # too few shadow decisions
     disagree = run_gate(bad, good.path, data, s, ShadowRecord(80, -0.1, 0.0))
     assert not disagree.promote and "in shadow" in disagree.reason
-    assert run_gate(bad, good.path, data, s, ShadowRecord(80, 0.1, 0.0)).promote
+    agree = run_gate(bad, good.path, data, s, ShadowRecord(80, 0.1, 0.0, policy_id="sh"))
+    assert agree.promote and "in shadow +0.1000 (log) ahead over 80 decisions" in agree.reason
+    assert agree.figures["shadow"]["difference"] == 0.1 and agree.figures["shadow"]["min_decisions"] == 50
     short = run_gate(bad, good.path, data.slice(0, 130), s)
     assert not short.promote and "only 30 bars" in short.reason
     weights = good.path / bundle_mod.WEIGHTS
@@ -129,3 +131,16 @@ def test_a_bundle_travels_in_a_record_byte_for_byte(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="hash"):
         unpack(PackedBundle(version=b.version, algo="ppo", sha256=packed.sha256, size=packed.size,
                             data=packed.data[:-1] + b"x"), tmp_path / "bad")
+
+
+def test_a_shadow_record_that_only_ties_the_champion_does_not_agree(tmp_path: Path) -> None:
+    """Agreement is the offline difference's sign, strictly: a shadow period where both books made the same
+    (both flat, say) is no live evidence for the challenger, and the gate rejects it."""
+    good, bad = _bundle(tmp_path / "good", 1.0), _bundle(tmp_path / "bad", -1.0)
+    s = GateSettings(n_boot=500, min_shadow_decisions=5)
+    tie = run_gate(bad, good.path, _edge_data(), s, ShadowRecord(5, 0.02, 0.02))
+    assert not tie.promote and "does not have the sign of the offline" in tie.reason
+    assert run_gate(bad, good.path, _edge_data(), s, ShadowRecord(5, 0.03, 0.02)).promote  # N met, ahead
+    assert not run_gate(bad, good.path, _edge_data(), s, ShadowRecord(4, 0.03, 0.02)).promote  # one short of N
+    with pytest.raises(ValueError, match="minimum shadow decisions"):
+        GateSettings(min_shadow_decisions=0)
