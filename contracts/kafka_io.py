@@ -315,6 +315,8 @@ def assign_at_committed(c: Consumer, topics: list[Topic]) -> None:
         assignment += [TopicPartition(topic.name, tp.partition, at.get(tp.partition, OFFSET_BEGINNING))
                        for tp in partitions(c, topic)]
     c.assign(assignment)
+    log.info("Assigned at the committed offsets: %s.", ", ".join(
+        f"{tp.topic}[{tp.partition}]@{tp.offset if tp.offset >= 0 else 'beginning'}" for tp in assignment))
 
 
 def committed(c: Consumer, topic: Topic) -> dict[int, int]:
