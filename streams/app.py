@@ -57,6 +57,10 @@ _TRADES = MARKET_TRADES.name
 _BOOKS = MARKET_BOOKS.name
 _FEATURES = SIGNALS_FEATURES.name
 _COMMIT_CLEARANCE_MS = 100  # no commit this close to a live bar's close
+# librdkafka retries an output record until this delivery timeout (two of three nodes down: no acknowledgement
+# under min.insync.replicas until one returns); a batch's flush waits as long, and a little more, before it
+# gives up: sooner, the worker stopped while its records were still being retried.
+_DELIVERY_TIMEOUT_MS = 300_000
 
 
 class StreamsWorkerApp:
@@ -91,8 +95,8 @@ class StreamsWorkerApp:
                                  logger=log)
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="trades-reader")  # every call on self.consumer
         # Outputs go through librdkafka (idempotent, acks=all): far cheaper per record than Faust's producer.
-        self.producer = Producer(producer_config(bootstrap, {"linger.ms": 0, "client.id": f"{settings.app_id}-out"}),
-                                 logger=log)
+        self.producer = Producer(producer_config(bootstrap, {"linger.ms": 0, "client.id": f"{settings.app_id}-out",
+                                                             "message.timeout.ms": _DELIVERY_TIMEOUT_MS}), logger=log)
         self.delivery_errors: list[str] = []
         self.lock = asyncio.Lock()
         self.partitions: frozenset[int] = frozenset()  # the trade partitions being read
@@ -275,7 +279,8 @@ class StreamsWorkerApp:
                 except BufferError:
                     poll(0.01)
         if out:
-            left = await asyncio.get_running_loop().run_in_executor(None, self.producer.flush, 60.0)
+            left = await asyncio.get_running_loop().run_in_executor(None, self.producer.flush,
+                                                                  _DELIVERY_TIMEOUT_MS / 1000 + 5)
             if left or self.delivery_errors:
                 raise RuntimeError(f"{left} output records were not delivered: {self.delivery_errors[:3]}; the "
                                    "batch is not committed and will be processed again after a restart")
