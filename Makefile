@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tickflow-setup
 export TICKFLOW_HOME ?= $(CURDIR)/.tickflow
 
-.PHONY: setup kafka browser test test-ksqldb lint typecheck unit integration bench demo clean help
+.PHONY: setup kafka browser test test-cluster test-ksqldb lint typecheck unit integration bench demo clean help
 
 help:
 	@echo "make demo   run the embedded demo (local broker, streams, trader, paper broker, report)"
@@ -36,8 +36,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
+# The three-node cluster tests (tests/integration/test_cluster*.py: three JVMs of -Xmx512m per module) run as a
+# stage of their own after the rest, one module after the other.
+CLUSTER_TESTS := $(wildcard tests/integration/test_cluster*.py)
 test: setup browser lint typecheck
-	$(PY) -m pytest
+	$(PY) -m pytest $(foreach t,$(CLUSTER_TESTS),--ignore=$(t))
+	$(MAKE) test-cluster
+
+test-cluster: setup
+	$(PY) -m pytest $(CLUSTER_TESTS)
 
 # The opt-in suite on a real ksqlDB 0.29.0 server (tests/integration/test_ksqldb_real.py): either
 # KSQLDB_UP=<command> (run as `<command> <bootstrap> <port> <service id>` against the suite's own broker)

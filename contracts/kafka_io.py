@@ -112,9 +112,14 @@ def transact(producer: Producer, records: Sequence[tuple[str, bytes, bytes | Non
              offsets: Callable[[], tuple[list[TopicPartition], Any]] | None = None, attempts: int = 5) -> None:
     """Produce ``records`` and (when ``offsets`` gives them) the consumed offsets in one transaction.
 
-    An abortable error (a leader or coordinator moved) aborts and retries the same records and offsets;
-    a fatal error, a commit or offsets' registration that takes longer than ``commit_timeout_s()``, or
-    ``attempts`` aborts in a row raise ``TransactionInDoubt``.
+    An abortable error (a leader or coordinator moved) in a transaction of offsets alone aborts and retries
+    it; in one that produced records it raises ``TransactionInDoubt``, the producer not used again. librdkafka
+    keeps the producer epoch across an abort (no KIP-890): a record of the aborted attempt that its leader
+    appended after all (acknowledged late, two of three nodes down) carries the sequence number the same
+    record sent again gets, so the broker takes the retry for a duplicate of the aborted record, and the
+    retry commits without it (a fill lost, seen in the two-nodes-down test). A new producer's epoch starts
+    its sequences afresh. A fatal error, a commit or offsets' registration that takes longer than
+    ``commit_timeout_s()``, or ``attempts`` aborts in a row raise ``TransactionInDoubt`` as well.
     """
     timeout = commit_timeout_s()
     for attempt in range(1, attempts + 1):
@@ -134,6 +139,8 @@ def transact(producer: Producer, records: Sequence[tuple[str, bytes, bytes | Non
             kerr = err.args[0]
             if not kerr.txn_requires_abort() or kerr.fatal():
                 raise _in_doubt(len(records), kerr.str(), kerr.code() in _FENCED) from err
+            if records:  # never sent again under this epoch (above)
+                raise _in_doubt(len(records), f"{kerr.str()}; aborted after its records were sent") from err
             log.warning("Transaction of %d records aborted (attempt %d of %d): %s.", len(records), attempt,
                         attempts, kerr.str())
             try:
@@ -315,6 +322,8 @@ def assign_at_committed(c: Consumer, topics: list[Topic]) -> None:
         assignment += [TopicPartition(topic.name, tp.partition, at.get(tp.partition, OFFSET_BEGINNING))
                        for tp in partitions(c, topic)]
     c.assign(assignment)
+    log.info("Assigned at the committed offsets: %s.", ", ".join(
+        f"{tp.topic}[{tp.partition}]@{tp.offset if tp.offset >= 0 else 'beginning'}" for tp in assignment))
 
 
 def committed(c: Consumer, topic: Topic) -> dict[int, int]:

@@ -174,11 +174,54 @@ def _bounds(c: Consumer, tps: list[TopicPartition], start: dict[int, int] | None
     return ends, assign
 
 
+STABLE_WAIT_S = 200.0  # past the transaction timeout (180 s), after which the coordinator aborts an open one
+
+
+def stable_ends(bootstrap: str, topic: Topic | str, stop: dict[int, int] | None = None,
+                wait_s: float = STABLE_WAIT_S) -> dict[int, int]:
+    """Where a rebuild of ``topic`` must read to, per partition: ``stop`` (committed offsets) or, where it
+    gives none, the high watermark now; returned once every record before that is stable (the last stable
+    offset, where a read_committed read ends, has caught up with it).
+
+    A read_committed read to "the end now" stops at the first record of a transaction still open: one that
+    a recovering producer's ``init_transactions`` has just decided but whose markers are still on their
+    way, or a committed offset's record not yet under a new leader's high watermark. A rebuild that read
+    only that far would miss records the committed offsets already count; it waits instead, and raises
+    TimeoutError naming the partition after ``wait_s``.
+    """
+    name = topic if isinstance(topic, str) else topic.name
+    committed_view = kafka_io.consumer(bootstrap, "tickflow-end-offsets")
+    written_view = kafka_io.consumer(bootstrap, "tickflow-end-offsets", **{"isolation.level": "read_uncommitted"})
+    try:
+        ends: dict[int, int] = {}
+        for tp in kafka_io.partitions(committed_view, name):
+            p = tp.partition
+            want = stop[p] if stop is not None and p in stop else partition_watermarks(written_view, tp)[1]
+            started = time.monotonic()
+            first = stable = partition_watermarks(committed_view, tp)[1]
+            while stable < want:
+                if time.monotonic() - started > wait_s:
+                    raise TimeoutError(f"{name}[{p}]: its last stable offset stayed at {stable}, below the {want} "
+                                       f"to read, for {wait_s:g} s: a transaction left open")
+                time.sleep(0.1)
+                stable = partition_watermarks(committed_view, tp)[1]
+            if first < want:
+                log.info("Rebuild of %s[%d] waited %.2fs for its last stable offset to pass %d (it was at %d).", name,
+                         p, time.monotonic() - started, want, first)
+            ends[p] = want
+        return ends
+    finally:
+        committed_view.close()
+        written_view.close()
+
+
 class RebuildRead:
     """The reads of a service's start-up rebuild, with one error policy: a record that fails its
     contract is logged with topic[partition]@offset and kept for its topic's dead-letter topic;
     ``send_dead_letters`` produces those the DLQ does not hold yet (a restart reads the same records
-    again, and a record refused while the service ran is there already) in one transaction.
+    again, and a record refused while the service ran is there already) in one transaction. Each read
+    goes to ``stable_ends``: every record written before it (or up to the committed offsets given), none
+    of a transaction still open skipped.
     """
 
     def __init__(self, bootstrap: str) -> None:
@@ -187,8 +230,11 @@ class RebuildRead:
 
     def records(self, topic: Topic, kind: type[M], start: dict[int, int] | None = None,
                 stop: dict[int, int] | None = None) -> Iterator[tuple[Message, M | None]]:
-        """(record, its value) from ``read_to_end``; the value is None when the record was refused."""
-        for m in read_to_end(self.bootstrap, topic, start, stop):
+        """(record, its value) from ``read_to_end`` to ``stable_ends``; the value is None when the record was
+        refused."""
+        ends = stable_ends(self.bootstrap, topic, stop)
+        log.info("Rebuild reads %s to %s.", topic.name, ", ".join(f"[{p}]@{off}" for p, off in sorted(ends.items())))
+        for m in read_to_end(self.bootstrap, topic, start, ends):
             try:
                 yield m, decode(m.value() or b"", kind)
             except ContractError as err:

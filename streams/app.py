@@ -57,6 +57,10 @@ _TRADES = MARKET_TRADES.name
 _BOOKS = MARKET_BOOKS.name
 _FEATURES = SIGNALS_FEATURES.name
 _COMMIT_CLEARANCE_MS = 100  # no commit this close to a live bar's close
+# librdkafka retries an output record until this delivery timeout (two of three nodes down: no acknowledgement
+# under min.insync.replicas until one returns); a batch's flush waits as long, and a little more, before it
+# gives up: sooner, the worker stopped while its records were still being retried.
+_DELIVERY_TIMEOUT_MS = 300_000
 
 
 class StreamsWorkerApp:
@@ -91,8 +95,8 @@ class StreamsWorkerApp:
                                  logger=log)
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="trades-reader")  # every call on self.consumer
         # Outputs go through librdkafka (idempotent, acks=all): far cheaper per record than Faust's producer.
-        self.producer = Producer(producer_config(bootstrap, {"linger.ms": 0, "client.id": f"{settings.app_id}-out"}),
-                                 logger=log)
+        self.producer = Producer(producer_config(bootstrap, {"linger.ms": 0, "client.id": f"{settings.app_id}-out",
+                                                             "message.timeout.ms": _DELIVERY_TIMEOUT_MS}), logger=log)
         self.delivery_errors: list[str] = []
         self.lock = asyncio.Lock()
         self.partitions: frozenset[int] = frozenset()  # the trade partitions being read
@@ -132,6 +136,7 @@ class StreamsWorkerApp:
             self.positions.clear()
             self.read_to.clear()
             self.settled.clear()
+            self.processor.catching_up(parts)  # no wall-clock close until each is read to its end
             log.info("Reading %s partitions %s from %s.", _TRADES, sorted(parts),
                      ", ".join(f"[{tp.partition}]@{tp.offset if tp.offset >= 0 else 'beginning'}" for tp in start)
                      or "nowhere")
@@ -199,7 +204,7 @@ class StreamsWorkerApp:
             async with self.lock:
                 if generation != self.generation:
                     continue  # the assignment changed meanwhile: these are read again from the committed offsets
-                records, last, books, books_end = self._records(msgs)
+                records, last, books, books_end, trades_end = self._records(msgs)
                 now = int(time.time() * 1000)
                 proc = self.processor
                 out = proc.apply_books(books, now) if books else []
@@ -211,6 +216,8 @@ class StreamsWorkerApp:
                     due = proc.next_live_deadline(s.live_lag_ms)
                     if due is not None and due - s.close_ahead_ms <= now < due:
                         proc.close_ahead(due, s.live_lag_ms)
+                for p in trades_end:
+                    proc.caught_up(p)
                 out += proc.advance_live(now, s.live_lag_ms)
                 await self._publish(out)
                 for p, off in last.items():
@@ -226,19 +233,19 @@ class StreamsWorkerApp:
 
     @staticmethod
     def _records(msgs: list[Message]) -> tuple[list[tuple[int, int, bytes]], dict[int, int],
-                                               list[tuple[int, int, bytes]], list[int]]:
+                                               list[tuple[int, int, bytes]], list[int], list[int]]:
         """(partition, offset, value) of each trade record, the last offset read per trade partition, the
-        book records likewise, and the book partitions read to their end."""
+        book records likewise, and the book and the trade partitions read to their end."""
         records: list[tuple[int, int, bytes]] = []
         books: list[tuple[int, int, bytes]] = []
         books_end: list[int] = []
+        trades_end: list[int] = []
         last: dict[int, int] = {}
         for m in msgs:
             err = m.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
-                    if m.topic() == _BOOKS:
-                        books_end.append(m.partition() or 0)
+                    (books_end if m.topic() == _BOOKS else trades_end).append(m.partition() or 0)
                     continue
                 if err.fatal():
                     raise KafkaException(err)
@@ -250,7 +257,7 @@ class StreamsWorkerApp:
                 continue
             records.append((p, off, m.value() or b""))
             last[p] = off
-        return records, last, books, books_end
+        return records, last, books, books_end, trades_end
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:
@@ -272,7 +279,8 @@ class StreamsWorkerApp:
                 except BufferError:
                     poll(0.01)
         if out:
-            left = await asyncio.get_running_loop().run_in_executor(None, self.producer.flush, 60.0)
+            left = await asyncio.get_running_loop().run_in_executor(None, self.producer.flush,
+                                                                  _DELIVERY_TIMEOUT_MS / 1000 + 5)
             if left or self.delivery_errors:
                 raise RuntimeError(f"{left} output records were not delivered: {self.delivery_errors[:3]}; the "
                                    "batch is not committed and will be processed again after a restart")

@@ -118,6 +118,20 @@ class Processor:
         self.skipped = 0  # re-delivered trades (offset already applied)
         self.duplicates = 0  # trades produced again (trade id already applied)
         self.late = 0
+        self.behind: set[int] = set()  # trade partitions not read to their end since they were assigned
+
+    def catching_up(self, partitions: Iterable[int]) -> None:
+        """``partitions`` were just assigned and are read from their committed offsets: their keys are not live
+        until ``caught_up``. A backlog (a rebalance's pause under live load) holds trades whose windows a
+        wall-clock close would shut before they are applied: they would be dropped as late."""
+        self.behind = set(partitions)
+
+    def caught_up(self, partition: int) -> None:
+        """``partition`` was read to its end: its keys are live again when their trades are recent."""
+        self.behind.discard(partition)
+
+    def _live(self, ks: KeyState, live_lag_ms: int) -> bool:
+        return ks.lag_ms <= live_lag_ms and ks.partition not in self.behind
 
     def state(self, exchange: str, symbol: str) -> tuple[bytes, KeyState]:
         key = market_key(exchange, symbol)
@@ -254,13 +268,14 @@ class Processor:
         touched.add(key)
 
     def advance_live(self, now_ms: int, live_lag_ms: int) -> list[Output]:
-        """Close, on the wall clock, the due bars of live keys (newest trade within live_lag_ms of now),
-        releasing first those closed ahead of time (``close_ahead``) that are now due."""
+        """Close, on the wall clock, the due bars of live keys (newest trade within live_lag_ms of now, its
+        partition read to its end since it was assigned), releasing first those closed ahead of time
+        (``close_ahead``) that are now due."""
         out: list[Output] = []
         watermark = now_ms - self.grace_ms
         self.dirty.update(self.ahead.release_due(watermark, out))
         for key, ks in self.keys.items():
-            if ks.lag_ms > live_lag_ms or self.ahead.wall(key, watermark):
+            if not self._live(ks, live_lag_ms) or self.ahead.wall(key, watermark):
                 continue
             closed = ks.bars.advance(watermark)
             if closed:
@@ -280,7 +295,7 @@ class Processor:
         """
         watermark = due_ms - self.grace_ms
         for key, ks in self.keys.items():
-            if ks.lag_ms > live_lag_ms or key in self.ahead:
+            if not self._live(ks, live_lag_ms) or key in self.ahead:
                 continue
             end = ks.bars.next_close_at()
             if end is None or end > watermark:
@@ -313,7 +328,7 @@ class Processor:
 
     def next_live_deadline(self, live_lag_ms: int) -> int | None:
         """The wall-clock ms at which the next bar of a live key is due (its end plus grace)."""
-        ends = [e for ks in self.keys.values() if ks.lag_ms <= live_lag_ms
+        ends = [e for ks in self.keys.values() if self._live(ks, live_lag_ms)
                 for e in (ks.bars.next_close_at(),) if e is not None]
         ends += self.ahead.watermarks()
         return min(ends) + self.grace_ms if ends else None

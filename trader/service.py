@@ -147,9 +147,11 @@ class TraderService:
         self._offsets_pending = self._marked = False
         if self.status:
             self.status.trader = self.trader
-        self._rebuild(producer)
         features = kafka_io.consumer(self.bootstrap, group)
+        # the committed offsets first, then the rebuild, which reads every order and fill written before it
+        # (topic_reader.stable_ends): whatever the offsets count, the positions hold
         kafka_io.assign_at_committed(features, [SIGNALS_FEATURES])
+        self._rebuild(producer)
         side = kafka_io.consumer(self.bootstrap, f"{group}-side")
         side.assign([TopicPartition(self._fills, tp.partition, self._fill_offsets.get(tp.partition, -2))
                      for tp in kafka_io.partitions(side, self.lane.fills)]

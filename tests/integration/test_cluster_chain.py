@@ -274,9 +274,18 @@ def outputs(bootstrap: str, prefix: str) -> Outputs:
                 repeats += 1
             seen[ident] = v
         signals.append(seen)
-    orders = [to_dict(decode(m.value() or b"", Order)) for m in read_to_end(bootstrap, prefix + ORDERS.base, idle_s=60)]
+    orders = [_unprefixed(to_dict(decode(m.value() or b"", Order)), prefix)
+              for m in read_to_end(bootstrap, prefix + ORDERS.base, idle_s=60)]
     fills = [to_dict(decode(m.value() or b"", Fill)) for m in read_to_end(bootstrap, prefix + FILLS.base, idle_s=60)]
     return Outputs(signals[0], signals[1], orders, fills, repeats)
+
+
+def _unprefixed(order: dict, prefix: str) -> dict:
+    """An order with the topic of the feature record it names given without the run's prefix (its partition and
+    offset stay: the same in every run)."""
+    if order.get("feature"):
+        order["feature"]["topic"] = order["feature"]["topic"].removeprefix(prefix)
+    return order
 
 
 def settle(chain: Chain, want: Outputs | None, timeout: float = 180) -> Outputs:

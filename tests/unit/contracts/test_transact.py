@@ -1,5 +1,7 @@
-"""kafka_io.transact's error policy: an abortable error aborts and retries the same records and offsets;
-a fatal error or a commit that times out leaves the producer in doubt and is raised, never retried;
+"""kafka_io.transact's error policy: an abortable error aborts and retries a transaction of offsets alone, and
+leaves the producer in doubt once records were sent (librdkafka keeps the epoch across an abort: a record of the
+aborted attempt written after all would be taken for the retry's); a fatal error or a commit that times out
+leaves the producer in doubt and is raised, never retried;
 run_recovering opens a new session (a new producer, the state rebuilt) on such an error, except a fenced one."""
 
 from __future__ import annotations
@@ -48,12 +50,20 @@ def _offsets() -> tuple[list[int], str]:
     return [7], "group"
 
 
-def test_an_abortable_error_aborts_then_commits_the_same_records_and_offsets() -> None:
+def test_an_abortable_error_aborts_then_commits_the_same_offsets() -> None:
     p = _Producer(KafkaError(KafkaError._STATE, "leader moved", txn_requires_abort=True))
-    transact(p, RECORDS, _offsets)  # type: ignore[arg-type]
-    one = ["begin", ("produce", "orders", b"o1"), ("produce", "portfolio", b"p1"), ("offsets", (7,), "group"),
-           "commit"]
+    transact(p, [], _offsets)  # type: ignore[arg-type]
+    one = ["begin", ("offsets", (7,), "group"), "commit"]
     assert p.calls == [*one, "abort", *one]
+
+
+def test_an_abortable_error_after_records_were_sent_is_in_doubt_and_nothing_is_sent_again() -> None:
+    p = _Producer(KafkaError(KafkaError._STATE, "coordinator not available", txn_requires_abort=True))
+    with pytest.raises(TransactionInDoubt, match="aborted after its records were sent") as caught:
+        transact(p, RECORDS, _offsets)  # type: ignore[arg-type]
+    assert not caught.value.fenced
+    assert p.calls == ["begin", ("produce", "orders", b"o1"), ("produce", "portfolio", b"p1"),
+                       ("offsets", (7,), "group"), "commit"]
 
 
 @pytest.mark.parametrize("err", [
@@ -133,7 +143,7 @@ def test_aborts_that_never_end_are_raised_after_the_attempts() -> None:
     abortable = KafkaError(KafkaError._STATE, "again", txn_requires_abort=True)
     p = _Producer(*[abortable] * 3)
     with pytest.raises(TransactionInDoubt, match="3 transactions aborted in a row"):
-        transact(p, RECORDS, None, attempts=3)  # type: ignore[arg-type]
+        transact(p, [], _offsets, attempts=3)  # type: ignore[arg-type]
     assert p.calls.count("abort") == 3
 
 

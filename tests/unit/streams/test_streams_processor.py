@@ -95,6 +95,34 @@ def test_live_keys_close_on_the_wall_clock_and_replayed_keys_do_not() -> None:
                                                                         ("signals.features", "BTC-USD")]
 
 
+def test_a_backlog_after_a_rebalance_is_not_dropped_as_late_by_the_wall_clock() -> None:
+    """A worker gets a live partition back after a rebalance's pause: the trades of the pause wait unread
+    after its committed offset. Until the partition is read to its end, the wall clock closes none of its
+    keys' bars; before, the first batch's wall-clock close shut the bar the backlog's trades belong to and
+    they were dropped as late (a cluster bench saw 31,140 so)."""
+    now = 1_800_000_000_000  # a minute's start
+    def live(i: int, ts: int) -> Trade:
+        return Trade(schema_version=V1, exchange="kraken", symbol="BTC-USD", venue_symbol="BTC/USD", trade_id=str(i),
+                     price=100.0 + i, size=1.0, side="buy", ts_event=ts, ts_ingest=ts)
+    before = [live(i, now + 50_000 + i * 100) for i in range(10)]  # live up to the rebalance, mid-bar
+    backlog = [live(10 + i, now + 51_000 + i * 1_000) for i in range(8)]  # during the 8 s pause, same bar
+    p = Processor((1, 60), 2000)
+    p.apply(records(before), now_ms=now + 51_000)
+    saved = {k: v for k, _, v in p.take_dirty()}
+    q = Processor((1, 60), 2000, loader=saved.get)  # the partition back: state from the table
+    q.catching_up({1})
+    q.apply(records(before[-1:], start=9), now_ms=now + 59_500)  # re-delivered from the committed offset
+    back = now + 62_500  # past the minute's end plus grace on the wall clock
+    q.advance_live(back, 10_000)
+    q.apply(records(backlog, start=10), now_ms=back)
+    assert q.late == 0 and all(late == 0 for ks in q.keys.values() for late in ks.bars.late), \
+        "the backlog's trades were dropped as late"
+    q.caught_up(1)
+    out = q.advance_live(back + 100, 10_000)
+    minute = [json.loads(o.value) for o in out if o.topic == "signals.bars" and json.loads(o.value)["interval_s"] == 60]
+    assert [b["trades"] for b in minute] == [18], "the minute's bar holds the trades before and during the pause"
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.integers(1, 300))
 def test_engine_state_round_trips_exactly(cut: int) -> None:
