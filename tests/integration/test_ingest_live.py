@@ -11,14 +11,16 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from infra.kafka.broker import BrokerInfo, free_port
+from ingestor import recorder
 from ingestor.connection import Backoff
 from ingestor.live import LiveIngest
 from ingestor.publisher import Publisher
-from ingestor.recorder import run_record
+from ingestor.recorder import RotatingWriter, run_record
 from ingestor.replay import replay_file
 from tests.helpers import cli_env, tickflow_cmd
 from tests.integration.ingest_kafka_support import (
@@ -133,17 +135,25 @@ def test_live_command_serves_metrics_and_flushes_everything_on_sigterm(shared_br
     assert len(got) == len({t.trade_id for t in got}) == n_trades
 
 
-def test_recording_replays_to_the_same_trades(shared_broker: BrokerInfo, tmp_path: Path) -> None:
+def test_recording_replays_to_the_same_trades(shared_broker: BrokerInfo, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     frames = [f for f in recorded_ws_frames() if "@trade" in f or "@bookTicker" in f][:2000]
     out = tmp_path / "rec" / "binance.jsonl.gz"
     stop = threading.Event()
+    writers: list[RotatingWriter] = []
+
+    class SeenWriter(RotatingWriter):  # the recorder's own writer, seen: stop once it has written every frame
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            writers.append(self)
+
+    monkeypatch.setattr(recorder, "RotatingWriter", SeenWriter)
     with LoopbackServer(frames, lambda n: (0, len(frames), False) if n == 0 else (0, 0, False)) as server:
         thread = threading.Thread(target=run_record, args=("binance", ["BTC-USDT"], out),
                                   kwargs={"url": server.url, "rotate_bytes": 100_000, "rotate_s": 3600,
                                           "duration_s": 0, "stop": stop})
         thread.start()
-        wait_for(lambda: server.sent >= len(frames), 60, "the server to send every frame")
-        time.sleep(1.0)
+        wait_for(lambda: bool(writers) and writers[0].frames >= len(frames), 60, "the recorder to write every frame")
         stop.set()
         thread.join(20)
     files = sorted(out.parent.glob("*.jsonl.gz"))
