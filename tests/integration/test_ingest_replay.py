@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from contracts.topics import PREFIX_ENV, REGISTRY
+from contracts.topic_reader import end_offsets
+from contracts.topics import MARKET_TRADES, PREFIX_ENV, REGISTRY
 from infra.kafka.broker import BrokerInfo, LocalBroker
 from tests.helpers import DATA, cli_env, tickflow_cmd
 from tests.integration.ingest_kafka_support import FRAMES, N_TRADES, TRADES_CSV, Marks, csv_trades, minute_bars
@@ -134,7 +135,10 @@ def test_broker_restarted_during_a_replay_loses_and_duplicates_nothing(make_brok
                             env=cli_env(kafka.bootstrap, tmp_path), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
-        time.sleep(4)
+        deadline = time.monotonic() + 60
+        while sum(end_offsets(kafka.bootstrap, MARKET_TRADES).values()) < 1_000:  # the replay is under way
+            assert proc.poll() is None and time.monotonic() < deadline, "the replay ended before the broker restart"
+            time.sleep(0.2)
         assert proc.poll() is None, "the replay ended before the broker restart"
         broker = LocalBroker(Path(kafka.home), port=kafka.port)
         broker.stop()
