@@ -9,11 +9,11 @@ import json
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 from websockets.asyncio.server import ServerConnection
 
 from contracts import DeadLetter, MarketEvent, Trade, decode
-from contracts.client_config import client_config
+from contracts.topic_reader import end_offsets, read_to_end
 from contracts.topics import MARKET_EVENTS, MARKET_TRADES
 from tests.helpers import DATA
 from tests.ws_loopback import LoopbackWebsocketServer
@@ -83,61 +83,35 @@ class LoopbackServer(LoopbackWebsocketServer):
 
 
 class Marks:
-    """The end offsets of the ingestor's topics now: read what a test adds after this point."""
+    """The end offsets of the ingestor's topics now: read what a test adds after this point, once what
+    wrote it has flushed (to the end offsets then, so no idle wait: an extra record shows in the count)."""
 
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
         self.start = {name: self._ends(name) for name in (MARKET_TRADES.name, MARKET_EVENTS.name,
                                                           MARKET_TRADES.dlq.name)}
 
-    def _consumer(self) -> Consumer:
-        return Consumer({**client_config(self.bootstrap), "group.id": "ingest-tests",
-                         "enable.auto.commit": False, "log_level": 3})
-
     def _ends(self, topic: str) -> dict[int, int]:
-        c = self._consumer()
         deadline = time.monotonic() + 30  # a fresh broker may still be electing partition leaders
-        try:
-            while True:
-                try:
-                    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-                    return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
-                except KafkaException:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.5)
-        finally:
-            c.close()
+        while True:
+            try:
+                return end_offsets(self.bootstrap, topic)
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
-    def read(self, topic: str, idle_s: float, limit: int | None = None) -> list[bytes]:
-        c = self._consumer()
-        out: list[bytes] = []
-        try:
-            c.assign([TopicPartition(topic, p, o) for p, o in self.start[topic].items()])
-            last = time.monotonic()
-            while limit is None or len(out) < limit:
-                batch = c.consume(num_messages=1000, timeout=0.2)
-                if not batch:
-                    if time.monotonic() - last >= idle_s:
-                        break
-                    continue
-                last = time.monotonic()
-                for m in batch:
-                    value = m.value()
-                    assert m.error() is None and value is not None, m.error()
-                    out.append(value)
-        finally:
-            c.close()
-        return out
+    def read(self, topic: str) -> list[bytes]:
+        return [m.value() or b"" for m in read_to_end(self.bootstrap, topic, start=self.start[topic])]
 
-    def trades(self, limit: int | None = None, idle_s: float = 3.0) -> list[Trade]:
-        return [decode(v, Trade) for v in self.read(MARKET_TRADES.name, idle_s, limit)]
+    def trades(self) -> list[Trade]:
+        return [decode(v, Trade) for v in self.read(MARKET_TRADES.name)]
 
-    def events(self, idle_s: float = 1.5) -> list[MarketEvent]:
-        return [decode(v, MarketEvent) for v in self.read(MARKET_EVENTS.name, idle_s)]
+    def events(self) -> list[MarketEvent]:
+        return [decode(v, MarketEvent) for v in self.read(MARKET_EVENTS.name)]
 
-    def dead_letters(self, idle_s: float = 1.5) -> list[DeadLetter]:
-        return [decode(v, DeadLetter) for v in self.read(MARKET_TRADES.dlq.name, idle_s)]
+    def dead_letters(self) -> list[DeadLetter]:
+        return [decode(v, DeadLetter) for v in self.read(MARKET_TRADES.dlq.name)]
 
 
 def minute_bars(trades: list[tuple[int, float, float, int]]) -> dict[int, tuple[float, float, float, float, float]]:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from contracts.topic_reader import end_offsets
+from contracts.topics import MARKET_TRADES
 from infra.kafka.broker import BrokerInfo
 from tests.helpers import DATA, REPO, cli_env, tickflow_cmd
 from tests.unit.trader.trader_support import linear_bundle
@@ -79,7 +81,10 @@ def test_a_replay_stopped_while_its_broker_is_gone_says_what_was_acknowledged(
     replay = subprocess.Popen(tickflow_cmd("ingest", "replay", str(TICKS), "--speed", "1", "--no-progress"),
                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(6)
+        deadline = time.monotonic() + 60
+        while sum(end_offsets(info.bootstrap, MARKET_TRADES).values()) == 0:  # its first trades acknowledged
+            assert replay.poll() is None and time.monotonic() < deadline, replay.communicate()
+            time.sleep(0.2)
         assert replay.poll() is None, replay.communicate()
         subprocess.run(["kill", "-9", str(info.pid)], check=True)
         time.sleep(2)

@@ -72,7 +72,11 @@ def test_bloated_vectors_and_forged_fills_go_to_the_dlq(shared_broker: BrokerInf
         producer.produce(SIGNALS_FEATURES.name, encode(_vector(120_000, {**good, "ret_1": 1.0})), key)
         producer.flush(30)
         _wait(log, "Order o-")
-        time.sleep(2)
+        deadline = time.monotonic() + 30  # and the bloated vector and the forged fill refused
+        for dlq in (SIGNALS_FEATURES.dlq, FILLS.dlq):
+            while not any(True for _ in read_to_end(info.bootstrap, dlq)):
+                assert time.monotonic() < deadline, f"no dead letter on {dlq.name} within 30 s"
+                time.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from contracts.topics import PREFIX_ENV, REGISTRY
+from contracts.topic_reader import end_offsets
+from contracts.topics import MARKET_TRADES, PREFIX_ENV, REGISTRY
 from infra.kafka.broker import BrokerInfo, LocalBroker
 from tests.helpers import DATA, cli_env, tickflow_cmd
 from tests.integration.ingest_kafka_support import FRAMES, N_TRADES, TRADES_CSV, Marks, csv_trades, minute_bars
@@ -34,7 +35,7 @@ def test_trade_dump_replays_every_trade_once_exactly(shared_broker: BrokerInfo, 
     marks = Marks(shared_broker.bootstrap)
     out = replay(shared_broker, tmp_path, str(TRADES_CSV), "--speed", "max")
     assert f"{N_TRADES:,} trades" in out and f"delivered {N_TRADES:,} of {N_TRADES:,} records" in out
-    got = marks.trades(limit=N_TRADES + 1)
+    got = marks.trades()
     assert len(got) == N_TRADES
     assert {(t.exchange, t.symbol, t.venue_symbol) for t in got} == {("binance", "BTC-USDT", "BTCUSDT")}
     assert {int(t.trade_id): (t.price, t.size, t.ts_event, t.side) for t in got} == {
@@ -62,7 +63,7 @@ def test_a_topic_prefix_puts_every_trade_of_a_replay_on_its_topics_and_none_else
     trades = [json.loads(line) for line in dumped.stdout.splitlines()]
     assert sorted(int(t["trade_id"]) for t in trades) == sorted(r[0] for r in csv_trades())
     monkeypatch.delenv(PREFIX_ENV)
-    assert unprefixed.trades(idle_s=1.0) == []
+    assert unprefixed.trades() == []
 
 
 def test_recorded_frames_go_through_the_live_parser_and_bad_ones_to_the_dlq(shared_broker: BrokerInfo,
@@ -99,7 +100,7 @@ def test_recorded_frames_go_through_the_live_parser_and_bad_ones_to_the_dlq(shar
     assert all(d.source == "binance" and d.reason for d in dead)
     reasons = {d.raw: d.reason for d in dead}
     assert "JSON" in reasons[bad_frames["broken"]] and "price" in reasons[bad_frames["negative"]]
-    got = marks.trades(limit=n_trades + 1)
+    got = marks.trades()
     assert len(got) == n_trades == len({t.trade_id for t in got})
 
 
@@ -116,7 +117,7 @@ def test_candles_expand_to_trades_whose_bars_are_the_candles(shared_broker: Brok
     candles = {int(r[0]): tuple(map(float, r[1:])) for r in csv.reader(head[1:])}
     n = 4 * sum(1 for c in candles.values() if c[4] > 0)
     assert f"{n:,} trades" in out
-    got = marks.trades(limit=n + 1)
+    got = marks.trades()
     assert len(got) == n and {t.symbol for t in got} == {"ETH-USDT"}
     bars = minute_bars([(int(t.trade_id), t.price, t.size, t.ts_event) for t in got])
     for minute, (o, h, low, c, v) in candles.items():
@@ -134,7 +135,10 @@ def test_broker_restarted_during_a_replay_loses_and_duplicates_nothing(make_brok
                             env=cli_env(kafka.bootstrap, tmp_path), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
-        time.sleep(4)
+        deadline = time.monotonic() + 60
+        while sum(end_offsets(kafka.bootstrap, MARKET_TRADES).values()) < 1_000:  # the replay is under way
+            assert proc.poll() is None and time.monotonic() < deadline, "the replay ended before the broker restart"
+            time.sleep(0.2)
         assert proc.poll() is None, "the replay ended before the broker restart"
         broker = LocalBroker(Path(kafka.home), port=kafka.port)
         broker.stop()
@@ -146,7 +150,7 @@ def test_broker_restarted_during_a_replay_loses_and_duplicates_nothing(make_brok
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, out[-3000:]
-    got = marks.trades(limit=N_TRADES + 1)
+    got = marks.trades()
     ids = [int(t.trade_id) for t in got]
     assert len(ids) == len(set(ids)) == N_TRADES, f"{len(ids)} trades, {len(set(ids))} distinct"
     assert {i: (t.price, t.size, t.ts_event, t.side) for i, t in zip(ids, got, strict=True)} == {

@@ -11,6 +11,7 @@ import pytest
 from tests.unit.trader.trader_support import NAMES, synthetic_frame
 from trader.backtest import Run, metrics
 from trader.evaluation import evaluate, walk_forward
+from trader.policy.bundle import Bundle
 from trader.policy.dataset import load
 from trader.policy.train import TrainConfig, train
 
@@ -24,11 +25,15 @@ def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_evaluate_writes_metrics_beside_baselines_out_of_sample(tmp_path: Path, data_file: Path) -> None:
-    data = load(data_file, NAMES)
-    train(data, TrainConfig(algo="ppo", timesteps=1_000, seed=1, every=5, episode_len=64, progress=False),
-          tmp_path / "b")
-    m = evaluate(tmp_path / "b", data_file, tmp_path / "eval")
+@pytest.fixture(scope="module")
+def ppo(data_file: Path) -> Bundle:
+    """One tiny PPO bundle (seed 1) on the synthetic file, evaluated by the tests that do not train their own."""
+    return train(load(data_file, NAMES), TrainConfig(algo="ppo", timesteps=1_000, seed=1, every=5, episode_len=64,
+                                                      progress=False), data_file.parent / "ppo").bundle
+
+
+def test_evaluate_writes_metrics_beside_baselines_out_of_sample(tmp_path: Path, data_file: Path, ppo: Bundle) -> None:
+    m = evaluate(ppo.path, data_file, tmp_path / "eval")
     on_disk = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert on_disk["policy"] == pytest.approx(m["policy"])
     assert set(m["policy"]) >= KEYS
@@ -49,12 +54,10 @@ def test_evaluate_writes_metrics_beside_baselines_out_of_sample(tmp_path: Path, 
     assert (tmp_path / "eval" / "equity.png").stat().st_size > 10_000
 
 
-def test_evaluate_seeds_reports_each_seed_their_mean_spread_and_bootstrap_intervals(tmp_path: Path,
-                                                                                    data_file: Path) -> None:
-    data = load(data_file, NAMES)
-    b = train(data, TrainConfig(algo="ppo", timesteps=1_000, seed=1, every=5, episode_len=64, progress=False),
-              tmp_path / "b").bundle
-    m = evaluate(tmp_path / "b", data_file, tmp_path / "eval", seeds=3)
+def test_evaluate_seeds_reports_each_seed_their_mean_spread_and_bootstrap_intervals(tmp_path: Path, data_file: Path,
+                                                                                    ppo: Bundle) -> None:
+    b = ppo
+    m = evaluate(b.path, data_file, tmp_path / "eval", seeds=3)
     s = m["seeds"]
     assert [r["seed"] for r in s["runs"]] == [1, 2, 3] and s["runs"][0]["version"] == b.version
     assert len({r["version"] for r in s["runs"]}) == 3, "each seed trains its own policy"
@@ -72,7 +75,7 @@ def test_evaluate_seeds_reports_each_seed_their_mean_spread_and_bootstrap_interv
     other = tmp_path / "other.parquet"
     synthetic_frame(n=1_000, seed=9).to_parquet(other)
     with pytest.raises(ValueError, match="--train-data"):
-        evaluate(tmp_path / "b", other, tmp_path / "eval2", seeds=2)
+        evaluate(b.path, other, tmp_path / "eval2", seeds=2)
 
 
 def test_walk_forward_uses_three_folds_with_an_embargo(tmp_path: Path, data_file: Path) -> None:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.helpers import REPO, tickflow_cmd
 from tests.unit.trader.trader_support import NAMES, synthetic_frame
+from tickflow.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -21,18 +19,18 @@ def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def tickflow(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(tickflow_cmd(*args), cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TICKFLOW_HOME": str(home), "PYTHONPATH": str(REPO)})
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done
+def tickflow(*args: str, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `tickflow` command as the CLI runs it (its main, in this process: no interpreter and torch to start)."""
+    monkeypatch.setenv("TICKFLOW_HOME", str(home))
+    assert main(list(args)) == 0, f"tickflow {' '.join(args)} failed"
 
 
-def test_train_with_tensorboard_writes_reward_loss_and_entropy_curves(tmp_path: Path, data_file: Path) -> None:
+def test_train_with_tensorboard_writes_reward_loss_and_entropy_curves(tmp_path: Path, data_file: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     logs = tmp_path / "tb"
     tickflow("train", "--algo", "ppo", "--data", str(data_file), "--out", str(tmp_path / "b"), "--timesteps",
              "4096", "--every", "5", "--episode-len", "64", "--no-progress", "--features", ",".join(NAMES),
-             "--tensorboard", str(logs), home=tmp_path / "home")
+             "--tensorboard", str(logs), home=tmp_path / "home", monkeypatch=monkeypatch)
     events = list(logs.rglob("events.out.tfevents.*"))
     assert events, f"no event file under {logs}"
     acc = EventAccumulator(str(events[0].parent))
@@ -46,16 +44,19 @@ def test_train_with_tensorboard_writes_reward_loss_and_entropy_curves(tmp_path: 
     assert all(abs(e.value) < 1e6 for e in acc.Scalars("rollout/ep_rew_mean"))
 
 
-def test_compare_prints_and_writes_a_leaderboard_of_two_evaluations(tmp_path: Path, data_file: Path) -> None:
+def test_compare_prints_and_writes_a_leaderboard_of_two_evaluations(tmp_path: Path, data_file: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     home = tmp_path / "home"
     for seed in ("1", "2"):
         tickflow("train", "--algo", "ppo", "--data", str(data_file), "--out", str(tmp_path / f"b{seed}"),
                  "--timesteps", "1024", "--seed", seed, "--every", "5", "--episode-len", "64", "--no-progress",
-                 "--features", ",".join(NAMES), home=home)
+                 "--features", ",".join(NAMES), home=home, monkeypatch=monkeypatch)
         tickflow("evaluate", "--bundle", str(tmp_path / f"b{seed}"), "--data", str(data_file), "--out",
-                 str(tmp_path / f"e{seed}"), home=home)
-    done = tickflow("compare", str(tmp_path / "e1"), str(tmp_path / "e2"), home=home)
-    lines = done.stdout.splitlines()
+                 str(tmp_path / f"e{seed}"), home=home, monkeypatch=monkeypatch)
+    capsys.readouterr()
+    tickflow("compare", str(tmp_path / "e1"), str(tmp_path / "e2"), home=home, monkeypatch=monkeypatch)
+    lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:4] == ["#", "policy", "data", "seed"]
     assert len(lines) == 4 and lines[-1] == f"wrote {home / 'compare.csv'}"
     with (home / "compare.csv").open() as fh:
