@@ -56,13 +56,13 @@ class BookGate:
         queue.append((offset, key, t))
         return False
 
-    def release(self) -> list[tuple[int, int, Trade]]:
-        """(partition, offset, trade) of the waiting trades that may go now, in order per partition."""
-        out: list[tuple[int, int, Trade]] = []
+    def release(self) -> list[tuple[int, int, bytes, Trade]]:
+        """(partition, offset, key, trade) of the waiting trades that may go now, in order per partition."""
+        out: list[tuple[int, int, bytes, Trade]] = []
         for partition, queue in self.waiting.items():
             while queue and self.passes(partition, queue[0][1], queue[0][2].ts_event):
-                offset, _, t = queue.popleft()
-                out.append((partition, offset, t))
+                offset, key, t = queue.popleft()
+                out.append((partition, offset, key, t))
         return out
 
     def first_waiting(self, partition: int) -> int | None:
