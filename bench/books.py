@@ -14,12 +14,18 @@ already parsed, no Kafka. The two books must agree at the end (best five levels 
 counts of level changes must be equal, or the bench fails.
 
 The figure is wall-clock; ``extra`` adds the process's CPU seconds (librdkafka's threads included) and
-level changes per CPU second, which say more when the machine's cores are shared with other work.
+level changes per CPU second, which say more when the machine's cores are shared with other work, and the
+load average. The module gets a broker of its own (``FRESH_BROKER``), so that its figure does not depend
+on what the modules before it left on the shared one in a full ``make bench`` (Kafka's perf tool's 2M
+records, the replay's million trades). The objects the process already holds (the frames read, earlier
+modules' leftovers) are frozen out of the garbage collector while the replay is timed.
 """
 
 from __future__ import annotations
 
+import gc
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +45,7 @@ from ingestor.venues.base import BookFrame
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = next((REPO / "data" / "ticks").glob("binance_spot_btcusdt_*_timed.jsonl.gz"))
 MIN_LEVELS = 1_000_000
+FRESH_BROKER = True  # not the broker the perf tool and the trade replay have just loaded
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,8 @@ def ingest(ctx: BenchContext, lines: list[Line], passes: int) -> tuple[BookFeed,
     publisher = Publisher(ctx.bootstrap, reports="errors")
     feed = BookFeed(venue("binance"), PublisherSink(publisher))
     on_frame = feed.on_frame
+    gc.collect()
+    gc.freeze()
     start, cpu = time.perf_counter(), time.process_time()
     for i in range(passes):
         if i:
@@ -93,6 +102,7 @@ def ingest(ctx: BenchContext, lines: list[Line], passes: int) -> tuple[BookFeed,
         publisher.poll()
     remaining = publisher.flush()
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    gc.unfreeze()
     if remaining or publisher.failed:
         raise RuntimeError(f"the broker did not acknowledge {remaining + publisher.failed:,} book records "
                            f"({publisher.first_error or 'timed out'})")
@@ -140,7 +150,8 @@ def run(ctx: BenchContext) -> list[Result]:
                f"market.books ({c.deltas:,} deltas, {c.snapshots:,} snapshots, {publisher.produced:,} records "
                "including resync events) by one process, acks=all, idempotent, lz4, including the final flush",
                extra={"seconds": seconds, "cpu_seconds": cpu, "levels_per_cpu_s": c.levels / cpu,
-                      "records": float(publisher.produced), "frames_per_s": passes * len(lines) / seconds}),
+                      "records": float(publisher.produced), "frames_per_s": passes * len(lines) / seconds,
+                      "load_avg_1m": os.getloadavg()[0]}),
         Result("book.reference_levels_per_s", ref_levels / ref_seconds, "levels/s", None,
                f"reference: the same {ref_levels:,} level changes, already parsed into floats, applied to the "
                "order-book C library (bmoscon, order_book.OrderBook) alone: no parsing, sync, encoding or Kafka"),

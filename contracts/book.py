@@ -54,15 +54,25 @@ class BookSide:
             for price, size in levels:
                 self.set(price, size)
             return
-        sizes, keys, desc = self.sizes, self._keys, self.descending
+        sizes, keys = self.sizes, self._keys
         pop = sizes.pop
+        if self.descending:  # bids: the price is the key
+            for price, size in levels:
+                if size == 0.0:
+                    if pop(price, None) is not None:
+                        del keys[bisect_left(keys, price)]
+                else:
+                    if price not in sizes:
+                        insort(keys, price)
+                    sizes[price] = size
+            return
         for price, size in levels:
             if size == 0.0:
                 if pop(price, None) is not None:
-                    del keys[bisect_left(keys, price if desc else -price)]
+                    del keys[bisect_left(keys, -price)]
             else:
                 if price not in sizes:
-                    insort(keys, price if desc else -price)
+                    insort(keys, -price)
                 sizes[price] = size
 
     def clear(self) -> None:
