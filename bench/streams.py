@@ -34,16 +34,16 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from confluent_kafka import OFFSET_END, Consumer, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 from bench.context import BenchContext
 from bench.results import Result
-from contracts import V1, Trade, decode, encode, market_key
+from contracts import V1, Bar, Trade, decode, encode, market_key
 from contracts.books import BookUpdate
 from contracts.client_config import producer_config
 from contracts.messages import FeatureVector
-from contracts.topics import SIGNALS_BARS, SIGNALS_FEATURES
+from contracts.topics import MARKET_BOOKS, SIGNALS_BARS, SIGNALS_FEATURES
 from streams.processor import Output, Processor
 
 FRESH_BROKER = True  # reads market.trades / signals.features: only its own records there
@@ -104,16 +104,17 @@ def _produce(bootstrap: str, trades: list[Trade], books: list[BookUpdate], prefi
     p.flush(60)
 
 
-def _output_times(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[int]:
+def _output_times(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[tuple[int, int]]:
+    """(CreateTime, window_end) of each bar on ``topic``, read until none came for ``idle_s``."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{time.time_ns()}", "enable.auto.commit": False})
     parts = c.list_topics(topic, timeout=10).topics[topic].partitions
     c.assign([TopicPartition(topic, p, 0) for p in parts])
-    times: list[int] = []
+    times: list[tuple[int, int]] = []
     last = time.monotonic()
     while time.monotonic() - last < idle_s:
         for m in c.consume(10_000, 0.5):
             if not m.error():
-                times.append(m.timestamp()[1])
+                times.append((m.timestamp()[1], decode(m.value() or b"", Bar).window_end))
                 last = time.monotonic()
     c.close()
     return times
@@ -126,21 +127,26 @@ def _cpu_s(pid: int) -> float:
 
 
 def _wait_outputs(bootstrap: str, topic: str, want: int, timeout: float, pid: int) -> tuple[int, float]:
-    """(records on ``topic`` once ``want`` are there or at the timeout, CPU seconds of ``pid`` from the first
-    output record to then)."""
+    """(records on ``topic`` once ``want`` are there or at the timeout, CPU seconds of ``pid`` at its first
+    output record)."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-count"})
     deadline = time.monotonic() + timeout
     n = 0
-    first: tuple[int, float] | None = None
+    first = float("nan")
     while time.monotonic() < deadline:
-        n = sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(4))
-        if n and first is None:
-            first = (n, _cpu_s(pid))
+        try:
+            n = sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(4))
+        except KafkaException as err:  # the worker has not created its output topic yet
+            if err.args[0].code() != KafkaError._UNKNOWN_PARTITION:
+                raise
+            n = 0
+        if n and first != first:  # nan: not yet
+            first = _cpu_s(pid)
         if n >= want:
             break
         time.sleep(0.2)
     c.close()
-    return n, _cpu_s(pid) - first[1] if first is not None else float("nan")
+    return n, first
 
 
 def _worker(ctx: BenchContext, prefix: str = "") -> tuple[subprocess.Popen[bytes], IO[bytes]]:
@@ -158,15 +164,19 @@ def _stop(worker: subprocess.Popen[bytes], log: IO[bytes]) -> None:
     log.close()
 
 
-def _backlog(ctx: BenchContext, worker: subprocess.Popen[bytes], bars_topic: str, span_s: int) -> tuple[int, float,
-                                                                                                        float]:
-    """(bars, trades/s between the first and last output record, the worker's CPU seconds per million trades)."""
+def _backlog(ctx: BenchContext, worker: subprocess.Popen[bytes], bars_topic: str, trades_per_ms: float,
+             span_s: int) -> tuple[int, float, float]:
+    """(bars, trades/s, the worker's CPU seconds per million trades) between its first and last output record.
+    The trades those took are told by the bars' event times (``trades_per_ms`` of event time), so a worker that
+    had not finished the backlog when the reading stopped is measured on what it did."""
     # every symbol closes ~(span - grace) one-second bars; wait for nearly all of them
-    got, cpu_s = _wait_outputs(ctx.bootstrap, bars_topic, SYMBOLS * (span_s - 3), 100, worker.pid)
-    times = sorted(_output_times(ctx.bootstrap, bars_topic))
-    # the first output needs ~3 s of event time (1 s bar + grace): 30,000 trades before it
-    counted = N_TRADES - 30_000
-    return got, counted / max((times[-1] - times[0]) / 1000, 1e-3), cpu_s / counted * 1e6
+    _, cpu_first = _wait_outputs(ctx.bootstrap, bars_topic, SYMBOLS * (span_s - 3), 100, worker.pid)
+    out = _output_times(ctx.bootstrap, bars_topic)  # read until none came for 3 s
+    cpu_s = _cpu_s(worker.pid) - cpu_first
+    created = [c for c, _ in out]
+    ends = [e for _, e in out]
+    trades = trades_per_ms * (max(ends) - min(ends))
+    return len(out), trades / max((max(created) - min(created)) / 1000, 1e-3), cpu_s / max(trades, 1.0) * 1e6
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -305,9 +315,10 @@ def run(ctx: BenchContext) -> list[Result]:
     _produce(ctx.bootstrap, trades, books)
     floor = _burst_floor(ctx.bootstrap, 30.0, burst)
     span_s = (trades[-1].ts_event - t0) // 1000
+    per_ms = N_TRADES / (trades[-1].ts_event - t0)  # trades per ms of event time
     worker, log = _worker(ctx)
     try:
-        got, rate, cpu = _backlog(ctx, worker, SIGNALS_BARS.name, span_s)
+        got, rate, cpu = _backlog(ctx, worker, SIGNALS_BARS.name, per_ms, span_s)
         load = os.getloadavg()[0]
         rss = _peak_rss_mb(worker.pid)
         on_topic, at_consumer = _live_latency(ctx.bootstrap, 30.0)
@@ -315,12 +326,13 @@ def run(ctx: BenchContext) -> list[Result]:
         _stop(worker, log)
     # The reference: the same trades without books, through a worker of their own (its books topic empty)
     admin = AdminClient({"bootstrap.servers": ctx.bootstrap})
-    for f in admin.create_topics([NewTopic(f"{NO_BOOKS}market.books", 4, 1)]).values():
+    made = [NewTopic(f"{NO_BOOKS}{t}", 4, 1) for t in (MARKET_BOOKS.name, SIGNALS_BARS.name, SIGNALS_FEATURES.name)]
+    for f in admin.create_topics(made).values():
         f.result(30)
     _produce(ctx.bootstrap, trades, [], NO_BOOKS)
     worker, log = _worker(ctx, NO_BOOKS)
     try:
-        got_nb, rate_nb, cpu_nb = _backlog(ctx, worker, f"{NO_BOOKS}{SIGNALS_BARS.name}", span_s)
+        got_nb, rate_nb, cpu_nb = _backlog(ctx, worker, f"{NO_BOOKS}{SIGNALS_BARS.name}", per_ms, span_s)
         load_nb = os.getloadavg()[0]
     finally:
         _stop(worker, log)

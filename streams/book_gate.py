@@ -49,7 +49,7 @@ class BookGate:
     def admit(self, partition: int, offset: int, key: bytes, t: Trade) -> bool:
         """True: apply the trade now. False: it waits (``release`` hands it back later)."""
         queue = self.waiting.get(partition)
-        if not queue and self.passes(partition, key, t.ts_event):
+        if not queue and (partition in self.at_end or self.passes(partition, key, t.ts_event)):
             return True
         if queue is None:
             queue = self.waiting[partition] = deque()
