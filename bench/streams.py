@@ -4,8 +4,8 @@
   time) with their books flowing beside them on ``market.books`` (a 50-level snapshot per symbol, then a delta
   of 5 level changes every 100 ms, as Binance's diffs come; ``streams.book_records``), consumed by one
   `tickflow streams worker`, which computes schema v2 with the book features; rate between its first and last
-  output bar (Kafka CreateTime), over the trades those bars' event times span. References, same run: the same trades and books through ``Processor``
-  in-process (the bars-and-features work alone, no Kafka, no Faust), and
+  output bar (Kafka CreateTime), over the trades those bars' event times span. References, same run: the
+  same trades and books through ``Processor`` in-process (the bars-and-features work alone, no Kafka, no Faust), and
   ``streams.trades_per_s_per_worker_no_books``: the same trades alone (topics under the prefix ``nobooks.``,
   an empty books topic) through a second worker. ``extra`` gives each worker's CPU seconds per million trades
   (the process, librdkafka's threads included, from its first output to its last), the figure that holds when
