@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from contracts import FeatureVector, decode, encode
 from contracts.books import BookUpdate
 from contracts.feature_schema import BOOK_FEATURE_NAMES, V1, V2
+from contracts.messages import V1 as MESSAGE_V1
 from contracts.messages import Trade
 from streams.features.book_features import level_values, ofi
 from streams.offline import closed_bars, features_frame, read_recording
@@ -225,7 +227,8 @@ def test_a_book_older_than_its_limit_gives_no_level_features_and_a_quiet_book_th
 def _deltas(n: int, back_every: int) -> list[BookUpdate]:
     """A snapshot, then ``n`` deltas 10 ms apart whose event time steps back 25 ms every ``back_every`` (as a
     resync's buffered diffs come after the snapshot's receive time); the best levels' sizes change each time."""
-    common = {"schema_version": "1", "exchange": "x", "symbol": "A-B", "venue_symbol": "AB", "ts_ingest": 1}
+    common: dict[str, Any] = {"schema_version": MESSAGE_V1, "exchange": "x", "symbol": "A-B", "venue_symbol": "AB",
+                              "ts_ingest": 1}
     out = [BookUpdate(**common, kind="snapshot", seq=1, bids=[(99.0, 1.0), (98.0, 2.0)],
                       asks=[(101.0, 1.0), (102.0, 2.0)], ts_event=1_000)]
     ts = 1_000
@@ -256,4 +259,4 @@ def test_a_bars_order_flow_counts_the_updates_in_its_window_in_order_or_not(back
         assert got[-2:] == [total, float(len(flow))], start
         assert cut.values(start, start + 100) == got, start
     assert len(cut.flow_ts) < 1_000 < len(keep_all.flow_ts)  # the cut one was compacted
-    assert sum(keep_all.values(s, s + 100)[-1] for s in range(1_000, records[-1].ts_event + 200, 100)) > 2_000
+    assert sum(keep_all.values(s, s + 100)[-1] or 0.0 for s in range(1_000, records[-1].ts_event + 200, 100)) > 2_000
