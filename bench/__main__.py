@@ -1,8 +1,7 @@
 """`make bench`: run every benchmark against local brokers; write bench/results.json.
 
 Kafka's perf tool and the ingest replay share one broker (warmed up alike); a module that reads the
-registry's topics, or whose figure must not depend on what ran before it (FRESH_BROKER = True), gets a
-broker of its own.
+registry's topics (FRESH_BROKER = True) gets a broker of its own.
 
 Each throughput sits beside the reference it is compared with, measured in the same run (Kafka's own
 perf tools, or an unoptimised path), because these machines are noisy. Select with
