@@ -14,12 +14,19 @@ already parsed, no Kafka. The two books must agree at the end (best five levels 
 counts of level changes must be equal, or the bench fails.
 
 The figure is wall-clock; ``extra`` adds the process's CPU seconds (librdkafka's threads included) and
-level changes per CPU second, which say more when the machine's cores are shared with other work.
+level changes per CPU second, which say more when the machine's cores are shared with other work, and the
+load average. It shares the broker Kafka's perf tool and the trade replay warmed up: after them, in
+``make bench``'s order, it gave 825,000 levels/s on a nearly quiet machine (load average 3.4), more than
+the 447,000 measured alone before; one run on a broker of its own, just started, waited through most of
+the replay (wall 6.4 s for 1.7 CPU s, load 6.8). The objects the process already holds (the frames read,
+earlier modules' leftovers) are frozen out of the garbage collector while the replay is timed.
 """
 
 from __future__ import annotations
 
+import gc
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +91,8 @@ def ingest(ctx: BenchContext, lines: list[Line], passes: int) -> tuple[BookFeed,
     publisher = Publisher(ctx.bootstrap, reports="errors")
     feed = BookFeed(venue("binance"), PublisherSink(publisher))
     on_frame = feed.on_frame
+    gc.collect()
+    gc.freeze()
     start, cpu = time.perf_counter(), time.process_time()
     for i in range(passes):
         if i:
@@ -93,6 +102,7 @@ def ingest(ctx: BenchContext, lines: list[Line], passes: int) -> tuple[BookFeed,
         publisher.poll()
     remaining = publisher.flush()
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    gc.unfreeze()
     if remaining or publisher.failed:
         raise RuntimeError(f"the broker did not acknowledge {remaining + publisher.failed:,} book records "
                            f"({publisher.first_error or 'timed out'})")
@@ -140,7 +150,8 @@ def run(ctx: BenchContext) -> list[Result]:
                f"market.books ({c.deltas:,} deltas, {c.snapshots:,} snapshots, {publisher.produced:,} records "
                "including resync events) by one process, acks=all, idempotent, lz4, including the final flush",
                extra={"seconds": seconds, "cpu_seconds": cpu, "levels_per_cpu_s": c.levels / cpu,
-                      "records": float(publisher.produced), "frames_per_s": passes * len(lines) / seconds}),
+                      "records": float(publisher.produced), "frames_per_s": passes * len(lines) / seconds,
+                      "load_avg_1m": os.getloadavg()[0]}),
         Result("book.reference_levels_per_s", ref_levels / ref_seconds, "levels/s", None,
                f"reference: the same {ref_levels:,} level changes, already parsed into floats, applied to the "
                "order-book C library (bmoscon, order_book.OrderBook) alone: no parsing, sync, encoding or Kafka"),

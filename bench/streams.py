@@ -4,8 +4,12 @@
   time) with their books flowing beside them on ``market.books`` (a 50-level snapshot per symbol, then a delta
   of 5 level changes every 100 ms, as Binance's diffs come; ``streams.book_records``), consumed by one
   `tickflow streams worker`, which computes schema v2 with the book features; rate between its first and last
-  output record (Kafka CreateTime). Reference, same run: the same trades and books through ``Processor``
-  in-process (the bars-and-features work alone, no Kafka, no Faust).
+  output bar (Kafka CreateTime), over the trades those bars' event times span. References, same run: the
+  same trades and books through ``Processor`` in-process (the bars-and-features work alone, no Kafka, no Faust), and
+  ``streams.trades_per_s_per_worker_no_books``: the same trades alone (topics under the prefix ``nobooks.``,
+  an empty books topic) through a second worker. ``extra`` gives each worker's CPU seconds per million trades
+  (the process, librdkafka's threads included, from its first output to its last), the figure that holds when
+  the machine's cores are shared with other work.
 - streams.peak_rss_mb: the worker's peak resident memory (VmHWM) after that run.
 - streams.bar_to_feature_p99_ms: live mode on the same worker: 20 symbols trading now (some quiet) for 30 s,
   each feature vector's append to ``signals.features`` (the broker's LogAppendTime, which this bench sets on
@@ -27,22 +31,23 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
-from confluent_kafka import OFFSET_END, Consumer, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 from bench.context import BenchContext
 from bench.results import Result
-from contracts import V1, Trade, decode, encode, market_key
+from contracts import V1, Bar, Trade, decode, encode, market_key
 from contracts.books import BookUpdate
 from contracts.client_config import client_config, producer_config
 from contracts.messages import FeatureVector
-from contracts.topics import SIGNALS_BARS, SIGNALS_FEATURES
+from contracts.topics import MARKET_BOOKS, SIGNALS_BARS, SIGNALS_FEATURES
 from streams.processor import Output, Processor
 
 FRESH_BROKER = True  # reads market.trades / signals.features: only its own records there
+NO_BOOKS = "nobooks."  # the topic prefix of the reference run without books
 
 REPO = Path(__file__).resolve().parents[1]
 SYMBOLS = 100
@@ -84,10 +89,11 @@ def _books(t0: int, span_ms: int) -> list[BookUpdate]:
     return out
 
 
-def _produce(bootstrap: str, trades: list[Trade], books: list[BookUpdate]) -> None:
+def _produce(bootstrap: str, trades: list[Trade], books: list[BookUpdate], prefix: str = "") -> None:
     p = Producer(producer_config(bootstrap, {"linger.ms": 50, "compression.type": "lz4"}))
-    records: list[tuple[str, str, str, Trade | BookUpdate]] = [("market.books", u.exchange, u.symbol, u) for u in books]
-    records += [("market.trades", t.exchange, t.symbol, t) for t in trades]
+    records: list[tuple[str, str, str, Trade | BookUpdate]] = [(f"{prefix}market.books", u.exchange, u.symbol, u)
+                                                               for u in books]
+    records += [(f"{prefix}market.trades", t.exchange, t.symbol, t) for t in trades]
     for topic, exchange, symbol, value in records:
         while True:
             try:
@@ -98,32 +104,79 @@ def _produce(bootstrap: str, trades: list[Trade], books: list[BookUpdate]) -> No
     p.flush(60)
 
 
-def _output_times(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[int]:
+def _output_times(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[tuple[int, int]]:
+    """(CreateTime, window_end) of each bar on ``topic``, read until none came for ``idle_s``."""
     c = Consumer({**client_config(bootstrap), "group.id": f"bench-{time.time_ns()}", "enable.auto.commit": False})
     parts = c.list_topics(topic, timeout=10).topics[topic].partitions
     c.assign([TopicPartition(topic, p, 0) for p in parts])
-    times: list[int] = []
+    times: list[tuple[int, int]] = []
     last = time.monotonic()
     while time.monotonic() - last < idle_s:
         for m in c.consume(10_000, 0.5):
             if not m.error():
-                times.append(m.timestamp()[1])
+                times.append((m.timestamp()[1], decode(m.value() or b"", Bar).window_end))
                 last = time.monotonic()
     c.close()
     return times
 
 
-def _wait_outputs(bootstrap: str, topic: str, want: int, timeout: float) -> int:
+def _cpu_s(pid: int) -> float:
+    """User plus system CPU seconds of a process, every thread."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_outputs(bootstrap: str, topic: str, want: int, timeout: float, pid: int) -> tuple[int, float]:
+    """(records on ``topic`` once ``want`` are there or at the timeout, CPU seconds of ``pid`` at its first
+    output record)."""
     c = Consumer({**client_config(bootstrap), "group.id": "bench-count"})
     deadline = time.monotonic() + timeout
     n = 0
+    first = float("nan")
     while time.monotonic() < deadline:
-        n = sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(4))
+        try:
+            n = sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(4))
+        except KafkaException as err:  # the worker has not created its output topic yet
+            if err.args[0].code() != KafkaError._UNKNOWN_PARTITION:
+                raise
+            n = 0
+        if n and first != first:  # nan: not yet
+            first = _cpu_s(pid)
         if n >= want:
             break
-        time.sleep(0.5)
+        time.sleep(0.2)
     c.close()
-    return n
+    return n, first
+
+
+def _worker(ctx: BenchContext, prefix: str = "") -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+    """A `tickflow streams worker` on the topics under ``prefix``, and its log file."""
+    env = dict(os.environ, KAFKA_BOOTSTRAP=ctx.bootstrap, TICKFLOW_HOME=str(ctx.workdir / f"{prefix}streams-home"),
+               PYTHONPATH=str(REPO), STREAMS__GRACE_MS=str(GRACE_MS), TICKFLOW_TOPIC_PREFIX=prefix)
+    log = (ctx.workdir / f"{prefix}streams-worker.log").open("wb")
+    return subprocess.Popen([sys.executable, "-m", "tickflow", "streams", "worker"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, cwd=REPO), log
+
+
+def _stop(worker: subprocess.Popen[bytes], log: IO[bytes]) -> None:
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(30)
+    log.close()
+
+
+def _backlog(ctx: BenchContext, worker: subprocess.Popen[bytes], bars_topic: str, trades_per_ms: float,
+             span_s: int) -> tuple[int, float, float]:
+    """(bars, trades/s, the worker's CPU seconds per million trades) between its first and last output record.
+    The trades those took are told by the bars' event times (``trades_per_ms`` of event time), so a worker that
+    had not finished the backlog when the reading stopped is measured on what it did."""
+    # every symbol closes ~(span - grace) one-second bars; wait for nearly all of them
+    _, cpu_first = _wait_outputs(ctx.bootstrap, bars_topic, SYMBOLS * (span_s - 3), 100, worker.pid)
+    out = _output_times(ctx.bootstrap, bars_topic)  # read until none came for 3 s
+    cpu_s = _cpu_s(worker.pid) - cpu_first
+    created = [c for c, _ in out]
+    ends = [e for _, e in out]
+    trades = trades_per_ms * (max(ends) - min(ends))
+    return len(out), trades / max((max(created) - min(created)) / 1000, 1e-3), cpu_s / max(trades, 1.0) * 1e6
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -261,33 +314,43 @@ def run(ctx: BenchContext) -> list[Result]:
     assert len(burst) == 40, f"the reference run's last outputs hold {len(burst)} 1 s records, not 40"
     _produce(ctx.bootstrap, trades, books)
     floor = _burst_floor(ctx.bootstrap, 30.0, burst)
-    env = dict(os.environ, KAFKA_BOOTSTRAP=ctx.bootstrap, TICKFLOW_HOME=str(ctx.workdir / "streams-home"),
-               PYTHONPATH=str(REPO), STREAMS__GRACE_MS=str(GRACE_MS))
-    log = (ctx.workdir / "streams-worker.log").open("wb")
-    worker = subprocess.Popen([sys.executable, "-m", "tickflow", "streams", "worker"], env=env, stdout=log,
-                              stderr=subprocess.STDOUT, cwd=REPO)
+    span_s = (trades[-1].ts_event - t0) // 1000
+    per_ms = N_TRADES / (trades[-1].ts_event - t0)  # trades per ms of event time
+    worker, log = _worker(ctx)
     try:
-        # every symbol closes ~(span - grace) one-second bars; wait for nearly all of them
-        span_s = (trades[-1].ts_event - t0) // 1000
-        want = SYMBOLS * (span_s - 3)
-        got = _wait_outputs(ctx.bootstrap, "signals.bars", want, timeout=100)
-        times = sorted(_output_times(ctx.bootstrap, "signals.bars"))
-        # the first output needs ~3 s of event time (1 s bar + grace): 30,000 trades before it
-        rate = (N_TRADES - 30_000) / max((times[-1] - times[0]) / 1000, 1e-3)
+        got, rate, cpu = _backlog(ctx, worker, SIGNALS_BARS.name, per_ms, span_s)
+        load = os.getloadavg()[0]
         rss = _peak_rss_mb(worker.pid)
         on_topic, at_consumer = _live_latency(ctx.bootstrap, 30.0)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
-        log.close()
+        _stop(worker, log)
+    # The reference: the same trades without books, through a worker of their own (its books topic empty)
+    admin = AdminClient(client_config(ctx.bootstrap))
+    made = [NewTopic(f"{NO_BOOKS}{t}", 4, 1) for t in (MARKET_BOOKS.name, SIGNALS_BARS.name, SIGNALS_FEATURES.name)]
+    for f in admin.create_topics(made).values():
+        f.result(30)
+    _produce(ctx.bootstrap, trades, [], NO_BOOKS)
+    worker, log = _worker(ctx, NO_BOOKS)
+    try:
+        got_nb, rate_nb, cpu_nb = _backlog(ctx, worker, f"{NO_BOOKS}{SIGNALS_BARS.name}", per_ms, span_s)
+        load_nb = os.getloadavg()[0]
+    finally:
+        _stop(worker, log)
     return [
         Result("streams.processor_trades_per_s", ref_rate, "trades/s",
                note="Processor alone (decode, 3 intervals, features v2 with the books): the work without Kafka or "
                     "Faust"),
-        Result("streams.trades_per_s_per_worker", rate, "trades/s", reference="streams.processor_trades_per_s",
+        Result("streams.trades_per_s_per_worker", rate, "trades/s",
+               reference="streams.trades_per_s_per_worker_no_books",
                note=f"one Faust worker, {SYMBOLS} symbols x 3 intervals, {got} bars, books flowing "
-                    f"({len(books):,} market.books records); goal >= 100,000",
-               extra={"bars": float(got), "book_records": float(len(books))}),
+                    f"({len(books):,} market.books records); goal >= 100,000; the processor alone did "
+                    f"{ref_rate:,.0f} trades/s (streams.processor_trades_per_s)",
+               extra={"bars": float(got), "book_records": float(len(books)), "cpu_s_per_m_trades": cpu,
+                      "load_avg_1m": load}),
+        Result("streams.trades_per_s_per_worker_no_books", rate_nb, "trades/s",
+               note=f"reference: the same {N_TRADES:,} trades without books (an empty books topic) through a "
+                    f"worker of their own, after the one with books; {got_nb} bars",
+               extra={"bars": float(got_nb), "cpu_s_per_m_trades": cpu_nb, "load_avg_1m": load_nb}),
         Result("streams.peak_rss_mb", rss, "MB", note=f"worker VmHWM, {SYMBOLS} symbols x 3 intervals; goal < 400"),
         Result("streams.burst_append_floor_p99_ms", _pct(floor, 99), "ms",
                note=f"reference: no worker; a bare idempotent producer sends a live close's burst (20 feature "

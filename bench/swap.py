@@ -17,7 +17,7 @@ import numpy as np
 
 from bench.context import BenchContext
 from bench.results import Result
-from contracts.client_config import producer_config
+from contracts.client_config import client_config, producer_config
 from contracts.topics import PREFIX_ENV
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def _run(ctx: BenchContext) -> list[Result]:
     log = log_path.open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "tickflow", "trade", "--policy-id", POLICY], env=env,
                             stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    orders = Consumer({"bootstrap.servers": ctx.bootstrap, "group.id": "bench-swap-orders",
+    orders = Consumer({**client_config(ctx.bootstrap), "group.id": "bench-swap-orders",
                        "auto.offset.reset": "earliest", "isolation.level": "read_committed", "fetch.wait.max.ms": 1})
     orders.subscribe([ORDERS.name])
     stop = threading.Event()

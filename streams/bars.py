@@ -46,7 +46,7 @@ class ClosedBar:
 
 
 class _Acc:
-    """The running aggregates of one open window."""
+    """The running aggregates of one open window (``KeyBars.add`` adds each trade to them in place)."""
 
     __slots__ = ("buy", "close", "close_ts", "high", "low", "n", "off_hi", "off_lo", "open", "open_ts",
                  "partition", "pv", "sell", "volume")
@@ -61,27 +61,6 @@ class _Acc:
         self.n = 1
         self.partition = partition
         self.off_lo = self.off_hi = offset
-
-    def add(self, price: float, size: float, is_buy: bool, ts: int, offset: int) -> None:
-        if ts < self.open_ts:
-            self.open, self.open_ts = price, ts
-        if ts >= self.close_ts:
-            self.close, self.close_ts = price, ts
-        if price > self.high:
-            self.high = price
-        if price < self.low:
-            self.low = price
-        self.volume += size
-        self.pv += price * size
-        if is_buy:
-            self.buy += size
-        else:
-            self.sell += size
-        self.n += 1
-        if offset < self.off_lo:
-            self.off_lo = offset
-        if offset > self.off_hi:
-            self.off_hi = offset
 
     def to_list(self) -> list[Any]:
         return [self.open, self.open_ts, self.high, self.low, self.close, self.close_ts, self.volume, self.pv,
@@ -130,20 +109,40 @@ class KeyBars:
         closed: list[ClosedBar] = [] if out is None else out
         dropped = 0
         wm = self.watermark
+        opened = self.open
         for k, ims in enumerate(self.intervals_ms):
             start = ts - ts % ims
             if start + ims <= wm:
                 self.late[k] += 1
                 dropped += 1
                 continue
-            windows = self.open[k]
+            windows = opened[k]
             acc = windows.get(start)
             if acc is None:
                 windows[start] = _Acc(price, size, is_buy, ts, partition, offset)
                 if start + ims < self.next_end:
                     self.next_end = start + ims
+                continue
+            # the trade into the window's aggregates, inline (the hot path: once per trade and interval)
+            if ts < acc.open_ts:
+                acc.open, acc.open_ts = price, ts
+            if ts >= acc.close_ts:
+                acc.close, acc.close_ts = price, ts
+            if price > acc.high:
+                acc.high = price
+            if price < acc.low:
+                acc.low = price
+            acc.volume += size
+            acc.pv += price * size
+            if is_buy:
+                acc.buy += size
             else:
-                acc.add(price, size, is_buy, ts, offset)
+                acc.sell += size
+            acc.n += 1
+            if offset < acc.off_lo:
+                acc.off_lo = offset
+            if offset > acc.off_hi:
+                acc.off_hi = offset
         if ts > self.max_ts:
             self.max_ts = ts
             if ts - self.grace_ms > wm:

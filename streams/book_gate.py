@@ -49,20 +49,20 @@ class BookGate:
     def admit(self, partition: int, offset: int, key: bytes, t: Trade) -> bool:
         """True: apply the trade now. False: it waits (``release`` hands it back later)."""
         queue = self.waiting.get(partition)
-        if not queue and self.passes(partition, key, t.ts_event):
+        if not queue and (partition in self.at_end or self.passes(partition, key, t.ts_event)):
             return True
         if queue is None:
             queue = self.waiting[partition] = deque()
         queue.append((offset, key, t))
         return False
 
-    def release(self) -> list[tuple[int, int, Trade]]:
-        """(partition, offset, trade) of the waiting trades that may go now, in order per partition."""
-        out: list[tuple[int, int, Trade]] = []
+    def release(self) -> list[tuple[int, int, bytes, Trade]]:
+        """(partition, offset, key, trade) of the waiting trades that may go now, in order per partition."""
+        out: list[tuple[int, int, bytes, Trade]] = []
         for partition, queue in self.waiting.items():
             while queue and self.passes(partition, queue[0][1], queue[0][2].ts_event):
-                offset, _, t = queue.popleft()
-                out.append((partition, offset, t))
+                offset, key, t = queue.popleft()
+                out.append((partition, offset, key, t))
         return out
 
     def first_waiting(self, partition: int) -> int | None:

@@ -111,6 +111,7 @@ class Processor:
         self.grace_ms = grace_ms
         self.loader = loader
         self.keys: dict[bytes, KeyState] = {}
+        self._market_keys: dict[tuple[str, str], bytes] = {}
         self.books: dict[bytes, BookTrack] = {}  # rebuilt from market.books, not stored in the table
         self.gate = BookGate(grace_ms) if books else None
         self.dirty: set[bytes] = set()
@@ -133,8 +134,14 @@ class Processor:
     def _live(self, ks: KeyState, live_lag_ms: int) -> bool:
         return ks.lag_ms <= live_lag_ms and ks.partition not in self.behind
 
-    def state(self, exchange: str, symbol: str) -> tuple[bytes, KeyState]:
-        key = market_key(exchange, symbol)
+    def key(self, exchange: str, symbol: str) -> bytes:
+        """``market_key(exchange, symbol)``, made once per market."""
+        key = self._market_keys.get((exchange, symbol))
+        if key is None:
+            key = self._market_keys[(exchange, symbol)] = market_key(exchange, symbol)
+        return key
+
+    def state(self, key: bytes, exchange: str, symbol: str) -> KeyState:
         ks = self.keys.get(key)
         if ks is None and self.loader is not None:
             stored = self.loader(key)
@@ -144,7 +151,7 @@ class Processor:
         if ks is None:
             ks = self.keys[key] = KeyState(exchange, symbol, KeyBars(self.intervals_s, self.grace_ms),
                                            {i: FeatureEngine() for i in self.intervals_s})
-        return key, ks
+        return ks
 
     def load_state(self, key: bytes, data: bytes) -> None:
         """Install a key's state from the table; a state built for other intervals or grace is dropped."""
@@ -170,9 +177,10 @@ class Processor:
                                   reason=str(err), ts=now_ms, partition=partition, offset=offset)
                 out.append(Output(_DLQ, None, encode(dead), None))
                 continue
-            if gate is not None and not gate.admit(partition, offset, market_key(t.exchange, t.symbol), t):
+            key = self.key(t.exchange, t.symbol)
+            if gate is not None and not gate.admit(partition, offset, key, t):
                 continue
-            self._apply_trade(partition, offset, t, now_ms, out, touched)
+            self._apply_trade(partition, offset, key, t, now_ms, out, touched)
         return self._finish(out, touched)
 
     def apply_books(self, records: Iterable[tuple[int, int, bytes]], now_ms: int) -> list[Output]:
@@ -190,7 +198,7 @@ class Processor:
                                   reason=str(err), ts=now_ms, partition=partition, offset=offset)
                 out.append(Output(_BOOKS_DLQ, None, encode(dead), None))
                 continue
-            key = market_key(u.exchange, u.symbol)
+            key = self.key(u.exchange, u.symbol)
             track = self.books.get(key)
             if track is None:
                 track = self.books[key] = BookTrack(longest)
@@ -222,8 +230,8 @@ class Processor:
         out: list[Output] = []
         touched: set[bytes] = set()
         if self.gate is not None:
-            for partition, offset, t in self.gate.release():
-                self._apply_trade(partition, offset, t, now_ms, out, touched)
+            for partition, offset, key, t in self.gate.release():
+                self._apply_trade(partition, offset, key, t, now_ms, out, touched)
         return self._finish(out, touched)
 
     def _finish(self, out: list[Output], touched: set[bytes]) -> list[Output]:
@@ -234,9 +242,9 @@ class Processor:
         self.dirty |= touched
         return out
 
-    def _apply_trade(self, partition: int, offset: int, t: Trade, now_ms: int, out: list[Output],
+    def _apply_trade(self, partition: int, offset: int, key: bytes, t: Trade, now_ms: int, out: list[Output],
                      touched: set[bytes]) -> None:
-        key, ks = self.state(t.exchange, t.symbol)
+        ks = self.keys.get(key) or self.state(key, t.exchange, t.symbol)
         if ks.partition == partition and offset <= ks.last_offset:
             self.skipped += 1  # re-delivered after a restart: already applied
             return
@@ -250,7 +258,8 @@ class Processor:
                 return
         else:
             n = -1
-        undo = self.ahead.before_trade(key, t.ts_event, out)
+        ahead = self.ahead
+        undo = ahead.before_trade(key, t.ts_event, out) if ahead.held else None  # a replay holds none
         if undo is not None:  # it still counts in a bar closed ahead of time
             ks = self._undo_close_ahead(key, undo, out, touched)
         ks.partition, ks.last_offset = partition, offset
@@ -264,7 +273,8 @@ class Processor:
             ks.late_pending += 1
         if closed:
             self._emit(key, ks, closed, out)
-        self.ahead.applied(key, partition, offset, t, now_ms)
+        if ahead.held:
+            ahead.applied(key, partition, offset, t, now_ms)
         touched.add(key)
 
     def advance_live(self, now_ms: int, live_lag_ms: int) -> list[Output]:
@@ -319,7 +329,7 @@ class Processor:
         """Restore the key's state from before the close and apply the trades since again."""
         ks = self.keys[key] = KeyState.from_bytes(held.before)
         for partition, offset, t, then_ms in held.since:
-            self._apply_trade(partition, offset, t, then_ms, out, touched)
+            self._apply_trade(partition, offset, key, t, then_ms, out, touched)
         if held.live_watermark is not None:  # the wall clock moved on meanwhile (short of the held bars)
             closed = ks.bars.advance(held.live_watermark)
             if closed:

@@ -10,7 +10,9 @@ up with them: ``streams.book_gate``). Definitions are in ``contracts/feature_sch
 Records are applied by the project's book reader (snapshots in parts, the venue's chain checked, a break
 waits for the next snapshot). A record produced again (a replay run again: its ``seq`` is not above the
 highest applied and its event time not after the newest applied) is dropped and counted, as trades are.
-Each applied record leaves ``(ts_event, ofi)`` behind for the bars still to close; the values at an end
+Each applied record leaves ``(ts_event, ofi)`` behind for the bars still to close (two flat lists, so a
+bar finds its updates by bisection while their event times ascend, as a venue's do between resyncs, instead
+of a walk over the longest interval's updates for every bar); the values at an end
 are kept for a few ends, so a bar closed again at the same end (an undone close ahead of time) gets the
 same numbers. Nothing here is stored in the worker's table: after a restart the book is rebuilt from the
 topic (read again from its start), which gives the same numbers.
@@ -18,6 +20,7 @@ topic (read again from its start), which gives the same numbers.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import OrderedDict, deque
 from typing import Protocol
 
@@ -86,13 +89,17 @@ def level_values(bids: list[tuple[float, float]], asks: list[tuple[float, float]
 class BookTrack:
     """One key's book as of the bar ends asked for, and what its updates added up to per bar."""
 
-    __slots__ = ("applied", "dropping", "ends", "flow", "frontier", "levels", "max_seq", "max_ts", "oldest_ms",
-                 "pending", "pos", "produced_again", "reader", "top")
+    __slots__ = ("applied", "dropping", "ends", "flow_head", "flow_ofi", "flow_ts", "frontier", "levels",
+                 "max_seq", "max_ts", "oldest_ms", "pending", "pos", "produced_again", "reader", "top", "unordered")
 
     def __init__(self, max_interval_ms: int) -> None:
         self.reader = BookReader()
         self.pending: deque[BookUpdate] = deque()
-        self.flow: deque[tuple[int, float]] = deque()  # (ts_event, ofi) of each applied update
+        # (ts_event, ofi) of each applied update, from flow_head on (the entries before it are no bar's any more)
+        self.flow_ts: list[int] = []
+        self.flow_ofi: list[float] = []
+        self.flow_head = 0
+        self.unordered = -1  # the last index whose event time is below its predecessor's (-1: none)
         self.oldest_ms = max_interval_ms  # flow older than an end minus this is no bar's any more
         self.ends: OrderedDict[int, list[float | None]] = OrderedDict()
         self.pos = -(2**62)  # every record before this event time has been applied
@@ -117,12 +124,10 @@ class BookTrack:
             kept = self.ends.get(end)
             if kept is not None:
                 return kept
-        pending, flow = self.pending, self.flow
+        pending = self.pending
         while pending and pending[0].ts_event < end:
             self._apply(pending.popleft())
-        cut = end - self.oldest_ms
-        while flow and flow[0][0] < cut:
-            flow.popleft()
+        self._cut_flow(end - self.oldest_ms)
         values = self._level_values(end)
         if end > self.pos:
             self.pos = end
@@ -134,13 +139,34 @@ class BookTrack:
     def values(self, start: int, end: int) -> list[float | None]:
         """The book features of the bar ``[start, end)``, in BOOK_FEATURE_NAMES order."""
         out = [*self.advance(end), 0.0, 0.0]
+        ts, flow, head = self.flow_ts, self.flow_ofi, self.flow_head
         total, n = 0.0, 0
-        for ts, e in self.flow:
-            if start <= ts < end:
+        if self.unordered <= head:  # event times ascend from head: the bar's updates are one run
+            lo = bisect_left(ts, start, head)
+            hi = bisect_left(ts, end, lo)
+            for e in flow[lo:hi]:  # summed in the order a scan of every update would add them
                 total += e
-                n += 1
+            n = hi - lo
+        else:
+            for i in range(head, len(ts)):
+                if start <= ts[i] < end:
+                    total += flow[i]
+                    n += 1
         out[-2], out[-1] = total, float(n)
         return out
+
+    def _cut_flow(self, cut: int) -> None:
+        """Drop the updates from the front while they are older than ``cut``."""
+        ts, head = self.flow_ts, self.flow_head
+        n = len(ts)
+        while head < n and ts[head] < cut:
+            head += 1
+        if head > 1024 and head * 2 > n:  # compact: the dropped front goes
+            del ts[:head]
+            del self.flow_ofi[:head]
+            self.unordered = max(self.unordered - head, -1)
+            head = 0
+        self.flow_head = head
 
     def _level_values(self, end: int) -> list[float | None]:
         """The level values at ``end``: computed again only when an update was applied since the last time
@@ -181,7 +207,11 @@ class BookTrack:
         now = None if bid is None or ask is None else (bid, book.bids.sizes[bid], ask, book.asks.sizes[ask])
         e = ofi(self.top, now) if self.top is not None and now is not None else 0.0
         self.top = now
-        self.flow.append((u.ts_event, e))
+        ts = self.flow_ts
+        if ts and u.ts_event < ts[-1]:
+            self.unordered = len(ts)
+        ts.append(u.ts_event)
+        self.flow_ofi.append(e)
         self.applied += 1
 
     def _again(self, u: BookUpdate) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from contracts import FeatureVector, decode, encode
 from contracts.books import BookUpdate
 from contracts.feature_schema import BOOK_FEATURE_NAMES, V1, V2
+from contracts.messages import V1 as MESSAGE_V1
 from contracts.messages import Trade
 from streams.features.book_features import level_values, ofi
 from streams.offline import closed_bars, features_frame, read_recording
@@ -220,3 +222,41 @@ def test_a_book_older_than_its_limit_gives_no_level_features_and_a_quiet_book_th
     assert quiet[-2:] == [0.0, 0.0]  # no update in the bar: no flow
     stale = track.values(last + BOOK_MAX_AGE_MS + 1_000, last + BOOK_MAX_AGE_MS + 2_000)
     assert stale[:10] == [None] * 10, f"a book {BOOK_MAX_AGE_MS} ms old still gave level features: {stale}"
+
+
+def _deltas(n: int, back_every: int) -> list[BookUpdate]:
+    """A snapshot, then ``n`` deltas 10 ms apart whose event time steps back 25 ms every ``back_every`` (as a
+    resync's buffered diffs come after the snapshot's receive time); the best levels' sizes change each time."""
+    common: dict[str, Any] = {"schema_version": MESSAGE_V1, "exchange": "x", "symbol": "A-B", "venue_symbol": "AB",
+                              "ts_ingest": 1}
+    out = [BookUpdate(**common, kind="snapshot", seq=1, bids=[(99.0, 1.0), (98.0, 2.0)],
+                      asks=[(101.0, 1.0), (102.0, 2.0)], ts_event=1_000)]
+    ts = 1_000
+    for i in range(n):
+        ts += -25 if back_every and i % back_every == back_every - 1 else 10
+        out.append(BookUpdate(**common, kind="delta", seq=i + 2, bids=[(99.0, 1.0 + i % 7)],
+                              asks=[(101.0, 1.0 + i % 5), (100.5 + (i % 2), 0.0)], ts_event=ts))
+    return out
+
+
+@pytest.mark.parametrize("back_every", [0, 7])
+def test_a_bars_order_flow_counts_the_updates_in_its_window_in_order_or_not(back_every: int) -> None:
+    """The bisection over the updates' event times gives what a scan of them all gives, when they ascend and
+    when they step back; cutting the old ones (and compacting the lists) changes nothing either."""
+    from streams.features.book_features import BookTrack
+
+    records = _deltas(3_000, back_every)
+    keep_all, cut = BookTrack(10**9), BookTrack(200)
+    for u in records:
+        keep_all.receive(u)
+        cut.receive(u)
+    for start in range(1_000, records[-1].ts_event + 200, 100):
+        got = keep_all.values(start, start + 100)
+        flow = [e for t, e in zip(keep_all.flow_ts, keep_all.flow_ofi, strict=True) if start <= t < start + 100]
+        total = 0.0
+        for e in flow:
+            total += e
+        assert got[-2:] == [total, float(len(flow))], start
+        assert cut.values(start, start + 100) == got, start
+    assert len(cut.flow_ts) < 1_000 < len(keep_all.flow_ts)  # the cut one was compacted
+    assert sum(keep_all.values(s, s + 100)[-1] or 0.0 for s in range(1_000, records[-1].ts_event + 200, 100)) > 2_000
