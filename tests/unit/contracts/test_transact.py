@@ -169,3 +169,16 @@ def test_a_call_that_ignores_its_timeout_is_abandoned_as_a_transaction_in_doubt(
         transact(p, RECORDS, _offsets)  # type: ignore[arg-type]
     assert time.monotonic() - started < 5 and "commit" not in p.calls
     p.release.set()
+
+
+def test_after_an_abandoned_call_the_next_transaction_runs_on_a_thread_of_its_own(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TICKFLOW_COMMIT_TIMEOUT_S", "0.1")
+    monkeypatch.setattr(kafka_io, "STUCK_GRACE_S", 0.1)
+    stuck = _StuckOffsets()
+    with pytest.raises(TransactionInDoubt, match="did not return"):
+        transact(stuck, RECORDS, _offsets)  # type: ignore[arg-type]
+    fresh = _Producer()  # the recovery's new producer: its calls must not queue behind the stuck one
+    transact(fresh, RECORDS, _offsets)  # type: ignore[arg-type]
+    assert fresh.calls[-2:] == [("offsets", (7,), "group"), "commit"]
+    stuck.release.set()
