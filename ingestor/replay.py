@@ -274,7 +274,7 @@ def _frames(path: Path, pipeline: Pipeline, publisher: Publisher, pacer: Pacer |
 
 def recorded_frames(path: Path) -> Iterator[tuple[int, str, int | None, str, str | None]]:
     """(line number, frame, receive ms or None, kind, a REST snapshot's symbol) of each line of a recording;
-    the offline builder (``streams.offline``) reads recordings through this too."""
+    the offline builder of recordings (``tickflow.recording``) reads them through this too."""
     with open_text(path) as f:
         for lineno, line in enumerate(f, start=1):
             text = line.rstrip("\r\n")

@@ -46,12 +46,12 @@ from infra.kafka.admin import admin
 from infra.kafka.broker import LocalBroker, free_port
 from streams.features.book_features import BookTrack
 from streams.ksql_sql import SINK_RETENTION_MS, bar_table_name, bar_topic
-from streams.offline import read_recording
 from streams.spec import BAR_FIELDS, DEFAULT_GRACE_MS, DEFAULT_INTERVALS_S
 from tests.helpers import DATA, REPO, cli_env, tickflow_cmd
 from tests.integration.ingest_kafka_support import FRAMES
 from tests.integration.streams_support import Worker, produce_raw, read_all, wait_committed
 from tests.integration.test_partitioning import java_partition
+from tickflow.recording import read_recording
 
 pytestmark = [pytest.mark.ksqldb, pytest.mark.integration, pytest.mark.slow]
 

@@ -12,10 +12,10 @@ import pytest
 from contracts.feature_schema import BOOK_FEATURE_NAMES, V2
 from contracts.topics import SIGNALS_FEATURES
 from infra.kafka.broker import BrokerInfo
-from streams.offline import build_from_recording
 from tests.helpers import cli_env, tickflow_cmd
 from tests.integration.ingest_kafka_support import FRAMES
 from tests.integration.streams_support import Worker, read_all, wait_for_count
+from tickflow.recording import build_from_recording
 
 pytestmark = pytest.mark.integration
 

@@ -98,7 +98,7 @@ def load(path: Path, feature_names: tuple[str, ...] | None = None, interval_s: i
     """Build (or read) the feature frame of ``path`` and keep the ready rows with finite features.
 
     ``path`` is a candle or trade file (built with ``streams.offline.build_from_file``) or a feature
-    frame already built (``.parquet``, e.g. a recording's from ``streams.offline.build_from_recording``).
+    frame already built (``.parquet``, e.g. a recording's from ``tickflow.recording.build_from_recording``).
     ``feature_names`` defaults to CANDLE_SAFE for candle files and to every v1 feature otherwise; the
     dataset's schema is the first that holds the names (``v2`` when any is a book feature).
     ``interval_s`` is the bar length to build (default 60 s); a built frame has its own (a recording's
@@ -124,7 +124,7 @@ def load(path: Path, feature_names: tuple[str, ...] | None = None, interval_s: i
     if unknown:
         raise ValueError(f"{path}: the feature frame has no column(s) {', '.join(unknown)}; "
                          f"schema {schema.FEATURE_SCHEMA} has {', '.join(schema.FEATURE_NAMES)} (book features, "
-                         f"schema v2, come from a recording's frame: streams.offline.build_from_recording)")
+                         f"schema v2, come from a recording's frame: tickflow.recording.build_from_recording)")
     with path.open("rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
     return from_frame(frame, names, schema_of(names), source=str(path), sha256=digest,

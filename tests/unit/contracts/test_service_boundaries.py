@@ -2,7 +2,8 @@
 
 Rules (ARCHITECTURE, "The data flow" and change 5): no module of ingestor/, streams/, trader/ or paper/
 imports another of those packages; offline tools (trader/policy/, trader/evaluation*) may call
-``streams.offline``, which reads recordings through the ingestor's own replay code; the
+``streams.offline`` (a recording is read with the ingestor's replay code by ``tickflow.recording``,
+outside the services); the
 serving paths (the trader service and the paper broker) reach neither torch,
 stable-baselines3 nor any streams code, even through a lazy import inside a function.
 """
@@ -18,7 +19,6 @@ from tests.helpers import REPO
 
 SERVICES = ("ingestor", "streams", "trader", "paper")
 OFFLINE_TOOLS = ("trader/policy/", "trader/evaluation")
-RECORDING_READER = "streams/offline.py"  # may import ingestor: a recording is read as the replay reads it
 SERVING_ENTRIES = ("trader.service", "paper.broker")
 NOT_ON_SERVING_PATH = ("torch", "stable_baselines3", "streams")
 
@@ -54,8 +54,7 @@ def test_services_import_one_another_only_through_contracts() -> None:
             offline_ok = rel.startswith(OFFLINE_TOOLS)
             for line, name in _imports(path):
                 top = name.split(".")[0]
-                allowed = (offline_ok and name.startswith("streams.offline")) or (
-                    rel == RECORDING_READER and top == "ingestor")
+                allowed = offline_ok and name.startswith("streams.offline")
                 if top in SERVICES and top != pkg and not allowed:
                     bad.append(f"{rel}:{line} imports {name}")
     assert not bad, "services may share only contracts/: " + "; ".join(sorted(set(bad)))

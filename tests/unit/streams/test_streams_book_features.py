@@ -17,10 +17,11 @@ from contracts.feature_schema import BOOK_FEATURE_NAMES, V1, V2
 from contracts.messages import V1 as MESSAGE_V1
 from contracts.messages import Trade
 from streams.features.book_features import level_values, ofi
-from streams.offline import closed_bars, features_frame, read_recording
+from streams.offline import closed_bars, features_frame
 from streams.processor import Output, Processor
 from tests.helpers import DATA
 from tests.unit.trader.trader_support import feature, linear_bundle
+from tickflow.recording import read_recording
 from trader.handler import PolicyTrader
 
 FRAMES = sorted((DATA / "ticks").glob("binance_spot_btcusdt_*_timed.jsonl.gz"))[0]
