@@ -187,7 +187,9 @@ class PolicyTrader:
                       policy_id=self.policy_id, policy_version=self.version, exchange=exchange, symbol=symbol,
                       side="buy" if qty > 0 else "sell", qty=abs(qty), target_position=position, ts=ts,
                       feature_ts=ts, reason=reason[:200], feature=record)
-        st.units = st.target_units = target_units
+        # the intended position is the sum of the orders' quantities, added as the rebuild adds them
+        # (restore_order), so a trader rebuilt from its orders holds the very same floats
+        st.units = st.target_units = st.units + (order.qty if qty > 0 else -order.qty)
         self._sent(order)
         self.risk.order_sent(ts)
         self.recent.append(order)
