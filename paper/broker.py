@@ -75,7 +75,10 @@ class PaperBroker:
                                          o.order_id in finished)
                     restored += 1
         if trades_at:
-            back = {p: off - self.settings.trade_buffer for p, off in trades_at.items()}
+            # a partition without a committed offset is read from its start by the consumer: nothing of it
+            # goes into the ring (read to its end here, its later trades could fill an order early)
+            trades_at = {tp.partition: trades_at.get(tp.partition, 0) for tp in kafka_io.partitions(c, MARKET_TRADES)}
+            back = {p: max(0, off - self.settings.trade_buffer) for p, off in trades_at.items()}
             for _, t in rebuild.records(MARKET_TRADES, Trade, start=back, stop=trades_at):
                 if t is not None:
                     self.matcher.remember_trade(t)
