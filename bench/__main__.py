@@ -32,7 +32,17 @@ def _run(module: ModuleType, ctx: BenchContext) -> list[Result]:
     return results
 
 
+USAGE = f"usage: python -m bench [NAME ...]   (NAME: {', '.join(MODULES)}; none: all, into {OUT.name})"
+
+
 def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE)
+        return 0
+    unknown = [a for a in argv if a not in MODULES]
+    if unknown:
+        print(f"bench: no benchmark named {', '.join(map(repr, unknown))}; {USAGE}", file=sys.stderr)
+        return 2
     setup_logging()
     chosen = argv or MODULES
     results: list[Result] = []
