@@ -39,12 +39,13 @@ typecheck: $(STAMP)
 # The three-node cluster tests (tests/integration/test_cluster*.py: three JVMs of -Xmx512m per module) run as a
 # stage of their own after the rest, one module after the other.
 CLUSTER_TESTS := $(wildcard tests/integration/test_cluster*.py)
+# --durations: each stage ends with its slowest tests, so a run's log says where its time went.
 test: setup browser lint typecheck
-	$(PY) -m pytest $(foreach t,$(CLUSTER_TESTS),--ignore=$(t))
+	$(PY) -m pytest --durations=25 $(foreach t,$(CLUSTER_TESTS),--ignore=$(t))
 	$(MAKE) test-cluster
 
 test-cluster: setup
-	$(PY) -m pytest $(CLUSTER_TESTS)
+	$(PY) -m pytest --durations=10 $(CLUSTER_TESTS)
 
 # The opt-in suite on a real ksqlDB 0.29.0 server (tests/integration/test_ksqldb_real.py): either
 # KSQLDB_UP=<command> (run as `<command> <bootstrap> <port> <service id>` against the suite's own broker)
