@@ -38,8 +38,8 @@ def _trade(symbol: str, n: int, ts: int) -> Record:
     return MARKET_TRADES.name, _PARTITION[symbol], encode(t)
 
 
-def _order(oid: str, symbol: str, qty: float, ts: int, partition: int) -> Record:
-    o = Order(schema_version=V1, order_id=oid, policy_id="champion", policy_version="v", exchange="binance",
+def _order(oid: str, symbol: str, qty: float, ts: int, partition: int, policy: str = "champion") -> Record:
+    o = Order(schema_version=V1, order_id=oid, policy_id=policy, policy_version="v", exchange="binance",
               symbol=symbol, side="buy", qty=qty, target_position=1.0, ts=ts, feature_ts=ts)
     return ORDERS.name, partition, encode(o)
 
@@ -89,7 +89,7 @@ def _run(bootstrap: str, before: list[Callable[[], Record]], after: list[Callabl
     """The fills of a paper broker over ``before`` then ``after``: with ``interrupted``, one session over
     ``before``, ``after`` written while none runs, then a second session (of the same PaperBroker, the
     in-process recovery path, or of a new one, a restart); else one session over both."""
-    settings = PaperSettings()
+    settings = PaperSettings(policies="champion")
     paper = PaperBroker(settings, bootstrap=bootstrap, group=prefixed("rebuild-paper"))
     if interrupted:
         _produce(bootstrap, before)
@@ -115,11 +115,13 @@ def _interrupted_and_whole(info: BrokerInfo, monkeypatch: pytest.MonkeyPatch, be
 def test_an_order_on_a_partition_without_a_committed_offset_fills_as_in_an_uninterrupted_run(
         shared_broker: BrokerInfo, monkeypatch: pytest.MonkeyPatch, same_process: bool) -> None:
     # orders[0] gets a committed offset in the first session; orders[1] has none when the second starts, and
-    # holds an order the trades already in the ring fill: restored as open by the rebuild, it was then taken
-    # for a duplicate when it came (no fill at all on the code before)
+    # holds an order the trades already in the ring fill, and one of a policy not served: restored as open by
+    # the rebuild, each was then taken for a duplicate when it came (never checked, nothing from the ring),
+    # and only the next trade filled them (b once, the refused x too) on the code before
     before = [lambda: _order("a", "ETH-USDT", 1.0, 500, 0),
               *(lambda n=n: _trade("ETH-USDT", n, 1_000 * n) for n in range(1, 5))]
-    after = [lambda: _order("b", "ETH-USDT", 2.0, 1_500, 1)]
+    after = [lambda: _order("b", "ETH-USDT", 2.0, 1_500, 1), lambda: _order("x", "ETH-USDT", 1.0, 1_500, 1, "intruder"),
+             lambda: _trade("ETH-USDT", 5, 5_000)]
     interrupted, whole = _interrupted_and_whole(shared_broker, monkeypatch, before, after, same_process)
     assert [row[:2] for row in whole] == [("a-1", "ETH-USDT-1"), ("b-1", "ETH-USDT-2"), ("b-2", "ETH-USDT-3")]
     assert interrupted == whole
