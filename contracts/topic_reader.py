@@ -179,9 +179,11 @@ STABLE_WAIT_S = 200.0  # past the transaction timeout (180 s), after which the c
 
 def stable_ends(bootstrap: str, topic: Topic | str, stop: dict[int, int] | None = None,
                 wait_s: float = STABLE_WAIT_S) -> dict[int, int]:
-    """Where a rebuild of ``topic`` must read to, per partition: ``stop`` (committed offsets) or, where it
-    gives none, the high watermark now; returned once every record before that is stable (the last stable
-    offset, where a read_committed read ends, has caught up with it).
+    """Where a rebuild of ``topic`` must read to, per partition: without ``stop``, the high watermark now;
+    with ``stop`` (a consumer's committed offsets), its offset, and 0 for a partition it leaves out (the
+    consumer reads that partition from its beginning: a rebuild that read it would hold records the consumer
+    then processes again); returned once every record before that is stable (the last stable offset, where
+    a read_committed read ends, has caught up with it).
 
     A read_committed read to "the end now" stops at the first record of a transaction still open: one that
     a recovering producer's ``init_transactions`` has just decided but whose markers are still on their
@@ -196,7 +198,7 @@ def stable_ends(bootstrap: str, topic: Topic | str, stop: dict[int, int] | None 
         ends: dict[int, int] = {}
         for tp in kafka_io.partitions(committed_view, name):
             p = tp.partition
-            want = stop[p] if stop is not None and p in stop else partition_watermarks(written_view, tp)[1]
+            want = partition_watermarks(written_view, tp)[1] if stop is None else stop.get(p, 0)
             started = time.monotonic()
             first = stable = partition_watermarks(committed_view, tp)[1]
             while stable < want:
@@ -220,8 +222,8 @@ class RebuildRead:
     contract is logged with topic[partition]@offset and kept for its topic's dead-letter topic;
     ``send_dead_letters`` produces those the DLQ does not hold yet (a restart reads the same records
     again, and a record refused while the service ran is there already) in one transaction. Each read
-    goes to ``stable_ends``: every record written before it (or up to the committed offsets given), none
-    of a transaction still open skipped.
+    goes to ``stable_ends``: every record written before it, or up to the committed offsets given (nothing
+    of a partition without one), none of a transaction still open skipped.
     """
 
     def __init__(self, bootstrap: str) -> None:
@@ -231,7 +233,8 @@ class RebuildRead:
     def records(self, topic: Topic, kind: type[M], start: dict[int, int] | None = None,
                 stop: dict[int, int] | None = None) -> Iterator[tuple[Message, M | None]]:
         """(record, its value) from ``read_to_end`` to ``stable_ends``; the value is None when the record was
-        refused."""
+        refused. ``stop``: the consumer's committed offsets (``kafka_io.committed``), where it resumes; a
+        partition they leave out is not read, as the consumer reads it from its beginning."""
         ends = stable_ends(self.bootstrap, topic, stop)
         log.info("Rebuild reads %s to %s.", topic.name, ", ".join(f"[{p}]@{off}" for p, off in sorted(ends.items())))
         for m in read_to_end(self.bootstrap, topic, start, ends):

@@ -68,6 +68,8 @@ class PaperBroker:
         books = self._rebuild_books(c, rebuild)
         restored = 0
         if orders_at:
+            # an orders partition without a committed offset restores nothing (RebuildRead): the consumer reads
+            # its orders from the start, each a new order, checked and filled from the trade ring as it comes
             refused = self._refused_orders()
             for _, o in rebuild.records(self.lane.orders, Order, stop=orders_at):
                 if o is not None and o.order_id not in refused and not self.matcher.known(o.order_id):
@@ -75,9 +77,8 @@ class PaperBroker:
                                          o.order_id in finished)
                     restored += 1
         if trades_at:
-            # a partition without a committed offset is read from its start by the consumer: nothing of it
-            # goes into the ring (read to its end here, its later trades could fill an order early)
-            trades_at = {tp.partition: trades_at.get(tp.partition, 0) for tp in kafka_io.partitions(c, MARKET_TRADES)}
+            # a partition without a committed offset puts nothing into the ring (RebuildRead: the consumer reads
+            # it from its start; read to its end here, its later trades could fill an order early)
             back = {p: max(0, off - self.settings.trade_buffer) for p, off in trades_at.items()}
             for _, t in rebuild.records(MARKET_TRADES, Trade, start=back, stop=trades_at):
                 if t is not None:
