@@ -91,12 +91,18 @@ def commit_timeout_s(env: dict[str, str] | None = None) -> float:
     return value
 
 
-def transactional_producer(bootstrap: str, transactional_id: str, wait_s: float = 30.0) -> Producer:
+def transactional_producer(bootstrap: str, transactional_id: str, wait_s: float = 30.0,
+                           transaction_timeout_ms: int = TRANSACTION_TIMEOUT_MS) -> Producer:
     """A producer with ``transactional_id``, initialised: that fences an older producer of the id and completes
-    or aborts its open transaction. A coordinator that is not available yet is waited for up to ``wait_s``."""
-    producer = Producer(producer_config(bootstrap, {"transactional.id": transactional_id, **LEADER_CHANGE_SAFE,
-                                                    "linger.ms": 0, "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
-                                                    "log_level": 3, "logger": librdkafka_logger()}))
+    or aborts its open transaction. A coordinator that is not available yet is waited for up to ``wait_s``.
+
+    ``transaction_timeout_ms``: after it the coordinator aborts a transaction its producer left open (a process
+    SIGKILLed mid-transaction whose transactional id no one takes over); a record's delivery timeout stays
+    within it, as librdkafka requires."""
+    producer = Producer(producer_config(bootstrap, {
+        "transactional.id": transactional_id, **LEADER_CHANGE_SAFE, "linger.ms": 0,
+        "message.timeout.ms": min(DELIVERY_TIMEOUT_MS, transaction_timeout_ms),
+        "transaction.timeout.ms": transaction_timeout_ms, "log_level": 3, "logger": librdkafka_logger()}))
     deadline = time.monotonic() + wait_s
     while True:
         try:

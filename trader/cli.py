@@ -94,6 +94,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     "champion on the same features, its orders to orders.shadow (filled by `tickflow paper --shadow` "
                     "into fills.shadow), its book on portfolio.shadow, its own consumer group; the gate of "
                     "`tickflow retrain` reads this record for the challenger's version")
+    td.add_argument("--instance", default=None, metavar="ID", help="run as instance ID of several of one policy: "
+                    "the instances subscribe to signals.features in the policy's one consumer group, which splits "
+                    "the partitions between them; each has its own transactional id <group>-ID, rebuilds the "
+                    "symbols of the partitions it is given and commits what it decided before they move; its book, "
+                    "drawdown halt, order rate limit and portfolio snapshot (<policy>@ID) are its own symbols' "
+                    "(README: Running on a cluster). TRADER__SESSION_TIMEOUT_S: a killed instance's partitions move "
+                    "after it. Default: one process per policy, every partition assigned")
     td.add_argument("--max-seconds", type=float, default=None, help="stop after this long (tests, demos)")
     td.set_defaults(func=_trade)
 
@@ -197,13 +204,21 @@ def _trade(args: argparse.Namespace) -> int:
         return 0
     from contracts.broker_check import require_broker
     from contracts.topics import LIVE, SHADOW
+    from trader.instances import check_instance
     from trader.service import TraderService
     from trader.swap import ServingError
 
     if args.bundle is None:
         require_broker()  # the registry is read before anything else
+    if args.instance is not None:
+        try:
+            check_instance(args.instance)
+        except ValueError as err:
+            print(f"tickflow trade --instance: {err}", file=sys.stderr)
+            return 2
     try:
-        service = TraderService(args.bundle, args.policy_id, lane=SHADOW if args.shadow else LIVE)
+        service = TraderService(args.bundle, args.policy_id, lane=SHADOW if args.shadow else LIVE,
+                                instance=args.instance)
     except BundleError as err:
         print(f"tickflow trade: {args.bundle} is refused: {err}", file=sys.stderr)
         return 1

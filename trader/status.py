@@ -46,6 +46,8 @@ class StatusServer:
     def __init__(self, trader: PolicyTrader, latencies_us: Sequence[float], host: str, port: int) -> None:
         self.trader = trader
         self.latencies_us = latencies_us  # feature in to orders out, appended to by the service
+        # one of several instances of the policy (trader.instances): its id and the partitions it owns now
+        self.owner: dict[str, Any] = {}
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -73,6 +75,7 @@ class StatusServer:
                          "warmup": (w := warmup(t)),
                          "waiting_for": "; ".join(f"{k} {v['text']}" for k, v in w.items()) or
                          f"no feature vectors yet ({warmup_text(t.interval_s, 0, False)})"}
+            data.update(self.owner)
         elif path == "/positions":
             data = to_dict(t.book.snapshot(t.policy_id, t.last_feature_ts, t.halted))
             data["intended"] = {f"{ex}:{sym}": st.units for (ex, sym), st in t.symbols.items()}

@@ -92,8 +92,11 @@ class Worker:
         return self.log.read_text(errors="replace")[-3000:]
 
 
-def wait_committed(bootstrap: str, group: str, topic: str | None = None, timeout_s: float = 120.0) -> bool:
-    """Wait until ``group`` has committed the end offset of every partition of ``topic`` (market.trades)."""
+def wait_committed(bootstrap: str, group: str, topic: str | None = None, timeout_s: float = 120.0,
+                   faust: bool = True) -> bool:
+    """Wait until ``group`` has committed the end offset of every partition of ``topic`` (market.trades).
+    ``faust``: the group commits the offset of its last processed record, as Faust does (False: the next one's,
+    as Java clients and the trader do)."""
     topic = topic or MARKET_TRADES.name
     consumer = Consumer({**client_config(bootstrap), "group.id": group, "enable.auto.commit": False})
     md = consumer.list_topics(topic, timeout=10)
@@ -107,7 +110,7 @@ def wait_committed(bootstrap: str, group: str, topic: str | None = None, timeout
             except KafkaException:  # the group coordinator is still loading
                 committed = {}
             # Faust commits the offset of the last processed record (not the next one, as Java clients do)
-            if committed and all(end == 0 or committed[p] >= end - 1 for p, end in ends.items()):
+            if committed and all(end == 0 or committed[p] >= end - (1 if faust else 0) for p, end in ends.items()):
                 return True
             time.sleep(0.5)
         return False
