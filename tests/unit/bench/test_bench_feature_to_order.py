@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.feature_to_order import LOOPS, Run, order_of_rounds
+from bench.feature_to_order import LOOPS, Run, order_of_rounds, results
 from bench.trace_stages import order_stages
 
 
@@ -46,3 +46,15 @@ def test_an_orders_stages_add_up_from_the_trace_of_a_handed_off_commit(tmp_path:
                                  "gc": 1.0, "queued": 0.0})
     stages = ("in", "decide", "produce", "offsets", "commit", "handoff", "visible")
     assert sum(row[s] for s in stages) == pytest.approx(row["total"])  # each moment of the order in one stage
+
+
+def test_the_warm_up_round_is_not_counted_and_each_pair_has_its_ratio() -> None:
+    def run(name: str, position: int, ms: float) -> Run:
+        return Run(name, position, [ms] * 10, 1.0, 0)
+
+    runs = [run("warm-up", 0, 1_000.0), run("trader", 1, 30.0), run("floor", 2, 20.0), run("floor", 3, 10.0),
+            run("trader", 4, 15.0)]
+    floor, trader, _rss = results(runs, 100, 10, 2)
+    assert floor.value == pytest.approx(20.0) and trader.value == pytest.approx(30.0)
+    assert trader.extra["pair1_ratio"] == pytest.approx(1.5) and trader.extra["pair2_ratio"] == pytest.approx(1.5)
+    assert "round1_p99_ms" not in floor.extra and floor.extra["round4_p99_ms"] == pytest.approx(10.0)
