@@ -65,8 +65,8 @@ class Run:
 
 def run_pairs(ctx: BenchContext, bundle: Bundle, fvs: list[Any], pairs: int = PAIRS) -> list[Result]:
     """``trader.feature_to_order_p99_ms`` and ``kafka.txn_floor_p99_ms`` over ``pairs`` alternating pairs, after
-    a warm-up round (the floor's loop, not counted: the first round of a run was the slowest of its loop in
-    both runs of this measurement before it had one, 294 and 52 ms at p99 against at most 131 and 82)."""
+    a warm-up round (the floor's loop, not counted: without it, the run's first round was by far its loop's
+    slowest in two of three runs, 294 and 140 ms at p99 against at most 131 and 36 in its later rounds)."""
     orders = orders_offline(bundle, fvs)
     runs = measure(ctx, bundle, fvs, pairs, rounds=[WARM_UP, *order_of_rounds(pairs)])
     return results(runs, len(fvs), sum(map(len, orders.values())), pairs)
