@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import gc
 import os
-import signal
-import subprocess
-import sys
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench import txn_floor
+from bench import feature_to_order, txn_floor
 from bench.context import BenchContext
 from bench.results import Result
 from contracts.client_config import client_config, producer_config
@@ -62,21 +57,8 @@ def run(ctx: BenchContext) -> list[Result]:
                           f"{len(single)} records one at a time: each consumed, then one transaction (one record + "
                           "the consumed offsets) and read back read_committed, 10 ms idle between; the trader's "
                           "Kafka settings", {"p50_ms": float(np.percentile(single, 50))}))
-    # the trader runs before its floor: the first of the two loops measured on this broker was the slower one
-    # at p50 in either order (9.9 vs 16.7 ms), so whatever running first costs, the trader pays it
-    trader = _over_kafka(ctx, ppo.bundle.path, fvs)
-    orders = _orders_offline(ppo.bundle, fvs)
-    _create_topics(ctx, (txn_floor.IN, txn_floor.OUT))
-    floor = _feature_to_output(ctx, [sys.executable, "-m", "bench.txn_floor", ctx.bootstrap,
-                                     str(_write_orders(ctx, orders))], "txn-floor", fvs, txn_floor.IN, txn_floor.OUT)
-    results.append(Result("kafka.txn_floor_p99_ms", _p99(floor.latencies_ms), "ms", None,
-                          f"reference: the trader's run without the trader: the same {len(fvs)} feature records at "
-                          f"the same times, the same {sum(map(len, orders.values()))} orders (decided offline) in "
-                          "one transaction with the consumed offsets per batch, read back read_committed "
-                          "(bench/txn_floor.py)",
-                          {"p50_ms": float(np.percentile(floor.latencies_ms, 50)), "orders": len(floor.latencies_ms),
-                           "load_avg_1m": floor.load_avg}))
-    results.extend(trader)
+    # the trader and its floor in alternating rounds (bench/feature_to_order.py)
+    results += feature_to_order.run_pairs(ctx, ppo.bundle, fvs)
     return results
 
 
@@ -208,123 +190,3 @@ def _create_topics(ctx: BenchContext, names: tuple[str, ...]) -> None:
     admin = AdminClient(client_config(ctx.bootstrap))
     for f in admin.create_topics([NewTopic(t, txn_floor.PARTITIONS, 1) for t in names]).values():
         f.result(30)
-
-
-def _orders_offline(bundle: Bundle, fvs: list[Any]) -> dict[int, list[bytes]]:
-    """The orders (encoded) the trader decides on each feature vector, by its offset on a fresh topic: the same
-    handler and settings as the trader of ``_over_kafka``, which has no fills either."""
-    from contracts import encode, market_key
-    from trader.handler import PolicyTrader
-    from trader.risk import RiskSettings
-
-    if len({market_key(fv.exchange, fv.symbol) for fv in fvs}) != 1:
-        raise ValueError("the floor maps orders to input offsets: its feature vectors must be of one market")
-    trader = PolicyTrader(bundle, "bench", 1_000.0, 10_000.0, RiskSettings(max_orders_per_minute=100_000))
-    orders = {}
-    for offset, fv in enumerate(fvs):
-        if trader.mine(fv) and trader.refuse_reason(fv) is None and (decided := trader.on_feature(fv, 0).orders):
-            orders[offset] = [encode(o) for o in decided]
-    return orders
-
-
-def _write_orders(ctx: BenchContext, orders: dict[int, list[bytes]]) -> Path:
-    import base64
-    import json
-
-    path = ctx.workdir / "txn_floor_orders.json"
-    path.write_text(json.dumps({str(k): [base64.b64encode(v).decode() for v in vs] for k, vs in orders.items()}))
-    return path
-
-
-@dataclass
-class _Run:
-    latencies_ms: list[float]  # feature produced -> its order read (read_committed), one per order
-    load_avg: float  # 1-minute load average at the end
-    pid: int
-    peak_rss_mb: float = float("nan")
-    torch_loaded: bool = False
-
-
-def _feature_to_output(ctx: BenchContext, cmd: list[str], name: str, fvs: list[Any], in_topic: str,
-                       out_topic: str, env: dict[str, str] | None = None) -> _Run:
-    """Start ``cmd`` (a loop from ``in_topic`` to ``out_topic``), send it ``fvs`` one every 10 ms whatever it is
-    doing, and time each feature to its order read back read_committed. The trader and its floor are measured
-    by this one function."""
-    from confluent_kafka import Consumer, Producer
-
-    from contracts import Order, decode, encode, market_key
-
-    log = (ctx.workdir / f"{name}.log").open("wb")
-    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, stdout=log,
-                            stderr=subprocess.STDOUT, cwd=REPO)
-    consumer = Consumer({**client_config(ctx.bootstrap), "group.id": f"bench-{name}-read",
-                         "auto.offset.reset": "latest", "isolation.level": "read_committed",
-                         "fetch.wait.max.ms": 1})
-    consumer.subscribe([out_topic])
-    producer = Producer(producer_config(ctx.bootstrap, {"linger.ms": 0, "enable.idempotence": False}))
-    sent: dict[int, float] = {}
-    got: dict[int, float] = {}
-    stop = threading.Event()
-
-    def receive() -> None:
-        while not stop.is_set():
-            m = consumer.poll(0.05)
-            if m is not None and not m.error():
-                got[decode(m.value() or b"", Order).feature_ts] = time.perf_counter()
-
-    run = _Run([], 0.0, proc.pid)
-    try:
-        time.sleep(6)  # start, rebuild, assign
-        consumer.poll(1)
-        rx = threading.Thread(target=receive, daemon=True)
-        rx.start()
-        for fv in fvs:
-            sent[fv.ts] = time.perf_counter()
-            producer.produce(in_topic, encode(fv), market_key(fv.exchange, fv.symbol))
-            producer.poll(0)
-            time.sleep(0.01)
-        producer.flush(10)
-        time.sleep(3)
-        run.peak_rss_mb = _peak_rss_mb(proc.pid)
-        run.torch_loaded = _maps_mention(proc.pid, "libtorch")
-    finally:
-        stop.set()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        consumer.close()
-        log.close()
-    run.latencies_ms = [(got[ts] - sent[ts]) * 1_000 for ts in got if ts in sent]
-    run.load_avg = os.getloadavg()[0]
-    if not run.latencies_ms:
-        raise RuntimeError(f"{name} produced no orders; see {ctx.workdir / f'{name}.log'}")
-    return run
-
-
-def _over_kafka(ctx: BenchContext, bundle: Path, fvs: list[Any]) -> list[Result]:
-    from contracts.topics import ORDERS, SIGNALS_FEATURES
-
-    env = {"KAFKA_BOOTSTRAP": ctx.bootstrap, "TICKFLOW_HOME": str(ctx.workdir), "TRADER__HTTP_PORT": "-1",
-           "TRADER__RISK__MAX_ORDERS_PER_MINUTE": "100000"}
-    run = _feature_to_output(ctx, [sys.executable, "-m", "tickflow", "trade", "--bundle", str(bundle),
-                                   "--policy-id", "bench"], "trader", fvs, SIGNALS_FEATURES.name, ORDERS.name, env)
-    lat = run.latencies_ms
-    return [Result("trader.feature_to_order_p99_ms", _p99(lat), "ms", "kafka.txn_floor_p99_ms",
-                   f"{len(lat)} orders: feature produced -> order read (read_committed), one transaction per "
-                   "batch with output",
-                   {"p50_ms": float(np.percentile(lat, 50)), "load_avg_1m": run.load_avg}),
-            Result("trader.peak_rss_mb", run.peak_rss_mb, "MB", None,
-                   "peak RSS (VmHWM) of `tickflow trade`; torch " + ("LOADED" if run.torch_loaded else "not loaded"))]
-
-
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _maps_mention(pid: int, name: str) -> bool:
-    return name in Path(f"/proc/{pid}/maps").read_text()
