@@ -19,6 +19,8 @@ NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
 Finite = float
 EpochMs = Annotated[int, msgspec.Meta(ge=0)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+# a topic's name on the broker, its prefix included (contracts.topics allows a 200-character prefix; Kafka 249)
+TopicName = Annotated[str, msgspec.Meta(min_length=1, max_length=249)]
 Side = Literal["buy", "sell"]
 
 V1: Final = 1
@@ -68,7 +70,7 @@ class MarketEvent(Message, frozen=True, kw_only=True):
 class DeadLetter(Message, frozen=True, kw_only=True):
     """A record that could not be processed, kept verbatim with the reason."""
 
-    source: Name  # venue name or the topic it was read from
+    source: TopicName  # venue name or the topic it was read from
     raw: str
     reason: str
     ts: EpochMs
@@ -98,7 +100,7 @@ class Bar(Message, frozen=True, kw_only=True):
 class SourceOffset(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Where an input record sat: topic, partition, offset."""
 
-    topic: Name
+    topic: TopicName
     partition: Annotated[int, msgspec.Meta(ge=0)]
     offset: Annotated[int, msgspec.Meta(ge=0)]
 

@@ -137,3 +137,22 @@ def test_any_valid_trade_round_trips_exactly(price: float, size: float, side: st
     trade = Trade(schema_version=V1, exchange="kraken", symbol="ETH-USD", venue_symbol="ETH/USD",
                   trade_id=tid, price=price, size=size, side=side, ts_event=ts, ts_ingest=ts)  # type: ignore[arg-type]
     assert decode(encode(trade), Trade) == trade
+
+
+def test_an_order_names_its_feature_record_under_the_longest_prefix_the_registry_allows(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An order's feature record (and a dead letter's source) is a topic's name with its prefix: up to Kafka's 249
+    characters, not a name field's 64 (a prefix of 49 characters or more made the trader's orders undecodable)."""
+    from contracts.messages import SourceOffset
+    from contracts.topics import PREFIX_ENV, SIGNALS_FEATURES
+
+    monkeypatch.setenv(PREFIX_ENV, "p" * 199 + ".")
+    topic = SIGNALS_FEATURES.name
+    order = Order(schema_version=2, order_id="o-1", policy_id="p", policy_version="v", exchange="binance",
+                  symbol="BTC-USDT", side="buy", qty=1.0, target_position=1.0, ts=1, feature_ts=1,
+                  feature=SourceOffset(topic, 0, 7))
+    assert decode(encode(order), Order) == order
+    dead = DeadLetter(schema_version=V1, source=topic, raw="{}", reason="r", ts=1)
+    assert decode(encode(dead), DeadLetter) == dead
+    with pytest.raises(ContractError, match=r"\$\.feature\.topic"):
+        decode(encode(msgspec.structs.replace(order, feature=SourceOffset("t" * 250, 0, 7))), Order)
