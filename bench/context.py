@@ -11,6 +11,17 @@ from infra.kafka.java import find_java
 from infra.kafka.provision import provision
 
 
+def stop_service(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+    """Stop a service a benchmark started (``tickflow trade``, a loop of its own): SIGTERM, then SIGKILL when it
+    has not exited within ``timeout_s``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout_s)
+
+
 @dataclass
 class BenchContext:
     broker: BrokerInfo

@@ -13,7 +13,6 @@ pair's ratio of the two p99s, go into the records' extra fields.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench import txn_floor
-from bench.context import BenchContext
+from bench.context import BenchContext, stop_service
 from bench.results import Result
 from contracts.client_config import client_config, producer_config
 
@@ -237,11 +236,7 @@ def feature_to_output(ctx: BenchContext, module: list[str], name: str, position:
         run.torch_loaded = _maps_mention(proc.pid, "libtorch")
     finally:
         stop.set()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_service(proc)
         consumer.close()
         log.close()
     run.latencies_ms = [(got[ts] - sent[ts]) * 1_000 for ts in got if ts in sent]

@@ -5,7 +5,6 @@ same run (``registry.roundtrip_ms``: the same writes, read by a follower of the 
 from __future__ import annotations
 
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.context import BenchContext
+from bench.context import BenchContext, stop_service
 from bench.results import Result
 from contracts.client_config import client_config, producer_config
 from contracts.topics import PREFIX_ENV
@@ -132,11 +131,7 @@ def _run(ctx: BenchContext) -> list[Result]:
             time.sleep(0.5)
     finally:
         stop.set()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_service(proc)
         for t in threads:
             t.join(10)
         orders.close()
