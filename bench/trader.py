@@ -179,6 +179,7 @@ def _single_transaction(ctx: BenchContext, n: int = 600) -> list[float]:
             lat.append((time.perf_counter() - sent[got.value() or b""]) * 1_000)
             time.sleep(0.01)
     finally:
+        source.flush(10)  # its delivery reports: librdkafka otherwise warns of a message still queued at exit
         loop_in.close()
         reader.close()
     return lat[50:]  # the first transactions find coordinators and register partitions
