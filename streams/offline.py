@@ -79,7 +79,7 @@ def features_frame(bars: Iterable[ClosedBar], books: Iterable[BookUpdate] | None
             for u in records:
                 track.receive(u)
         values = engine.update(b)
-        ready = not any(math.isnan(v) for v in values)
+        ready = not any(map(math.isnan, values))
         book = [math.nan if v is None else v for v in track.values(b.window_start, b.window_end)] \
             if track is not None else no_book
         rows.append((b.window_end, b.window_start, b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trades,

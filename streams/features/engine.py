@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
+from itertools import islice
+from operator import mul
 from typing import Any, Protocol
 
 from contracts.feature_schema import FEATURE_NAMES, WARMUP_BARS
@@ -26,6 +28,7 @@ _A_RSI = 1 / 14
 _MAX_CLOSES = max(_RET_N) + 1
 _MAX_RETS = max(_RV_N)
 _WARMUP = tuple(WARMUP_BARS[name] for name in FEATURE_NAMES)
+_WARM = max(_WARMUP)  # from this update on, no value is NaN for warming up
 
 
 class BarLike(Protocol):
@@ -51,7 +54,8 @@ def zscore(values: Sequence[float]) -> float:
     n = len(values)
     dev = [v - last for v in values]
     mean = sum(dev) / n
-    var = sum((d - mean) * (d - mean) for d in dev) / n
+    centred = [d - mean for d in dev]
+    var = sum(map(mul, centred, centred)) / n  # the same products, summed in the same order, as a loop would
     if var <= 0.0:
         return 0.0
     return -mean / math.sqrt(var)
@@ -64,12 +68,14 @@ def _ema(prev: float, x: float, alpha: float) -> float:
 class FeatureEngine:
     """The features of one key and interval, updated once per closed bar."""
 
-    __slots__ = ("closes", "counts", "ema12", "ema26", "flow_ema", "gain", "loss", "n", "rets", "signal", "volumes")
+    __slots__ = ("closes", "counts", "ema12", "ema26", "flow_ema", "gain", "loss", "n", "rets", "signal", "squares",
+                 "volumes")
 
     def __init__(self) -> None:
         self.n = 0
         self.closes: deque[float] = deque(maxlen=_MAX_CLOSES)
         self.rets: deque[float] = deque(maxlen=_MAX_RETS)
+        self.squares: deque[float] = deque(maxlen=_MAX_RETS)  # r * r of each of rets (not state: derived)
         self.volumes: deque[float] = deque(maxlen=_Z_N)
         self.counts: deque[float] = deque(maxlen=_Z_N)
         self.ema12 = self.ema26 = self.signal = self.gain = self.loss = self.flow_ema = 0.0
@@ -89,7 +95,9 @@ class FeatureEngine:
             self.signal = 0.0
         else:
             prev = closes[-1]
-            self.rets.append(math.log(c / prev))
+            r = math.log(c / prev)
+            self.rets.append(r)
+            self.squares.append(r * r)
             diff = c - prev
             g, lo = (diff, 0.0) if diff > 0 else (0.0, -diff)
             if i == 1:
@@ -110,21 +118,24 @@ class FeatureEngine:
         self.counts.append(float(bar.trades))
         self.n = i + 1
 
-        rets = self.rets
+        squares = self.squares
         k = len(closes)
+        m = len(squares)
         values = [math.log(c / closes[k - 1 - n]) if k > n else NAN for n in _RET_N]
-        for n in _RV_N:
-            values.append(math.sqrt(sum(r * r for r in list(rets)[-n:])) if len(rets) >= n else NAN)
+        for n in _RV_N:  # the sum of the last n squared returns, oldest first
+            values.append(math.sqrt(sum(islice(squares, m - n, None))) if m >= n else NAN)
         moved = self.gain + self.loss
         values.append(100.0 * self.gain / moved if moved > 0 else 50.0)
         values.append(macd)
         values.append(self.signal)
-        values.append(zscore(list(closes)[-_Z_N:]) if k >= _Z_N else NAN)
+        values.append(zscore(list(islice(closes, k - _Z_N, None))) if k >= _Z_N else NAN)
         values.append(math.log(c / bar.vwap))
         values.append(zscore(self.volumes) if len(self.volumes) >= _Z_N else NAN)
         values.append(flow)
         values.append(self.flow_ema)
         values.append(zscore(self.counts) if len(self.counts) >= _Z_N else NAN)
+        if i >= _WARM:
+            return values
         return [v if i >= w else NAN for v, w in zip(values, _WARMUP, strict=True)]
 
     def to_builtins(self) -> list[Any]:
@@ -137,6 +148,7 @@ class FeatureEngine:
         eng.n = state[0]
         eng.closes.extend(state[1])
         eng.rets.extend(state[2])
+        eng.squares.extend(r * r for r in state[2])
         eng.volumes.extend(state[3])
         eng.counts.extend(state[4])
         eng.ema12, eng.ema26, eng.signal, eng.gain, eng.loss, eng.flow_ema = state[5:11]
