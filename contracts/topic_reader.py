@@ -19,6 +19,7 @@ from contracts.topics import DLQ_BY_SOURCE
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=ContractMessage)
+_TAIL_WAIT_S = 0.05  # read_to_end's wait per batch: at most this long past a topic's last record
 
 
 def read_to_end(bootstrap: str, topic: Topic | str, start: dict[int, int] | None = None,
@@ -39,7 +40,9 @@ def read_to_end(bootstrap: str, topic: Topic | str, start: dict[int, int] | None
         c.assign(assign)
         last = time.monotonic()
         while ends and time.monotonic() - last < idle_s:
-            for m in c.consume(1000, timeout=0.5):
+            # a short wait: a batch of fewer than 1,000 records (the last of a read) returns after the timeout,
+            # and the positions below tell whether the end is reached
+            for m in c.consume(1000, timeout=_TAIL_WAIT_S):
                 last = time.monotonic()
                 if not kafka_io.usable(m):
                     continue
@@ -100,7 +103,7 @@ def read_at(bootstrap: str, topic: Topic | str, partition: int, offset: int, idl
         c.assign([TopicPartition(name, partition, offset)])
         last = time.monotonic()
         while time.monotonic() - last < idle_s:
-            for m in c.consume(100, timeout=0.5):
+            for m in c.consume(1, timeout=0.5):  # one record: returned as soon as it is fetched
                 last = time.monotonic()
                 if kafka_io.usable(m):
                     return m if m.offset() == offset else None
