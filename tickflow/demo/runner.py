@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import gzip
+import logging
 import os
 import shutil
 import signal
@@ -17,13 +18,21 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from confluent_kafka import KafkaException
+
+from contracts import kafka_io
 from contracts.settings import tickflow_home
 from contracts.timeutil import iso, now_ms
+from contracts.topics import MARKET_TRADES
+from streams.spec import load_settings
 from tickflow.demo.live import LiveBoard
 from tickflow.demo.policy import DEFAULT_CANDLES, REPO, bundle_cadence, ensure_bundle
+
+log = logging.getLogger(__name__)
 
 # The recorded Binance frames: BTCUSDT's trades (the 19,904 of data/ticks/BTCUSDT-trades-*.csv, the same ids),
 # its depth diffs and the REST depth snapshot they start from, so the replay publishes market.books too.
@@ -147,12 +156,53 @@ def _run_feeds(procs: Processes, board: LiveBoard, feeds: list[Feed], opts: Demo
             raise RuntimeError(f"{name} failed; see {logs / (name + '.log')}")
 
 
-def drain(procs: Processes, board: LiveBoard, until: float, stop: threading.Event | None = None) -> None:
-    """Wait until the topics' totals stop moving for 6 s (or the budget ends at monotonic ``until``, or ``stop``
-    is set)."""
+class TradesCommitted:
+    """Whether the streams worker's group has committed every ``market.trades`` partition to its end offset:
+    every trade is applied, and the bars and features it closed are out (the worker commits after its
+    outputs are acknowledged)."""
+
+    def __init__(self, bootstrap: str, group: str) -> None:
+        self.consumer = kafka_io.consumer(bootstrap, group)  # never subscribes: it only reads the group's offsets
+
+    def __call__(self) -> bool:
+        try:
+            for tp in self.consumer.committed(kafka_io.partitions(self.consumer, MARKET_TRADES), timeout=5):
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=5)
+                if high > low and tp.offset < high:  # an empty partition has no commit (-1001) and nothing to read
+                    return False
+            return True
+        except KafkaException as err:
+            log.info("The streams worker's committed offsets are not readable yet (%s).", err)
+            return False
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+QUIET_S = 6.0  # no total moved for this long: settled
+QUIET_CAUGHT_UP_S = 2.0  # ... or for this long with every trade committed by the streams worker
+
+
+def drain(procs: Processes, board: LiveBoard, bootstrap: str, until: float,
+          stop: threading.Event | None = None) -> None:
+    """Wait until the topics' totals stop moving: for QUIET_CAUGHT_UP_S once the streams worker has committed
+    every trade (the trader and the paper broker follow it within milliseconds), else for QUIET_S; or until
+    the budget ends at monotonic ``until``, or ``stop`` is set."""
+    caught_up = TradesCommitted(bootstrap, load_settings().app_id)
+    try:
+        _settle(procs, board, until, stop, caught_up)
+    finally:
+        caught_up.close()
+
+
+def _settle(procs: Processes, board: LiveBoard, until: float, stop: threading.Event | None,
+            caught_up: Callable[[], bool]) -> None:
     board.stage = "draining: waiting for bars, features, orders and fills to settle"
     quiet_since, last = time.monotonic(), board.totals()
-    while time.monotonic() < until and time.monotonic() - quiet_since < 6.0 and not (stop and stop.is_set()):
+    while time.monotonic() < until and not (stop and stop.is_set()):
+        quiet = time.monotonic() - quiet_since
+        if quiet >= QUIET_S or (quiet >= QUIET_CAUGHT_UP_S and caught_up()):
+            return
         procs.check_alive(*SERVICES)
         board.refresh()
         time.sleep(0.25)
@@ -187,7 +237,7 @@ def run_demo(opts: DemoOptions) -> int:
         board.start()
         feeds, data_note, focus_ts = _feeds(opts, demo, started_ms)
         _run_feeds(procs, board, feeds, opts, logs)
-        drain(procs, board, started + opts.budget_s)
+        drain(procs, board, info.bootstrap, started + opts.budget_s)
         board.stage = "stopping"
         for name in ("trader", "paper", "streams"):
             procs.stop(name)

@@ -100,7 +100,7 @@ def run(opts: RunOptions) -> int:
         print(f"view: http://127.0.0.1:{view_port}/ ; trader status: http://127.0.0.1:{trader_port}/health ; "
               f"logs: {logs}", flush=True)
         board.start()
-        _feed(procs, board, opts, stop)
+        _feed(procs, board, opts, bootstrap, stop)
         health = _health(trader_port)
         board.stage = "stopping"
         for name in ("view", "trader", "paper", "streams"):
@@ -134,7 +134,7 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _feed(procs: Processes, board: LiveBoard, opts: RunOptions, stop: threading.Event) -> None:
+def _feed(procs: Processes, board: LiveBoard, opts: RunOptions, bootstrap: str, stop: threading.Event) -> None:
     """Live: ingest until a signal. Replay: to the end of the file, then until the topics settle."""
     if opts.replay is None:
         args = ["ingest", "live", "--venue", opts.venue, "--symbols", opts.symbols]
@@ -153,7 +153,7 @@ def _feed(procs: Processes, board: LiveBoard, opts: RunOptions, stop: threading.
         return
     if procs.stop("ingest") not in (0, None):
         raise RuntimeError(f"the replay of {opts.replay} failed; see {procs.logs / 'ingest.log'}")
-    drain(procs, board, time.monotonic() + DRAIN_BUDGET_S, stop)
+    drain(procs, board, bootstrap, time.monotonic() + DRAIN_BUDGET_S, stop)
 
 
 def _health(port: int) -> dict[str, Any] | None:
