@@ -131,7 +131,8 @@ def test_broker_restarted_during_a_replay_loses_and_duplicates_nothing(make_brok
     """It restarts its private broker (same home, same port)."""
     kafka = make_broker()
     marks = Marks(kafka.bootstrap)
-    proc = subprocess.Popen(tickflow_cmd("ingest", "replay", str(TRADES_CSV), "--speed", "40", "--no-progress"),
+    # 80 times real time: the 11 minutes of trades in about 8 s, a broker restart (about 4 s) in the middle
+    proc = subprocess.Popen(tickflow_cmd("ingest", "replay", str(TRADES_CSV), "--speed", "80", "--no-progress"),
                             env=cli_env(kafka.bootstrap, tmp_path), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:

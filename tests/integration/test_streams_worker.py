@@ -119,7 +119,8 @@ def run(info: BrokerInfo, trades: list[Trade], tmp: Path, scenario: str,
     elif scenario == "two":
         workers = [Worker(b, tmp / "w1"), Worker(b, tmp / "w2")]
     else:  # SIGKILL once some bars of the first half are out, then the second half and a restart
-        first = Worker(b, tmp / "w1")
+        # the restart joins once the killed member's session ends: the shortest the settings allow
+        first = Worker(b, tmp / "w1", session_timeout_s="6")
         deadline = time.monotonic() + 120
         while count_records(b, SIGNALS_BARS.name) < 200 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -128,7 +129,7 @@ def run(info: BrokerInfo, trades: list[Trade], tmp: Path, scenario: str,
         assert 0 < killed_at < windows, f"the kill did not land mid-replay ({killed_at} of {windows} bars out)"
         print(f"SIGKILL with {killed_at} of {windows} bars out")
         produce_trades(b, trades[half:])
-        workers = [Worker(b, tmp / "w1")]
+        workers = [Worker(b, tmp / "w1", session_timeout_s="6")]
     try:
         assert wait_committed(b, prefixed(GROUP), timeout_s=150), "the worker did not finish: " + workers[0].tail()
         got = collect(b)
