@@ -24,10 +24,11 @@ from pathlib import Path
 
 from confluent_kafka import KafkaException
 
-from contracts import kafka_io
+from contracts import Topic, kafka_io
 from contracts.settings import tickflow_home
 from contracts.timeutil import iso, now_ms
-from contracts.topics import MARKET_TRADES
+from contracts.topics import LIVE, MARKET_TRADES, ORDERS, SIGNALS_FEATURES
+from paper.broker import GROUP as PAPER_GROUP
 from streams.spec import load_settings
 from tickflow.demo.live import LiveBoard
 from tickflow.demo.policy import DEFAULT_CANDLES, REPO, bundle_cadence, ensure_bundle
@@ -110,6 +111,7 @@ def candle_slice(src: Path, out: Path, days: float) -> tuple[int, int]:
 
 Feed = tuple[str, tuple[str, ...]]  # a process name and its `tickflow` arguments
 SERVICES = ("streams", "paper", "trader")
+POLICY_ID = "demo"  # the demo trader's policy id
 
 
 def fresh_dirs(demo: Path) -> tuple[Path, Path]:
@@ -156,39 +158,48 @@ def _run_feeds(procs: Processes, board: LiveBoard, feeds: list[Feed], opts: Demo
             raise RuntimeError(f"{name} failed; see {logs / (name + '.log')}")
 
 
-class TradesCommitted:
-    """Whether the streams worker's group has committed every ``market.trades`` partition to its end offset:
-    every trade is applied, and the bars and features it closed are out (the worker commits after its
-    outputs are acknowledged)."""
+class Committed:
+    """Whether each (consumer group, topic) has its committed offsets at the topic's end offsets: the streams
+    worker every trade (it commits after its outputs are acknowledged), the trader every feature vector and
+    the paper broker every order (both commit their offsets in the transaction of what they wrote)."""
 
-    def __init__(self, bootstrap: str, group: str) -> None:
-        self.consumer = kafka_io.consumer(bootstrap, group)  # never subscribes: it only reads the group's offsets
+    def __init__(self, bootstrap: str, reads: list[tuple[str, Topic]]) -> None:
+        # never subscribed: they only read the groups' offsets
+        self.reads = [(kafka_io.consumer(bootstrap, group), topic) for group, topic in reads]
 
     def __call__(self) -> bool:
         try:
-            for tp in self.consumer.committed(kafka_io.partitions(self.consumer, MARKET_TRADES), timeout=5):
-                low, high = self.consumer.get_watermark_offsets(tp, timeout=5)
-                if high > low and tp.offset < high:  # an empty partition has no commit (-1001) and nothing to read
-                    return False
-            return True
+            for consumer, topic in self.reads:
+                for tp in consumer.committed(kafka_io.partitions(consumer, topic), timeout=5):
+                    low, high = consumer.get_watermark_offsets(tp, timeout=5)
+                    if high > low and tp.offset < high:  # an empty partition has no commit (-1001), nothing to read
+                        return False
         except KafkaException as err:
-            log.info("The streams worker's committed offsets are not readable yet (%s).", err)
+            log.info("Committed offsets not readable yet (%s).", err)
             return False
+        return True
 
     def close(self) -> None:
-        self.consumer.close()
+        for consumer, _ in self.reads:
+            consumer.close()
+
+
+def service_reads(policy_id: str) -> list[tuple[str, Topic]]:
+    """The groups of the streams worker, the trader of ``policy_id`` and the paper broker, with what they read."""
+    return [(load_settings().app_id, MARKET_TRADES), (LIVE.group(f"tickflow-trader-{policy_id}"), SIGNALS_FEATURES),
+            (LIVE.group(PAPER_GROUP), ORDERS)]
 
 
 QUIET_S = 6.0  # no total moved for this long: settled
-QUIET_CAUGHT_UP_S = 2.0  # ... or for this long with every trade committed by the streams worker
+QUIET_CAUGHT_UP_S = 2.0  # ... or for this long with every input of the services committed
 
 
-def drain(procs: Processes, board: LiveBoard, bootstrap: str, until: float,
+def drain(procs: Processes, board: LiveBoard, bootstrap: str, policy_id: str, until: float,
           stop: threading.Event | None = None) -> None:
-    """Wait until the topics' totals stop moving: for QUIET_CAUGHT_UP_S once the streams worker has committed
-    every trade (the trader and the paper broker follow it within milliseconds), else for QUIET_S; or until
-    the budget ends at monotonic ``until``, or ``stop`` is set."""
-    caught_up = TradesCommitted(bootstrap, load_settings().app_id)
+    """Wait until the topics' totals stop moving: for QUIET_CAUGHT_UP_S once the streams worker, the trader of
+    ``policy_id`` and the paper broker have committed all they read (``Committed``), else for QUIET_S; or
+    until the budget ends at monotonic ``until``, or ``stop`` is set."""
+    caught_up = Committed(bootstrap, service_reads(policy_id))
     try:
         _settle(procs, board, until, stop, caught_up)
     finally:
@@ -233,11 +244,11 @@ def run_demo(opts: DemoOptions) -> int:
     try:
         procs.start("streams", "streams", "worker")
         procs.start("paper", "paper")
-        procs.start("trader", "trade", "--bundle", str(bundle), "--policy-id", "demo")
+        procs.start("trader", "trade", "--bundle", str(bundle), "--policy-id", POLICY_ID)
         board.start()
         feeds, data_note, focus_ts = _feeds(opts, demo, started_ms)
         _run_feeds(procs, board, feeds, opts, logs)
-        drain(procs, board, info.bootstrap, started + opts.budget_s)
+        drain(procs, board, info.bootstrap, POLICY_ID, started + opts.budget_s)
         board.stage = "stopping"
         for name in ("trader", "paper", "streams"):
             procs.stop(name)

@@ -29,6 +29,7 @@ from tickflow.demo.runner import SERVICES, Processes, drain, fresh_dirs
 from tickflow.run.reach import venue_problem
 
 DRAIN_BUDGET_S = 300.0  # after a replay, how long the pipeline may take to settle
+POLICY_ID = "run"  # the trader's policy id
 
 
 class NoInternet(RuntimeError):
@@ -95,7 +96,7 @@ def run(opts: RunOptions) -> int:
     try:
         procs.start("streams", "streams", "worker")
         procs.start("paper", "paper")
-        procs.start("trader", "trade", "--bundle", str(bundle), "--policy-id", "run")
+        procs.start("trader", "trade", "--bundle", str(bundle), "--policy-id", POLICY_ID)
         procs.start("view", "view", "--port", str(view_port), "--interval", str(interval))
         print(f"view: http://127.0.0.1:{view_port}/ ; trader status: http://127.0.0.1:{trader_port}/health ; "
               f"logs: {logs}", flush=True)
@@ -153,7 +154,7 @@ def _feed(procs: Processes, board: LiveBoard, opts: RunOptions, bootstrap: str, 
         return
     if procs.stop("ingest") not in (0, None):
         raise RuntimeError(f"the replay of {opts.replay} failed; see {procs.logs / 'ingest.log'}")
-    drain(procs, board, bootstrap, time.monotonic() + DRAIN_BUDGET_S, stop)
+    drain(procs, board, bootstrap, POLICY_ID, time.monotonic() + DRAIN_BUDGET_S, stop)
 
 
 def _health(port: int) -> dict[str, Any] | None:
