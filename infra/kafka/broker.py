@@ -333,15 +333,24 @@ class LocalBroker:
     # -- stop -----------------------------------------------------------------------------------
     def stop(self, timeout: float = 30.0) -> BrokerInfo | None:
         """SIGTERM the broker this home started, SIGKILL it after ``timeout``; None if none ran."""
+        info = self.terminate()
+        if info is not None:
+            self.reap(info, timeout)
+        return info
+
+    def terminate(self) -> BrokerInfo | None:
+        """SIGTERM the broker this home started, without waiting (``reap`` waits); None if none ran."""
         info = self.running()
-        if info is None:
-            return None
-        os.kill(info.pid, signal.SIGTERM)
+        if info is not None:
+            os.kill(info.pid, signal.SIGTERM)
+        return info
+
+    def reap(self, info: BrokerInfo, timeout: float) -> None:
+        """Wait up to ``timeout`` for the terminated broker ``info`` to exit; SIGKILL it after that."""
         if not self._wait_gone(info.pid, timeout):
             self._kill(info.pid)
             self._wait_gone(info.pid, 10)
         self.info_file.unlink(missing_ok=True)
-        return info
 
     def kill(self) -> BrokerInfo | None:
         """SIGKILL the broker this node runs (a fault drill: no clean shutdown); None if none ran."""
@@ -370,5 +379,16 @@ class LocalBroker:
                 os.kill(pid, 0)
             except ProcessLookupError:
                 return True
+            if _zombie(pid):  # exited, another process's child not reaped yet (a test's node stopped by the CLI)
+                return True
             time.sleep(0.1)
         return False
+
+
+def _zombie(pid: int) -> bool:
+    """True when ``pid`` has exited and waits for its parent to reap it (Linux's /proc; False elsewhere)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 1:].split()[0] == "Z"  # the state follows the command name in parentheses

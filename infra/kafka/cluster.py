@@ -174,11 +174,19 @@ class LocalCluster:
 
     # -- stop ------------------------------------------------------------------------------------
     def stop(self, node_id: int | None = None, timeout: float = 30.0) -> list[BrokerInfo]:
-        """SIGTERM one node, or all of them; the ones that ran."""
+        """SIGTERM one node, or all of them at once; the ones that ran.
+
+        All at once: stopped one after another, the last node's controlled shutdown waited for a controller
+        quorum that had gone with the others, until its SIGKILL ``timeout`` later (and a log recovery at its
+        next start)."""
         layout = self._layout()
         ids = range(1, len(layout.ports) + 1) if node_id is None else [node_id]
-        stopped = [self.node(i, layout).stop(timeout) for i in ids]
-        return [info for info in stopped if info is not None]
+        nodes = [self.node(i, layout) for i in ids]
+        terminated = [(node, node.terminate()) for node in nodes]
+        for node, info in terminated:
+            if info is not None:
+                node.reap(info, timeout)
+        return [info for _, info in terminated if info is not None]
 
     def kill(self, node_id: int) -> BrokerInfo | None:
         """SIGKILL one node (a fault drill); None when it was not running."""

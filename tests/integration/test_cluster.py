@@ -25,6 +25,7 @@ from tests.integration.ingest_kafka_support import N_TRADES, TRADES_CSV, csv_tra
 
 pytestmark = pytest.mark.integration
 NODES = 3
+CLEAN_STOP = "shut down completed (BrokerServer)"  # a node's broker log line when its controlled shutdown is done
 
 
 def _say(config: pytest.Config, line: str) -> None:
@@ -159,3 +160,22 @@ def test_status_lists_every_node_and_one_quorum_leader(cluster: tuple[LocalClust
     assert sum("quorum leader" in line for line in lines) == 1, done.stdout
     for port in layout.ports:
         assert f"127.0.0.1:{port}" in done.stdout
+
+
+def test_stop_shuts_every_node_down_cleanly_within_the_timeout(cluster: tuple[LocalCluster, Layout]) -> None:
+    """`tickflow kafka stop` on the cluster's home (the module's last test: the cluster is gone after it): every
+    node's broker completes its controlled shutdown. Stopped one after another, the last node waited for a
+    controller quorum that had gone with the others and was SIGKILLed 30 s later."""
+    local, _ = cluster
+    logs = [local.node(i).log_file for i in range(1, NODES + 1)]
+    before = [log.read_text(errors="replace").count(CLEAN_STOP) for log in logs]
+    env = dict(os.environ, TICKFLOW_HOME=str(local.home))
+    env.pop("KAFKA_BOOTSTRAP", None)
+    started = time.monotonic()
+    done = subprocess.run(tickflow_cmd("kafka", "stop"), env=env, capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = [log.read_text(errors="replace").count(CLEAN_STOP) for log in logs]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1] * NODES, (before, after, f"{took:.1f}s")
+    assert all(node.running() is None for node in (local.node(i) for i in range(1, NODES + 1)))
+    print(f"three nodes stopped cleanly in {took:.1f}s")
