@@ -170,9 +170,10 @@ class Committed:
     def __call__(self) -> bool:
         try:
             for consumer, topic in self.reads:
-                for tp in consumer.committed(kafka_io.partitions(consumer, topic), timeout=5):
+                at = kafka_io.committed(consumer, topic)
+                for tp in kafka_io.partitions(consumer, topic):
                     low, high = consumer.get_watermark_offsets(tp, timeout=5)
-                    if high > low and tp.offset < high:  # an empty partition has no commit (-1001), nothing to read
+                    if high > low and at.get(tp.partition, -1) < high:  # an empty partition: nothing to read
                         return False
         except KafkaException as err:
             log.info("Committed offsets not readable yet (%s).", err)
