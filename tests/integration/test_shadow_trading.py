@@ -94,13 +94,14 @@ def test_a_challenger_trades_in_shadow_in_its_own_book_and_the_gate_reads_its_re
         last_ts = fvs[-1].ts
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # both books marked to the last bar, every order filled in its lane
-            snaps = _read(bootstrap, PORTFOLIO, PortfolioSnapshot) + _read(bootstrap, PORTFOLIO_SHADOW,
-                                                                          PortfolioSnapshot)
+            # each lane's own book: a fill after the last bar snapshots the shadow book at that bar a second time
+            marked = all(any(s.ts == last_ts for s in _read(bootstrap, t, PortfolioSnapshot))
+                         for t in (PORTFOLIO, PORTFOLIO_SHADOW))
             orders = {t: _read(bootstrap, t, Order) for t in (ORDERS, ORDERS_SHADOW)}
             fills = {t: _read(bootstrap, t, Fill) for t in (FILLS, FILLS_SHADOW)}
             done = all({o.order_id for o in orders[o_t]} <= {f.order_id for f in fills[f_t] if f.last}
                        for o_t, f_t in ((ORDERS, FILLS), (ORDERS_SHADOW, FILLS_SHADOW)))
-            if done and orders[ORDERS_SHADOW] and sum(s.ts == last_ts for s in snaps) >= 2:
+            if done and marked and orders[ORDERS] and orders[ORDERS_SHADOW]:
                 break
             time.sleep(1)
         else:
