@@ -50,7 +50,9 @@ class Trade(Message, frozen=True, kw_only=True):
 EventKind = Literal["gap", "reconnect", "stale", "snapshot", "late", "disconnect",
                     # order books: a break in the venue's sequence (first/last_missing name the range), a
                     # book rebuilt from a fresh snapshot, a venue checksum that disagrees, a crossed book
-                    "book_gap", "resync", "checksum_mismatch", "crossed_book"]
+                    "book_gap", "resync", "checksum_mismatch", "crossed_book",
+                    # the streams worker: a key's books ran too far ahead of its trades (streams.processor)
+                    "book_backlog"]
 
 
 class MarketEvent(Message, frozen=True, kw_only=True):

@@ -86,7 +86,7 @@ class StreamsWorkerApp:
         self.table = self.app.Table("streams-state", partitions=MARKET_TRADES.partitions, key_type=bytes,
                                     value_type=bytes)
         self.processor = Processor(settings.intervals, settings.grace_ms, loader=faust_seam.table_reader(self.table),
-                                   books=True)
+                                   books=True, book_backlog_max=settings.book_backlog_max)
         # The group id is only used to read the offsets Faust commits; this consumer never joins the group.
         self.consumer = Consumer({**client_config(bootstrap), "group.id": settings.app_id,
                                   "enable.auto.commit": False, "enable.auto.offset.store": False,

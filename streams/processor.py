@@ -39,11 +39,12 @@ from contracts.books import BookUpdate
 from contracts.feature_schema import STREAMS_SCHEMA, V2
 from contracts.serde import encode
 from contracts.topics import MARKET_BOOKS, MARKET_EVENTS, MARKET_TRADES, SIGNALS_BARS, SIGNALS_FEATURES, market_key
-from streams.bars import ClosedBar, KeyBars
+from streams.bars import NO_WATERMARK, ClosedBar, KeyBars
 from streams.book_gate import BookGate
 from streams.close_ahead import CloseAhead, Held
 from streams.features.book_features import NO_BOOK, BookTrack
 from streams.features.engine import FeatureEngine
+from streams.spec import DEFAULT_BOOK_BACKLOG_MAX
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +107,16 @@ class Processor:
     """
 
     def __init__(self, intervals_s: tuple[int, ...], grace_ms: int,
-                 loader: Callable[[bytes], bytes | None] | None = None, books: bool = False) -> None:
+                 loader: Callable[[bytes], bytes | None] | None = None, books: bool = False,
+                 book_backlog_max: int = DEFAULT_BOOK_BACKLOG_MAX) -> None:
         self.intervals_s = intervals_s
         self.grace_ms = grace_ms
+        self.book_backlog_max = book_backlog_max
         self.loader = loader
         self.keys: dict[bytes, KeyState] = {}
         self._market_keys: dict[tuple[str, str], bytes] = {}
         self.books: dict[bytes, BookTrack] = {}  # rebuilt from market.books, not stored in the table
+        self._restored: dict[bytes, int] = {}  # the trade watermark in the table of a key with books, not loaded
         self.gate = BookGate(grace_ms) if books else None
         self.dirty: set[bytes] = set()
         self.ahead = CloseAhead(grace_ms)  # keys whose bars were closed ahead of time
@@ -153,11 +157,24 @@ class Processor:
                                            {i: FeatureEngine() for i in self.intervals_s})
         return ks
 
+    def _stored_watermark(self, key: bytes) -> int:
+        """The trade watermark of the key's state in the table, read but not installed: the key is loaded when
+        its first trade is applied (installed now, its stored lag could make it live and close its bars on
+        the wall clock while its trades wait for the books)."""
+        stored = None if self.loader is None else self.loader(key)
+        if stored is None:
+            return NO_WATERMARK
+        ks = KeyState.from_bytes(stored)
+        return ks.bars.max_ts - self.grace_ms if self._fits(ks) else NO_WATERMARK
+
+    def _fits(self, ks: KeyState) -> bool:
+        return ks.bars.intervals_ms == tuple(sorted(i * 1000 for i in self.intervals_s)) \
+            and ks.bars.grace_ms == self.grace_ms
+
     def load_state(self, key: bytes, data: bytes) -> None:
         """Install a key's state from the table; a state built for other intervals or grace is dropped."""
         ks = KeyState.from_bytes(data)
-        want = tuple(sorted(i * 1000 for i in self.intervals_s))
-        if ks.bars.intervals_ms != want or ks.bars.grace_ms != self.grace_ms:
+        if not self._fits(ks):
             log.warning("The stored state of %s was built for other intervals or grace; starting it afresh.",
                         key.decode())
             return
@@ -201,8 +218,12 @@ class Processor:
             key = self.key(u.exchange, u.symbol)
             track = self.books.get(key)
             if track is None:
-                track = self.books[key] = BookTrack(longest)
-            track.receive(u)
+                track = self.books[key] = BookTrack(longest, self.book_backlog_max)
+                self._restored[key] = self._stored_watermark(key)
+            ks = self.keys.get(key)
+            # every bar still to close for the key ends after its trade watermark (a trade at or before it is late)
+            if track.receive(u, self._restored[key] if ks is None else ks.bars.max_ts - self.grace_ms):
+                out.append(self._backlog_event(key, u, track, partition, offset))
             if gate is not None:
                 gate.book_read(partition, key, u.ts_event)
         return out + self._release(now_ms)
@@ -223,6 +244,7 @@ class Processor:
         """Drop every key's state and book (partitions revoked: the table and market.books hold them)."""
         self.keys.clear()
         self.books.clear()
+        self._restored.clear()
         if self.gate is not None:
             self.gate.clear()
 
@@ -363,6 +385,15 @@ class Processor:
                                    f"interval: {late_by_interval}")
         log.warning("%s: %s", key.decode(), event.detail)
         return Output(MARKET_EVENTS.name, key, encode(event), ks.partition)
+
+    def _backlog_event(self, key: bytes, u: BookUpdate, track: BookTrack, partition: int, offset: int) -> Output:
+        detail = (f"more than {self.book_backlog_max} book records waited for trades (STREAMS__BOOK_BACKLOG_MAX; up "
+                  f"to {_BOOKS}[{partition}]@{offset}): the oldest were applied at once, {track.applied_early} so "
+                  f"far; bars ending by ts {track.early_until} get null book features")
+        log.warning("%s: %s", key.decode(), detail)
+        event = MarketEvent(schema_version=V1, exchange=u.exchange, symbol=u.symbol, kind="book_backlog",
+                            ts=track.early_until, count=track.applied_early, detail=detail)
+        return Output(MARKET_EVENTS.name, key, encode(event), partition)
 
     def _emit(self, key: bytes, ks: KeyState, closed: list[ClosedBar], out: list[Output]) -> None:
         track = self.books.get(key)

@@ -16,6 +16,8 @@ from contracts.messages import Bar
 
 DEFAULT_INTERVALS_S: tuple[int, ...] = (1, 60, 300)
 DEFAULT_GRACE_MS: int = 2000
+# book records queued per key waiting for its trades (5.8 KB each decoded: Binance's 100 ms BTCUSDT diffs, 83 minutes)
+DEFAULT_BOOK_BACKLOG_MAX: int = 50_000
 
 # The columns of a bar as both layers publish them (contracts.Bar minus schema_version).
 BAR_FIELDS: tuple[str, ...] = tuple(f for f in Bar.__struct_fields__ if f != "schema_version")
@@ -36,6 +38,9 @@ class StreamsSettings(msgspec.Struct, frozen=True, kw_only=True):
     # trade still counting in them arrives meanwhile): the work is done before the due time, not after it.
     close_ahead_ms: Annotated[int, Meta(ge=0, lt=1000)] = 10
     batch_max: Annotated[int, Meta(ge=1)] = 5000  # trades read at once
+    # A key's book records waiting for its trades; beyond it the oldest half is applied at once and the bars
+    # that still end by then get null book features (a book_backlog event on market.events says so).
+    book_backlog_max: Annotated[int, Meta(ge=2)] = DEFAULT_BOOK_BACKLOG_MAX
     commit_interval_s: Annotated[float, Meta(gt=0)] = 1.0  # how often the applied offsets are committed
     stop_timeout_s: Annotated[float, Meta(gt=0)] = 20.0  # a stop (SIGTERM/SIGINT) that takes longer ends the process
     session_timeout_s: Annotated[float, Meta(ge=6, le=1800)] = 15.0  # a dead worker's partitions move after this

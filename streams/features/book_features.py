@@ -2,7 +2,9 @@
 
 ``BookTrack`` follows one key's ``market.books`` records: ``receive`` queues each record as it is read,
 ``values(start, end)`` gives a bar's book features. The book is advanced lazily, to each bar's end in
-event time: queued records are applied in the topic's order while their ``ts_event`` is before the end,
+event time (or, as they are read, through the key's trade watermark, before which no bar is still to close:
+a worker restarted on days of ``market.books`` does not queue them all until its first bar closes):
+queued records are applied in the topic's order while their ``ts_event`` is before the end,
 so the features at an end depend on the records and the end alone, not on when the worker read them or
 how trades and books interleaved in its reads (the worker holds back trades until the books have caught
 up with them: ``streams.book_gate``). Definitions are in ``contracts/feature_schema.py``.
@@ -14,8 +16,11 @@ Each applied record leaves ``(ts_event, ofi)`` behind for the bars still to clos
 bar finds its updates by bisection while their event times ascend, as a venue's do between resyncs, instead
 of a walk over the longest interval's updates for every bar); the values at an end
 are kept for a few ends, so a bar closed again at the same end (an undone close ahead of time) gets the
-same numbers. Nothing here is stored in the worker's table: after a restart the book is rebuilt from the
-topic (read again from its start), which gives the same numbers.
+same numbers. The queue is bounded (``max_pending``, the worker's ``STREAMS__BOOK_BACKLOG_MAX``): a key whose
+books run far ahead of its trades (its trade feed stopped, or a symbol subscribed for books alone) has its
+oldest half applied at once, and a bar that still ends by then gets null book features (``unknown``), not
+those of a book already moved past its end. Nothing here is stored in the worker's table: after a restart
+the book is rebuilt from the topic (read again from its start), which gives the same numbers.
 """
 
 from __future__ import annotations
@@ -89,12 +94,17 @@ def level_values(bids: list[tuple[float, float]], asks: list[tuple[float, float]
 class BookTrack:
     """One key's book as of the bar ends asked for, and what its updates added up to per bar."""
 
-    __slots__ = ("applied", "dropping", "ends", "flow_head", "flow_ofi", "flow_ts", "frontier", "levels",
-                 "max_seq", "max_ts", "oldest_ms", "pending", "pos", "produced_again", "reader", "top", "unordered")
+    __slots__ = ("applied", "applied_early", "dropping", "early_until", "ends", "flow_head", "flow_ofi", "flow_ts",
+                 "frontier", "levels", "max_pending", "max_seq", "max_ts", "oldest_ms", "pending", "pos",
+                 "produced_again", "reader", "top", "unknown", "unordered")
 
-    def __init__(self, max_interval_ms: int) -> None:
+    def __init__(self, max_interval_ms: int, max_pending: int | None = None) -> None:
         self.reader = BookReader()
         self.pending: deque[BookUpdate] = deque()
+        self.max_pending = max_pending  # None: unbounded (the offline builder queues a whole key's records)
+        self.early_until = -(2**62)  # the newest event time applied before a bar asked for it
+        self.applied_early = 0  # records applied before a bar asked for them
+        self.unknown = 0  # bars that ended by early_until: null book features
         # (ts_event, ofi) of each applied update, from flow_head on (the entries before it are no bar's any more)
         self.flow_ts: list[int] = []
         self.flow_ofi: list[float] = []
@@ -112,11 +122,32 @@ class BookTrack:
         self.applied = 0
         self.levels: list[float | None] | None = None  # the level values since the last applied record
 
-    def receive(self, u: BookUpdate) -> None:
-        """Queue one record, in the topic's order."""
-        self.pending.append(u)
+    def receive(self, u: BookUpdate, through: int = -(2**62)) -> int:
+        """Queue one record, in the topic's order, and apply the queued records from the front while their
+        event time is at or before ``through`` (the key's trade watermark: every bar still to close ends
+        after it, so applying them now changes no bar's numbers). When more than ``max_pending`` still wait,
+        apply the oldest half of them now. Returns how many were applied so (0 almost always)."""
+        pending = self.pending
+        pending.append(u)
         if u.ts_event > self.frontier:
             self.frontier = u.ts_event
+        if pending[0].ts_event <= through:
+            while pending and pending[0].ts_event <= through:
+                self._apply(pending.popleft())
+            self._cut_flow(through - self.oldest_ms)
+        if self.max_pending is None or len(pending) <= self.max_pending:
+            return 0
+        n = len(pending) - self.max_pending // 2
+        until = self.early_until
+        for _ in range(n):
+            early = pending.popleft()
+            self._apply(early)
+            if early.ts_event > until:
+                until = early.ts_event
+        self.early_until = until
+        self.applied_early += n
+        self._cut_flow(until - self.oldest_ms)  # a bar still to come ends after ``until``: it starts after this
+        return n
 
     def advance(self, end: int) -> list[float | None]:
         """Apply the queued records whose event time is before ``end``; the level values of the book then."""
@@ -137,7 +168,11 @@ class BookTrack:
         return values
 
     def values(self, start: int, end: int) -> list[float | None]:
-        """The book features of the bar ``[start, end)``, in BOOK_FEATURE_NAMES order."""
+        """The book features of the bar ``[start, end)``, in BOOK_FEATURE_NAMES order (all null when the
+        book was applied past ``end`` before the bar asked: see ``max_pending``)."""
+        if end <= self.early_until:
+            self.unknown += 1
+            return list(NO_BOOK)
         out = [*self.advance(end), 0.0, 0.0]
         ts, flow, head = self.flow_ts, self.flow_ofi, self.flow_head
         total, n = 0.0, 0
