@@ -185,6 +185,9 @@ class PortfolioSnapshot(Message, frozen=True, kw_only=True):
     fees: NonNegative
     drawdown: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
     halted: bool = False
+    # the trader instance whose book this is (`tickflow trade --instance`: each instance of a policy keeps its
+    # own book, cash from TRADER__CAPITAL, for the symbols of its partitions); None: the policy's one trader
+    instance: Name | None = None
 
 
 ALL_TYPES: tuple[type[Message], ...] = (

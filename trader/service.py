@@ -308,8 +308,9 @@ class TraderService:
 
     def _snapshot(self) -> tuple[str, bytes, bytes | None]:
         ts = self.trader.last_feature_ts or now_ms()
-        snap = self.trader.book.snapshot(self.policy_id, ts, self.trader.halted)
-        key = self.policy_id.encode() if self.membership is None else self.membership.snapshot_key(self.policy_id)
+        mb = self.membership
+        snap = self.trader.book.snapshot(self.policy_id, ts, self.trader.halted, None if mb is None else mb.instance)
+        key = self.policy_id.encode() if mb is None else mb.snapshot_key(self.policy_id)
         return self._portfolio, encode(snap), key
 
     def _transact(self, producer: Producer, features: Consumer, out: list[tuple[str, bytes, bytes | None]]) -> None:

@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from contracts import FeatureVector, Order, decode, encode, market_key
+from contracts import FeatureVector, Order, PortfolioSnapshot, decode, encode, market_key
 from contracts.client_config import producer_config
 from contracts.partitioning import partition_of
 from contracts.topic_reader import end_offsets, read_to_end
-from contracts.topics import LIVE, ORDERS, PREFIX_ENV, SIGNALS_FEATURES
+from contracts.topics import LIVE, ORDERS, PORTFOLIO, PREFIX_ENV, SIGNALS_FEATURES
 from infra.kafka.admin import ensure_topics
 from streams.offline import closed_bars, features_frame
 from tests.helpers import REPO, cli_env, tickflow_cmd
@@ -168,3 +168,7 @@ def test_two_instances_one_killed_mid_stream_give_one_instance_s_orders(
     assert len(ids) == len(set(ids)), "an order twice under read_committed"
     assert {o[5] for o in got if o[5] in (share_a or ())} and {o[5] for o in got if o[5] in (share_b or ())}
     assert got == reference
+    # each instance's book is its own (its cash, its symbols): its snapshots say which instance they are
+    snaps = [(m.key(), decode(m.value() or b"", PortfolioSnapshot)) for m in read_to_end(bootstrap, PORTFOLIO)]
+    assert {s.instance for _, s in snaps} == {"a", "b"}
+    assert all(key == f"{POLICY}@{s.instance}".encode() and s.policy_id == POLICY for key, s in snaps)

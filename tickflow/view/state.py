@@ -72,9 +72,15 @@ class _Market:
 
 @dataclass
 class _Book:
+    """One book: a policy's, or one of its instances' (each instance books the symbols of its partitions)."""
+
     latest: PortfolioSnapshot | None = None
     equity: deque[tuple[int, float]] = field(default_factory=deque)
-    orders: int = 0  # its decisions that moved the position
+
+
+@dataclass
+class _Decisions:
+    orders: int = 0  # the policy's decisions that moved a position
     version: str | None = None  # the policy version on its last order
 
 
@@ -90,7 +96,8 @@ class ViewState:
         self._markets: dict[str, _Market] = {}
         self._orders: deque[tuple[str, Order]] = deque(maxlen=max_rows)  # (role, order)
         self._fills: deque[tuple[str, Fill]] = deque(maxlen=max_rows)
-        self._books: dict[tuple[str, str], _Book] = {}  # (role, policy id) -> book
+        self._books: dict[tuple[str, str, str], _Book] = {}  # (role, policy id, instance or "") -> book
+        self._decisions: dict[tuple[str, str], _Decisions] = {}  # (role, policy id) -> its orders
         self._order_books = BookReader()
         self._lock = threading.Lock()
 
@@ -125,9 +132,9 @@ class ViewState:
             elif isinstance(message, Order):
                 role = self._role(topic_name)
                 self._orders.append((role, message))
-                book = self._book(role, message.policy_id)
-                book.orders += 1
-                book.version = message.policy_version
+                decisions = self._decisions.setdefault((role, message.policy_id), _Decisions())
+                decisions.orders += 1
+                decisions.version = message.policy_version
                 market = self._market(message.exchange, message.symbol)
                 if role == "champion":  # the price chart marks the orders that trade
                     market.markers.append((message.feature_ts, message.side, message.qty))
@@ -136,7 +143,7 @@ class ViewState:
             elif isinstance(message, BookUpdate):
                 self._apply_book(message)
             elif isinstance(message, PortfolioSnapshot):
-                book = self._book(self._role(topic_name), message.policy_id)
+                book = self._book(self._role(topic_name), message.policy_id, message.instance or "")
                 if book.latest is None or message.ts >= book.latest.ts:
                     book.latest = message
                 book.equity.append((message.ts, message.equity))
@@ -145,10 +152,10 @@ class ViewState:
     def _role(topic_name: str) -> str:
         return "shadow" if topic_name in (ORDERS_SHADOW.name, FILLS_SHADOW.name, PORTFOLIO_SHADOW.name) else "champion"
 
-    def _book(self, role: str, policy_id: str) -> _Book:
-        book = self._books.get((role, policy_id))
+    def _book(self, role: str, policy_id: str, instance: str) -> _Book:
+        book = self._books.get((role, policy_id, instance))
         if book is None:
-            book = self._books[(role, policy_id)] = _Book(equity=deque(maxlen=self.max_points))
+            book = self._books[(role, policy_id, instance)] = _Book(equity=deque(maxlen=self.max_points))
         return book
 
     def _bar(self, message: Bar) -> None:
@@ -187,12 +194,13 @@ class ViewState:
         with self._lock:
             markets = [{**self._market_view(key, m), "warmup": self._warmup(m)}
                        for key, m in sorted(self._markets.items())]
-            portfolios = [
-                {**to_dict(book.latest), "role": role, "version": book.version, "orders": book.orders,
-                 "equity_series": [list(p) for p in book.equity]}
-                for (role, _), book in sorted(self._books.items(), key=lambda kv: (ROLES.index(kv[0][0]), kv[0][1]))
-                if book.latest is not None
-            ]
+            # one row per book: a policy run as several instances has one per instance (each its own cash)
+            portfolios = []
+            for (role, pid, _), book in sorted(self._books.items(), key=lambda kv: (ROLES.index(kv[0][0]), kv[0][1:])):
+                if book.latest is not None:
+                    d = self._decisions.get((role, pid), _Decisions())
+                    portfolios.append({**to_dict(book.latest), "role": role, "version": d.version, "orders": d.orders,
+                                       "equity_series": [list(p) for p in book.equity]})
             return {
                 "generated_ms": now_ms(),
                 "counts": dict(self.counts),

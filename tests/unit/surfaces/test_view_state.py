@@ -142,3 +142,21 @@ def test_champion_and_challenger_in_shadow_sit_side_by_side_under_one_policy_id(
     assert len(snap["markets"][0]["markers"]) == 1  # the price chart marks the champion's order only
     page = render_page(snap, poll_ms=0)
     assert '"role": "shadow"' in page and "challengers in shadow" in page
+
+
+def test_the_instances_of_one_policy_each_show_their_own_book() -> None:
+    """`tickflow trade --instance`: each instance keeps its own book (its cash from TRADER__CAPITAL, the symbols
+    of its partitions); the view shows one row per instance, not whichever snapshot came last."""
+    state = ViewState()
+    for ts in range(3):
+        for instance, symbol, equity in (("a", "BTC-USDT", 10_000.0 + ts), ("b", "ETH-USDT", 9_000.0 - ts)):
+            state.apply("portfolio", PortfolioSnapshot(
+                schema_version=V1, policy_id="p", ts=ts, positions={symbol: 1.0}, cash=0.0, equity=equity,
+                realised_pnl=0.0, unrealised_pnl=0.0, fees=0.0, drawdown=0.0, instance=instance))
+    state.apply("portfolio", _book(1, 5_000.0))  # a run of the policy as one trader, before
+    books = {p["instance"]: p for p in state.snapshot()["portfolios"]}
+    assert set(books) == {None, "a", "b"}
+    assert (books["a"]["equity"], books["a"]["positions"]) == (10_002.0, {"BTC-USDT": 1.0})
+    assert (books["b"]["equity"], books["b"]["positions"]) == (8_998.0, {"ETH-USDT": 1.0})
+    assert books[None]["equity"] == 5_000.0
+    assert [len(b["equity_series"]) for b in (books["a"], books["b"], books[None])] == [3, 3, 1]
