@@ -188,6 +188,10 @@ class PortfolioSnapshot(Message, frozen=True, kw_only=True):
     # the trader instance whose book this is (`tickflow trade --instance`: each instance of a policy keeps its
     # own book, cash from TRADER__CAPITAL, for the symbols of its partitions); None: the policy's one trader
     instance: Name | None = None
+    policy_version: str | None = None  # the version deciding when the snapshot was written
+    # the automatic rollback's reference: the book's peak equity since that version began serving (None: the
+    # rollback is off, or no step since the swap); a restarted trader carries it on (trader.swap)
+    rollback_peak: Finite | None = None
 
 
 ALL_TYPES: tuple[type[Message], ...] = (

@@ -75,8 +75,10 @@ class Book:
     def _update_peak(self) -> None:
         self.peak = max(self.peak, self.equity)
 
-    def snapshot(self, policy_id: str, ts: int, halted: bool, instance: str | None = None) -> PortfolioSnapshot:
+    def snapshot(self, policy_id: str, ts: int, halted: bool, instance: str | None = None,
+                 policy_version: str | None = None, rollback_peak: float | None = None) -> PortfolioSnapshot:
         return PortfolioSnapshot(schema_version=V1, policy_id=policy_id, ts=ts,
                                  positions={k: v for k, v in sorted(self.positions.items())}, cash=self.cash,
                                  equity=self.equity, realised_pnl=self.realised, unrealised_pnl=self.unrealised,
-                                 fees=self.fees, drawdown=self.drawdown, halted=halted, instance=instance)
+                                 fees=self.fees, drawdown=self.drawdown, halted=halted, instance=instance,
+                                 policy_version=policy_version, rollback_peak=rollback_peak)

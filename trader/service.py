@@ -122,6 +122,9 @@ class TraderService:
                 last[b"" if mb is None else m.key() or b""] = snap
         for snap in last.values():
             self.trader.restore_halt(snap)
+        own = last.get(b"" if mb is None else mb.snapshot_key(self.policy_id))
+        if self.serving is not None and own is not None:
+            self.serving.restore_peak(own)
         self._fill_offsets.clear()
         for m, fill in rebuild.records(self.lane.fills, Fill):
             self._fill_offsets[m.partition() or 0] = (m.offset() or 0) + 1
@@ -308,8 +311,9 @@ class TraderService:
 
     def _snapshot(self) -> tuple[str, bytes, bytes | None]:
         ts = self.trader.last_feature_ts or now_ms()
-        mb = self.membership
-        snap = self.trader.book.snapshot(self.policy_id, ts, self.trader.halted, None if mb is None else mb.instance)
+        mb, serving = self.membership, self.serving
+        snap = self.trader.book.snapshot(self.policy_id, ts, self.trader.halted, None if mb is None else mb.instance,
+                                         self.trader.version, None if serving is None else serving.peak)
         key = self.policy_id.encode() if mb is None else mb.snapshot_key(self.policy_id)
         return self._portfolio, encode(snap), key
 

@@ -11,10 +11,12 @@ decision sees two versions. A version that fails verification is refused with on
 (``Refused version V of policy ID ...: reason; version U keeps trading.``) and the serving one trades on.
 
 The automatic rollback: with ``TRADER__ROLLBACK__MAX_DRAWDOWN`` set (off by default), after each step the
-book's equity is compared with its peak since the swap (or since the process started: a restart counts
-afresh). When the drawdown reaches the limit while a promoted version with a previous one serves, a
-``rolled_back`` decision by ``trader`` with the figures is written to the registry (in a thread); the
-swap back comes through the follower, as for a rollback by hand.
+book's equity is compared with its peak since the swap. The peak goes into each portfolio snapshot beside the
+version deciding, and a restarted trader (or an instance's rebuild) takes it back from its last snapshot when
+the same version still serves, so a restart does not reset the drawdown (a new version starts afresh). When
+the drawdown reaches the limit while a promoted version with a previous one serves, a ``rolled_back``
+decision by ``trader`` with the figures is written to the registry (in a thread); the swap back comes through
+the follower, as for a rollback by hand.
 
 A SIGKILL at any point of a swap: orders and consumed offsets commit in one transaction, so what an
 unfinished transaction decided, by either version, is aborted; the restarted process reads the registry
@@ -36,7 +38,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from contracts import policy_registry
+from contracts import PortfolioSnapshot, policy_registry
 from contracts.policy_record import Decision, PackedBundle, PolicyRecord, RegistryError, unpack
 from contracts.timeutil import now_ms
 from trader.handler import PolicyTrader
@@ -182,6 +184,20 @@ class RegistryServing:
         if self.settings.max_drawdown != math.inf:
             self._check_drawdown(trader)
         return trader.bundle
+
+    @property
+    def peak(self) -> float | None:
+        """The book's peak equity since the version deciding began serving (None: no step since the swap)."""
+        return None if math.isnan(self._peak) else self._peak
+
+    def restore_peak(self, snap: PortfolioSnapshot) -> None:
+        """Take the rollback's peak back from this book's last snapshot, when the version that wrote it serves."""
+        if snap.rollback_peak is None or snap.policy_version != self.version:
+            return
+        if not snap.rollback_peak <= self._peak:  # nan (the start) or lower
+            self._peak = snap.rollback_peak
+            log.info("Policy %s version %s: the automatic rollback's peak equity %.2f since its swap, from the "
+                     "portfolio snapshot at ts %d.", self.policy_id, self.version, self._peak, snap.ts)
 
     def _check_drawdown(self, trader: PolicyTrader) -> None:
         equity = trader.book.equity

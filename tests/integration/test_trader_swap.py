@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from contracts import V1, FeatureVector, Fill, Order, decode, encode, market_key
+from contracts import V1, FeatureVector, Fill, Order, PortfolioSnapshot, decode, encode, market_key
 from contracts.client_config import producer_config
 from contracts.feature_schema import V1 as V1_NAMES
 from contracts.policy_record import Decision, pack
 from contracts.policy_registry import latest, promoted, write
 from contracts.topic_reader import read_to_end
-from contracts.topics import ORDERS, SIGNALS_FEATURES
+from contracts.topics import FILLS, ORDERS, PORTFOLIO, SIGNALS_FEATURES
 from infra.kafka.broker import BrokerInfo
 from tests.helpers import cli_env
 from tests.integration.test_trader_chain import Proc, _wait_log
@@ -28,6 +28,7 @@ from tests.unit.trader.test_gate import _bundle
 from tickflow.cli import main
 from trader.handler import PolicyTrader, order_id
 from trader.policy import bundle as bundle_mod
+from trader.service import TraderService, TraderSettings
 from trader.swap import RegistryServing, RollbackSettings
 
 pytestmark = pytest.mark.integration
@@ -172,6 +173,54 @@ def test_the_drawdown_since_a_swap_rolls_the_promoted_version_back(shared_broker
     assert (d.kind, d.by, d.version, d.serving) == ("rolled_back", "trader", b.version, a.version)
     assert d.figures["drawdown"] == pytest.approx(0.06) and d.figures["limit"] == 0.05
     assert "TRADER__ROLLBACK__MAX_DRAWDOWN" in d.reason
+
+
+def test_a_restarted_trader_counts_the_drawdown_from_the_peak_since_the_swap_not_from_its_start(
+        shared_broker: BrokerInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Version b was promoted over a; b's book went from 10,000 to 9,600 (4 %) and the trader stopped, its last
+    snapshot naming b and the peak since b's swap. Restarted, the rebuild takes the peak back: a further fall
+    to 9,400 is 6 % since the swap and rolls b back (counted from the restart it would be 2.1 %, no rollback)."""
+    boot = shared_broker.bootstrap
+    monkeypatch.setenv("TICKFLOW_HOME", str(tmp_path / "home"))
+    a, b = _bundle(tmp_path / "a", 1.0), _bundle(tmp_path / "b", -1.0)
+    assert main(["policy", "promote", "r", "--bundle", str(a.path)]) == 0
+    assert main(["policy", "promote", "r", "--bundle", str(b.path)]) == 0
+    fill = Fill(schema_version=V1, fill_id="f1", order_id="o1", policy_id="r", exchange="binance", symbol="ETH-USDT",
+                side="buy", price=100.0, qty=10.0, fee=0.0, slippage=0.0, ts=60_000, last=True)
+    before = PortfolioSnapshot(schema_version=V1, policy_id="r", ts=120_000, positions={"ETH-USDT": 10.0},
+                               cash=9_000.0, equity=9_600.0, realised_pnl=0.0, unrealised_pnl=-400.0, fees=0.0,
+                               drawdown=0.04, policy_version=b.version, rollback_peak=10_000.0)
+    order = Order(schema_version=V1, order_id="o1", policy_id="r", policy_version=b.version, exchange="binance",
+                  symbol="ETH-USDT", side="buy", qty=10.0, target_position=1.0, ts=60_000, feature_ts=60_000)
+    p = Producer(producer_config(boot))
+    p.produce(ORDERS.name, encode(order), market_key("binance", "ETH-USDT"))
+    p.produce(FILLS.name, encode(fill), market_key("binance", "ETH-USDT"))
+    p.produce(PORTFOLIO.name, encode(before), b"r")
+    assert p.flush(30) == 0
+    settings = TraderSettings(notional=NOTIONAL, capital=10_000.0, rollback=RollbackSettings(max_drawdown=0.05))
+    svc = TraderService(None, "r", settings, boot)
+    assert svc.serving is not None and svc.trader.version == b.version
+    svc._rebuild(p)
+    assert svc.serving.peak == 10_000.0 and svc.trader.book.positions["ETH-USDT"] == 10.0
+    svc.serving.start()
+    try:
+        svc.trader.book.mark("ETH-USDT", 60.0)  # 9,600
+        assert svc.serving.at_boundary(svc.trader).version == b.version
+        svc.trader.book.mark("ETH-USDT", 40.0)  # 9,400: 6 % since the swap
+        deadline = time.monotonic() + 30
+        while svc.serving.at_boundary(svc.trader).version != a.version and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        svc.serving.stop()
+    rec = latest(boot, "r")
+    assert rec is not None and rec.decision.kind == "rolled_back" and rec.serving is not None
+    assert rec.serving.version == a.version and svc.trader.version == a.version
+    assert rec.decision.figures["peak_equity"] == 10_000.0 and rec.decision.figures["drawdown"] == pytest.approx(0.06)
+    # a snapshot another version wrote gives no peak: a new version's drawdown starts at its swap
+    fresh = RegistryServing(boot, "r", tmp_path / "fresh", RollbackSettings(max_drawdown=0.05))
+    fresh.initial()
+    fresh.restore_peak(before)
+    assert fresh.version == a.version and fresh.peak is None
 
 
 def test_a_sigkill_during_a_swap_leaves_the_orders_of_an_uninterrupted_run(
